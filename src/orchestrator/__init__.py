@@ -1,0 +1,5 @@
+"""An event-sourced async workflow orchestrator."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"

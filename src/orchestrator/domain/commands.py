@@ -1,0 +1,72 @@
+"""Commands: what a client or the engine asks a workflow to do. `decide` accepts or refuses them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from orchestrator.domain.states import State
+
+
+class StartWorkflow(msgspec.Struct, frozen=True, kw_only=True):
+    """Create a workflow in INIT; automatic ones then run by themselves."""
+
+    workflow_id: int
+    name: str
+    description: str | None = None
+    config: dict[str, Any] = {}
+    auto_start: bool = True
+
+
+class BeginStep(msgspec.Struct, frozen=True, kw_only=True):
+    """Start the task of the workflow's current state (or finalize, once it is COMPLETE)."""
+
+    task: str
+
+
+class AdvanceWorkflow(msgspec.Struct, frozen=True, kw_only=True):
+    """A client's `next`: run the current state's task and fire its forward trigger."""
+
+    task: str
+
+
+class FinishStep(msgspec.Struct, frozen=True, kw_only=True):
+    """Record the result of the step started in `state`, and fire the state's forward trigger."""
+
+    state: State
+    result: dict[str, Any]
+    duration: float = 0.0
+
+
+class FailStep(msgspec.Struct, frozen=True, kw_only=True):
+    """Record that the step started in `state` raised or timed out, and fire `fail`."""
+
+    state: State
+    error: str
+    duration: float = 0.0
+    timed_out: bool = False
+
+
+class RetryWorkflow(msgspec.Struct, frozen=True, kw_only=True):
+    """Send a FAILED workflow back to INIT with one more retry counted."""
+
+
+class CancelWorkflow(msgspec.Struct, frozen=True, kw_only=True):
+    """Stop a running workflow at once; a step still running is discarded when it returns."""
+
+
+class DeleteWorkflow(msgspec.Struct, frozen=True, kw_only=True):
+    """Hide a finished workflow from reads; its history stays in the log."""
+
+
+Command = (
+    StartWorkflow
+    | BeginStep
+    | AdvanceWorkflow
+    | FinishStep
+    | FailStep
+    | RetryWorkflow
+    | CancelWorkflow
+    | DeleteWorkflow
+)

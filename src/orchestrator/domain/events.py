@@ -1,0 +1,106 @@
+"""Events: the permanent facts of a workflow's life, stored in the log forever.
+
+Stored events never change shape: a new field needs a default, and no field ever changes its type
+or its tag. Each event carries `at`, the moment the fact happened (UTC).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from orchestrator.domain.states import State, Trigger
+
+
+class _EventBase(msgspec.Struct, frozen=True, kw_only=True, tag=True):
+    at: datetime
+
+
+class WorkflowStarted(_EventBase, frozen=True, kw_only=True, tag=True):
+    """Recorded when a client starts a workflow: the first event of every workflow stream."""
+
+    workflow_id: int
+    name: str
+    description: str | None = None
+    config: dict[str, Any] = {}
+    auto_start: bool = True
+
+
+class StepStarted(_EventBase, frozen=True, kw_only=True, tag=True):
+    """Recorded just before a state's task is handed to the worker pool."""
+
+    state: State
+    task: str
+
+
+class StepSucceeded(_EventBase, frozen=True, kw_only=True, tag=True):
+    """Recorded when a state's task returned; `result` is what it returned."""
+
+    state: State
+    result: dict[str, Any]
+    duration: float = 0.0
+
+
+class StepFailed(_EventBase, frozen=True, kw_only=True, tag=True):
+    """Recorded when a state's task raised or ran past the task timeout."""
+
+    state: State
+    error: str
+    duration: float = 0.0
+    timed_out: bool = False
+
+
+class WorkflowTransitioned(_EventBase, frozen=True, kw_only=True, tag=True):
+    """Recorded when the workflow moves along one row of the transition table."""
+
+    from_state: State
+    to_state: State
+    trigger: Trigger
+
+
+class WorkflowDeleted(_EventBase, frozen=True, kw_only=True, tag=True):
+    """Tombstone: recorded when a client deletes a finished workflow; reads 404 afterwards."""
+
+
+Event = (
+    WorkflowStarted
+    | StepStarted
+    | StepSucceeded
+    | StepFailed
+    | WorkflowTransitioned
+    | WorkflowDeleted
+)
+
+EVENT_TYPES: tuple[type[Event], ...] = (
+    WorkflowStarted,
+    StepStarted,
+    StepSucceeded,
+    StepFailed,
+    WorkflowTransitioned,
+    WorkflowDeleted,
+)
+
+_encoder = msgspec.json.Encoder()
+_decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
+
+
+def event_type(event: Event) -> str:
+    """The name the log stores the event under (its tag)."""
+    return type(event).__name__
+
+
+def encode_event(event: Event) -> bytes:
+    """The event as the JSON bytes stored in the log."""
+    return _encoder.encode(event)
+
+
+def decode_event(data: bytes) -> Event:
+    """An event back from its stored JSON bytes."""
+    return _decoder.decode(data)
+
+
+def stream_id(workflow_id: int) -> str:
+    """The log stream that holds one workflow's events."""
+    return f"workflow-{workflow_id}"

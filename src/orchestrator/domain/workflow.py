@@ -1,0 +1,253 @@
+"""The workflow aggregate: `evolve` folds events into state, `decide` turns commands into events.
+
+Both are pure. Time comes in as an argument so that a decision is a function of its inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from orchestrator.domain.commands import (
+    AdvanceWorkflow,
+    BeginStep,
+    CancelWorkflow,
+    Command,
+    DeleteWorkflow,
+    FailStep,
+    FinishStep,
+    RetryWorkflow,
+    StartWorkflow,
+)
+from orchestrator.domain.errors import InvalidTransition, StepInProgress, WorkflowNotFound
+from orchestrator.domain.events import (
+    Event,
+    StepFailed,
+    StepStarted,
+    StepSucceeded,
+    WorkflowDeleted,
+    WorkflowStarted,
+    WorkflowTransitioned,
+)
+from orchestrator.domain.states import State, Trigger, is_running
+from orchestrator.domain.transitions import FORWARD_TRIGGER, allowed_triggers, target
+
+
+class Transition(msgspec.Struct, frozen=True, kw_only=True):
+    """One move along the transition table, as the workflow remembers it."""
+
+    from_state: State
+    to_state: State
+    trigger: Trigger
+    at: datetime
+
+
+class Workflow(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything known about one workflow after folding its events."""
+
+    workflow_id: int
+    name: str
+    description: str | None = None
+    config: dict[str, Any] = {}
+    auto_start: bool = True
+    version: int = 0
+    state: State = State.INIT
+    retries: int = 0
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    updated_at: datetime | None = None
+    error_message: str | None = None
+    #: The state whose task has started and not yet finished, if any.
+    step: State | None = None
+    step_started_at: datetime | None = None
+    #: True once finalize has run (or failed) after reaching COMPLETE.
+    finalized: bool = False
+    transitions: tuple[Transition, ...] = ()
+    task_results: dict[str, dict[str, Any]] = {}
+    deleted: bool = False
+
+    def needs_step(self) -> bool:
+        """True when a task is due: a running state, or COMPLETE before finalize has run."""
+        if self.deleted or self.step is not None:
+            return False
+        return is_running(self.state) or (self.state is State.COMPLETE and not self.finalized)
+
+    def is_driven_automatically(self) -> bool:
+        """True when the engine, not `next`, advances this workflow."""
+        return self.auto_start or (self.state is State.COMPLETE and not self.finalized)
+
+
+def allowed_actions(workflow: Workflow) -> list[str]:
+    """The client commands legal now, by their API names."""
+    if workflow.deleted:
+        return []
+    if is_running(workflow.state):
+        return ["cancel"] if workflow.step is not None else ["next", "cancel"]
+    if workflow.state is State.FAILED:
+        return ["retry", "delete"]
+    return ["delete"]
+
+
+def fire(workflow_id: int, state: State, trigger: Trigger) -> State:
+    """The state `trigger` leads to from `state`; InvalidTransition names what is allowed."""
+    to_state = target(state, trigger)
+    if to_state is None:
+        allowed = [t.value for t in allowed_triggers(state)]
+        raise InvalidTransition(workflow_id, state.value, trigger.value, allowed)
+    return to_state
+
+
+def evolve(workflow: Workflow | None, event: Event) -> Workflow:
+    """The workflow after `event` (the first event, WorkflowStarted, creates it)."""
+    if isinstance(event, WorkflowStarted):
+        return Workflow(
+            workflow_id=event.workflow_id,
+            name=event.name,
+            description=event.description,
+            config=event.config,
+            auto_start=event.auto_start,
+            version=1,
+            started_at=event.at,
+            updated_at=event.at,
+        )
+    if workflow is None:
+        raise ValueError(f"a workflow stream must begin with WorkflowStarted, not {event!r}")
+    replace = msgspec.structs.replace
+    version = workflow.version + 1
+    if isinstance(event, StepStarted):
+        return replace(
+            workflow, version=version, step=event.state, step_started_at=event.at,
+            updated_at=event.at,
+        )
+    if isinstance(event, StepSucceeded):
+        results = {**workflow.task_results, event.state.value: event.result}
+        return replace(
+            workflow, version=version, step=None, step_started_at=None, task_results=results,
+            finalized=workflow.finalized or event.state is State.COMPLETE, updated_at=event.at,
+        )
+    if isinstance(event, StepFailed):
+        return replace(
+            workflow, version=version, step=None, step_started_at=None,
+            error_message=event.error,
+            finalized=workflow.finalized or event.state is State.COMPLETE, updated_at=event.at,
+        )
+    if isinstance(event, WorkflowTransitioned):
+        return _evolve_transition(workflow, event, version)
+    if isinstance(event, WorkflowDeleted):
+        return replace(workflow, version=version, deleted=True, updated_at=event.at)
+    raise TypeError(f"unknown event {event!r}")
+
+
+def _evolve_transition(workflow: Workflow, event: WorkflowTransitioned, version: int) -> Workflow:
+    move = Transition(
+        from_state=event.from_state, to_state=event.to_state, trigger=event.trigger, at=event.at
+    )
+    changes: dict[str, Any] = {
+        "version": version,
+        "state": event.to_state,
+        "transitions": (*workflow.transitions, move),
+        "updated_at": event.at,
+    }
+    if event.trigger is Trigger.CANCEL:
+        # A cancelled step's result will be discarded, so the step no longer counts as running.
+        changes.update(step=None, step_started_at=None)
+    if event.trigger is Trigger.RETRY:
+        changes.update(
+            retries=workflow.retries + 1, completed_at=None, error_message=None, finalized=False
+        )
+    elif not is_running(event.to_state):
+        changes["completed_at"] = event.at
+    return msgspec.structs.replace(workflow, **changes)
+
+
+def fold(events: Iterable[Event]) -> Workflow | None:
+    """The workflow after all of `events`, or None for an empty stream."""
+    workflow: Workflow | None = None
+    for event in events:
+        workflow = evolve(workflow, event)
+    return workflow
+
+
+def decide(workflow: Workflow | None, command: Command, now: datetime) -> list[Event]:
+    """The events that carry out `command`, or an error saying why it is refused."""
+    if isinstance(command, StartWorkflow):
+        if workflow is not None:
+            raise InvalidTransition(
+                command.workflow_id, workflow.state.value, "start", allowed_actions(workflow)
+            )
+        return [
+            WorkflowStarted(
+                at=now, workflow_id=command.workflow_id, name=command.name,
+                description=command.description, config=command.config,
+                auto_start=command.auto_start,
+            )
+        ]
+    if workflow is None or workflow.deleted:
+        raise WorkflowNotFound(workflow.workflow_id if workflow else 0)
+    if isinstance(command, AdvanceWorkflow | BeginStep):
+        return _decide_begin(workflow, command, now)
+    if isinstance(command, FinishStep):
+        _require_step(workflow, command.state, "record a step result")
+        duration = command.duration
+        succeeded = StepSucceeded(at=now, state=command.state, result=command.result,
+                                  duration=duration)
+        trigger = FORWARD_TRIGGER.get(command.state)
+        if trigger is None:
+            return [succeeded]
+        return [succeeded, _transition(workflow, trigger, now)]
+    if isinstance(command, FailStep):
+        _require_step(workflow, command.state, "record a step failure")
+        failed = StepFailed(at=now, state=command.state, error=command.error,
+                            duration=command.duration, timed_out=command.timed_out)
+        if not is_running(command.state):
+            return [failed]
+        return [failed, _transition(workflow, Trigger.FAIL, now)]
+    if isinstance(command, CancelWorkflow):
+        return [_transition(workflow, Trigger.CANCEL, now)]
+    if isinstance(command, RetryWorkflow):
+        return [_transition(workflow, Trigger.RETRY, now)]
+    if isinstance(command, DeleteWorkflow):
+        if is_running(workflow.state):
+            raise InvalidTransition(
+                workflow.workflow_id, workflow.state.value, "delete", allowed_actions(workflow),
+                "cancel it first",
+            )
+        return [WorkflowDeleted(at=now)]
+    raise TypeError(f"unknown command {command!r}")
+
+
+def _decide_begin(
+    workflow: Workflow, command: AdvanceWorkflow | BeginStep, now: datetime
+) -> list[Event]:
+    if workflow.step is not None:
+        raise StepInProgress(workflow.workflow_id, workflow.step.value)
+    if isinstance(command, AdvanceWorkflow) and not is_running(workflow.state):
+        hint = "use retry" if workflow.state is State.FAILED else "it has finished"
+        raise InvalidTransition(
+            workflow.workflow_id, workflow.state.value, "next", allowed_actions(workflow), hint
+        )
+    if not workflow.needs_step():
+        raise InvalidTransition(
+            workflow.workflow_id, workflow.state.value, "start a step", allowed_actions(workflow)
+        )
+    return [StepStarted(at=now, state=workflow.state, task=command.task)]
+
+
+def _require_step(workflow: Workflow, state: State, action: str) -> None:
+    # A result is only accepted for the step that is running now; a late result from a
+    # cancelled, timed-out or already-recorded step is refused so the engine discards it.
+    if workflow.step is not state or workflow.state is not state:
+        running = workflow.step.value if workflow.step else "no step"
+        raise InvalidTransition(
+            workflow.workflow_id, workflow.state.value, f"{action} for {state.value}",
+            allowed_actions(workflow), f"{running} is running",
+        )
+
+
+def _transition(workflow: Workflow, trigger: Trigger, now: datetime) -> WorkflowTransitioned:
+    to_state = fire(workflow.workflow_id, workflow.state, trigger)
+    return WorkflowTransitioned(at=now, from_state=workflow.state, to_state=to_state,
+                                trigger=trigger)

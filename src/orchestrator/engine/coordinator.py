@@ -1,0 +1,225 @@
+"""The coordinator: drives workflows through their states on the asyncio loop.
+
+For each step it records StepStarted, hands the task to the worker pool, awaits it without
+blocking the loop, and records the outcome with the version it read. If the workflow moved on
+meanwhile (cancelled, or the step's result already recorded), `decide` refuses the late outcome
+and it is discarded. A step that was started before a crash is run again on start-up; its outcome
+is recorded once, because the append carries the expected version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from orchestrator.domain.commands import (
+    AdvanceWorkflow,
+    BeginStep,
+    CancelWorkflow,
+    DeleteWorkflow,
+    FailStep,
+    FinishStep,
+    RetryWorkflow,
+    StartWorkflow,
+)
+from orchestrator.domain.errors import DomainError, StepInProgress, WorkflowNotFound
+from orchestrator.domain.workflow import Workflow
+from orchestrator.engine.executor import TaskTimedOut, WorkerPool
+from orchestrator.engine.service import Outcome, WorkflowService
+from orchestrator.engine.tasks import TaskContext, TaskRegistry
+from orchestrator.eventstore.errors import EventStoreError
+
+log = logging.getLogger(__name__)
+
+_API = {"actor": "api"}
+_ENGINE = {"actor": "engine"}
+_result_encoder = msgspec.json.Encoder()
+
+
+class Coordinator:
+    """Starts, advances, retries, cancels and deletes workflows, and runs their tasks."""
+
+    def __init__(
+        self,
+        service: WorkflowService,
+        pool: WorkerPool,
+        registry: TaskRegistry,
+        *,
+        task_timeout: float,
+        time_scale: float,
+    ) -> None:
+        self.service = service
+        self.pool = pool
+        self.registry = registry
+        self._task_timeout = task_timeout
+        self._time_scale = time_scale
+        self._drivers: dict[int, asyncio.Task[Workflow | None]] = {}
+
+    # Client commands ---------------------------------------------------------------------------
+
+    async def start(self, command: StartWorkflow) -> Outcome:
+        """Create a workflow; an automatic one starts running at once."""
+        outcome = await self.service.start(command, _API)
+        if outcome.workflow.auto_start:
+            self._drive(outcome.workflow.workflow_id)
+        return outcome
+
+    async def advance(self, workflow_id: int) -> Outcome:
+        """`next`: run the current state's task and return once its outcome is recorded."""
+        if self._is_driving(workflow_id):
+            workflow = await self.service.load(workflow_id)
+            raise StepInProgress(workflow_id, _step_name(workflow))
+        name, _ = self.registry.lookup((await self._current(workflow_id)).state)
+        begun = await self.service.execute(workflow_id, AdvanceWorkflow(task=name), _API)
+        task = asyncio.create_task(self._finish_manual_step(begun.workflow))
+        self._drivers[workflow_id] = task
+        task.add_done_callback(lambda _: self._forget(workflow_id, task))
+        # Shielded: a client that disconnects must not abandon a step that has been recorded.
+        await asyncio.shield(task)
+        latest = await self.service.load(workflow_id)
+        assert latest is not None
+        return Outcome(latest, self.service.last_position, ())
+
+    async def retry(self, workflow_id: int) -> Outcome:
+        """FAILED -> INIT with one more retry; an automatic workflow runs again."""
+        outcome = await self.service.execute(workflow_id, RetryWorkflow(), _API)
+        if outcome.workflow.auto_start:
+            self._drive(workflow_id)
+        return outcome
+
+    async def cancel(self, workflow_id: int) -> Outcome:
+        """Record CANCELLED now; a running task's result will be discarded."""
+        return await self.service.execute(workflow_id, CancelWorkflow(), _API)
+
+    async def delete(self, workflow_id: int) -> Outcome:
+        """Append the tombstone of a finished workflow."""
+        return await self.service.execute(workflow_id, DeleteWorkflow(), _API)
+
+    # Driving -----------------------------------------------------------------------------------
+
+    def resume(self, workflow_ids: Iterable[int]) -> None:
+        """After a restart: pick up every workflow that was in flight."""
+        for workflow_id in workflow_ids:
+            self._drive(workflow_id)
+
+    async def stop(self) -> None:
+        """Stop driving; steps in flight stay recorded as started and resume on the next start."""
+        drivers = list(self._drivers.values())
+        for task in drivers:
+            task.cancel()
+        for task in drivers:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.pool.shutdown()
+
+    async def wait_idle(self) -> None:
+        """Wait until no workflow is being driven (for tests and orderly shutdown)."""
+        while self._drivers:
+            await asyncio.gather(*self._drivers.values(), return_exceptions=True)
+
+    def _drive(self, workflow_id: int) -> None:
+        if self._is_driving(workflow_id):
+            return
+        task = asyncio.create_task(self._drive_loop(workflow_id), name=f"workflow-{workflow_id}")
+        self._drivers[workflow_id] = task
+        task.add_done_callback(lambda _: self._forget(workflow_id, task))
+
+    def _is_driving(self, workflow_id: int) -> bool:
+        task = self._drivers.get(workflow_id)
+        return task is not None and not task.done()
+
+    def _forget(self, workflow_id: int, task: asyncio.Task[Workflow | None]) -> None:
+        if self._drivers.get(workflow_id) is task:
+            del self._drivers[workflow_id]
+        if not task.cancelled() and task.exception() is not None:
+            log.error("driving workflow %d failed", workflow_id, exc_info=task.exception())
+
+    async def _drive_loop(self, workflow_id: int) -> Workflow | None:
+        workflow = await self.service.load(workflow_id, fresh=True)
+        while workflow is not None and not workflow.deleted:
+            if workflow.step is not None:
+                workflow = await self._run_task(workflow)  # resumed after a restart
+            elif workflow.needs_step() and workflow.is_driven_automatically():
+                workflow = await self._begin_and_run(workflow)
+            else:
+                break
+        return workflow
+
+    async def _finish_manual_step(self, begun: Workflow) -> Workflow | None:
+        workflow = await self._run_task(begun)
+        # Entering COMPLETE runs finalize, manual workflows included.
+        if workflow is not None and workflow.needs_step() and workflow.is_driven_automatically():
+            workflow = await self._begin_and_run(workflow)
+        return workflow
+
+    async def _begin_and_run(self, workflow: Workflow) -> Workflow | None:
+        name, _ = self.registry.lookup(workflow.state)
+        begun = await self._record(workflow.workflow_id, BeginStep(task=name))
+        return None if begun is None else await self._run_task(begun)
+
+    async def _run_task(self, workflow: Workflow) -> Workflow | None:
+        state = workflow.step
+        assert state is not None
+        _, function = self.registry.lookup(state)
+        context = TaskContext(
+            workflow_id=workflow.workflow_id,
+            state=state,
+            config=dict(workflow.config),
+            retries=workflow.retries,
+            time_scale=self._time_scale,
+        )
+        started = time.monotonic()
+        try:
+            result = await self.pool.run(lambda: _checked(function(context)), self._task_timeout)
+        except TaskTimedOut as exc:
+            command: FinishStep | FailStep = FailStep(
+                state=state, error=f"{state.value} step timed out after {exc.seconds:g} s",
+                duration=time.monotonic() - started, timed_out=True,
+            )
+        except Exception as exc:
+            command = FailStep(
+                state=state, error=f"{type(exc).__name__}: {exc}",
+                duration=time.monotonic() - started,
+            )
+        else:
+            command = FinishStep(state=state, result=result, duration=time.monotonic() - started)
+        return await self._record(workflow.workflow_id, command)
+
+    async def _record(
+        self, workflow_id: int, command: BeginStep | FinishStep | FailStep
+    ) -> Workflow | None:
+        try:
+            return (await self.service.execute(workflow_id, command, _ENGINE)).workflow
+        except DomainError as exc:
+            log.info("workflow %d: discarded %s: %s", workflow_id, type(command).__name__, exc)
+            return None
+        except EventStoreError:
+            log.exception("workflow %d: could not record %s", workflow_id, type(command).__name__)
+            raise
+
+    async def _current(self, workflow_id: int) -> Workflow:
+        workflow = await self.service.load(workflow_id)
+        if workflow is None or workflow.deleted:
+            raise WorkflowNotFound(workflow_id)
+        return workflow
+
+
+def _step_name(workflow: Workflow | None) -> str:
+    if workflow is None:
+        return "unknown"
+    return (workflow.step or workflow.state).value
+
+
+def _checked(result: Any) -> dict[str, Any]:
+    # Refuse what the log cannot store before it reaches the append, so a bad result fails the
+    # step with a clear error instead of breaking the write path.
+    if not isinstance(result, dict):
+        raise TypeError(f"task returned {type(result).__name__}, expected a dict")
+    _result_encoder.encode(result)
+    return result

@@ -1,0 +1,115 @@
+"""The built-in state tasks and the registry that lets a user plug in their own.
+
+A task is a blocking callable `(TaskContext) -> dict` run in a worker thread. Returning a dict
+fires the state's forward trigger with that dict as the recorded result; raising fires `fail`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.domain.states import State
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """What a task knows about the step it runs."""
+
+    workflow_id: int
+    state: State
+    config: dict[str, Any]
+    retries: int
+    time_scale: float = 1.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def simulate_work(self, seconds: float) -> None:
+        """Sleep for `seconds` scaled by TASK_TIME_SCALE (0 makes it instant)."""
+        scaled = seconds * self.time_scale
+        if scaled > 0:
+            time.sleep(scaled)
+
+
+TaskFunction = Callable[[TaskContext], dict[str, Any]]
+
+DEFAULT_ITERATIONS = 5000
+
+
+class SimulatedFailure(RuntimeError):
+    """Raised by initialize when the workflow's config asks for a failure on this attempt."""
+
+
+def initialize(ctx: TaskContext) -> dict[str, Any]:
+    """INIT: fails while `simulate_failure` is set and `retries < fail_until_retry` (default 1)."""
+    ctx.simulate_work(0.5)
+    if ctx.config.get("simulate_failure"):
+        fail_until = ctx.config.get("fail_until_retry", 1)
+        if isinstance(fail_until, int) and ctx.retries < fail_until:
+            raise SimulatedFailure(
+                f"simulated failure on attempt {ctx.retries + 1} "
+                f"(fails while retries < {fail_until})"
+            )
+    return {"status": "initialized", "message": f"Workflow {ctx.workflow_id} initialized"}
+
+
+def prepare(ctx: TaskContext) -> dict[str, Any]:
+    """PREPARE: simulated preparation of three files."""
+    ctx.simulate_work(0.7)
+    return {"status": "prepared", "files_created": 3, "message": "Resources prepared"}
+
+
+def execute(ctx: TaskContext) -> dict[str, Any]:
+    """EXECUTE: real work, the sum of i*i for i below `iterations` (config, default 5000)."""
+    ctx.simulate_work(1.0)
+    iterations = ctx.config.get("iterations", DEFAULT_ITERATIONS)
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
+        raise ValueError(f"config iterations must be a non-negative integer, not {iterations!r}")
+    total = sum(i * i for i in range(iterations))
+    return {"status": "executed", "computation_result": total, "iterations": iterations}
+
+
+def validate(ctx: TaskContext) -> dict[str, Any]:
+    """VALIDATE: five simulated checks, all passing."""
+    ctx.simulate_work(0.6)
+    return {"status": "validated", "validation_passed": True, "checks_performed": 5}
+
+
+def finalize(ctx: TaskContext) -> dict[str, Any]:
+    """COMPLETE: runs once on entering COMPLETE."""
+    ctx.simulate_work(0.3)
+    return {"status": "completed", "message": f"Workflow {ctx.workflow_id} completed"}
+
+
+BUILT_IN_TASKS: dict[State, tuple[str, TaskFunction]] = {
+    State.INIT: ("initialize", initialize),
+    State.PREPARE: ("prepare", prepare),
+    State.EXECUTE: ("execute", execute),
+    State.VALIDATE: ("validate", validate),
+    State.COMPLETE: ("finalize", finalize),
+}
+
+
+class TaskRegistry:
+    """Which callable runs in which state; starts with the built-ins."""
+
+    def __init__(self) -> None:
+        self._tasks = dict(BUILT_IN_TASKS)
+
+    def register(self, state: State, function: TaskFunction, name: str | None = None) -> None:
+        """Run `function` for `state` from now on (INIT..VALIDATE, or COMPLETE for finalize)."""
+        if state not in BUILT_IN_TASKS:
+            raise ValueError(f"{state.value} has no task; tasks run in {_task_states()}")
+        self._tasks[state] = (name or getattr(function, "__name__", "task"), function)
+
+    def lookup(self, state: State) -> tuple[str, TaskFunction]:
+        """The (name, callable) registered for `state`."""
+        try:
+            return self._tasks[state]
+        except KeyError:
+            raise ValueError(f"{state.value} has no task; tasks run in {_task_states()}") from None
+
+
+def _task_states() -> str:
+    return ", ".join(state.value for state in BUILT_IN_TASKS)

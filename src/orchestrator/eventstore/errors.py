@@ -1,0 +1,25 @@
+"""Errors of the event store; each backend translates its driver's errors into these."""
+
+from __future__ import annotations
+
+
+class EventStoreError(Exception):
+    """Base of every event-store failure."""
+
+
+class ConcurrencyConflict(EventStoreError):
+    """The stream is not at the version the writer expected: someone else appended first."""
+
+    def __init__(self, stream_id: str, expected: int, actual: int) -> None:
+        self.stream_id = stream_id
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"stream {stream_id} is at version {actual}, expected {expected}")
+
+
+class StoreUnavailable(EventStoreError):
+    """The database cannot be reached or refused the operation."""
+
+
+class SchemaTooNew(EventStoreError):
+    """The database was written by a newer release than this one."""

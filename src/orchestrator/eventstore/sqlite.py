@@ -1,0 +1,288 @@
+"""The SQLite event store: one writer connection with group commit, one reader connection.
+
+Concurrent appends queue up and are committed together in one `BEGIN IMMEDIATE` transaction, so
+the cost of an fsync (synchronous=FULL) is shared by every append in the batch. Each append still
+gets its own version check and its own result: a conflicting append is refused alone, the others
+in its batch commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import aiosqlite
+import msgspec
+
+from orchestrator.eventstore.base import AppendResult, NewEvent, RecordedEvent
+from orchestrator.eventstore.errors import ConcurrencyConflict, SchemaTooNew, StoreUnavailable
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    position    INTEGER PRIMARY KEY,
+    stream_id   TEXT    NOT NULL,
+    version     INTEGER NOT NULL CHECK (version >= 1),
+    type        TEXT    NOT NULL,
+    data        TEXT    NOT NULL,
+    metadata    TEXT    NOT NULL,
+    recorded_at TEXT    NOT NULL,
+    UNIQUE (stream_id, version)
+);
+CREATE TRIGGER IF NOT EXISTS events_refuse_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'events are append-only: UPDATE refused'); END;
+CREATE TRIGGER IF NOT EXISTS events_refuse_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'events are append-only: DELETE refused'); END;
+"""
+
+_COLUMNS = "position, stream_id, version, type, data, metadata, recorded_at"
+_MAX_BATCH = 512
+_metadata_encoder = msgspec.json.Encoder()
+_metadata_decoder = msgspec.json.Decoder(dict)
+
+
+def sqlite_path(url: str) -> str:
+    """The file path of a `sqlite:///relative` or `sqlite:////absolute` URL."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise ValueError(f"not a SQLite URL with a file path: {url!r}")
+    path = url[len(prefix) :]
+    if path == ":memory:":
+        raise ValueError("an in-memory SQLite database cannot be shared; use memory:// instead")
+    return path
+
+
+async def connect(path: str, busy_timeout_ms: int) -> aiosqlite.Connection:
+    """A connection in autocommit mode (we issue BEGIN ourselves) with WAL and FULL sync."""
+    try:
+        conn = await aiosqlite.connect(path, isolation_level=None)
+        await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.execute("PRAGMA synchronous = FULL")
+    except sqlite3.Error as exc:
+        raise StoreUnavailable(f"cannot open SQLite database {path!r}: {exc}") from exc
+    return conn
+
+
+class _Append:
+    __slots__ = ("events", "expected", "future", "stream_id")
+
+    def __init__(
+        self, stream_id: str, expected: int, events: Sequence[NewEvent], future: asyncio.Future[AppendResult]
+    ) -> None:
+        self.stream_id = stream_id
+        self.expected = expected
+        self.events = events
+        self.future = future
+
+
+class SQLiteEventStore:
+    """The event log in one SQLite file, append-only enforced by triggers."""
+
+    def __init__(self, path: str, *, busy_timeout_ms: int = 10_000) -> None:
+        self.path = path
+        self._busy_timeout_ms = busy_timeout_ms
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._queue: asyncio.Queue[_Append] = asyncio.Queue()
+        self._writer_task: asyncio.Task[None] | None = None
+        self._head = 0
+        self._changed = asyncio.Event()
+
+    async def open(self) -> None:
+        """Connect, create or check the schema, and start the group-commit writer."""
+        self._writer = await connect(self.path, self._busy_timeout_ms)
+        await self._migrate(self._writer)
+        self._reader = await connect(self.path, self._busy_timeout_ms)
+        self._head = await self._read_head()
+        self._writer_task = asyncio.create_task(self._write_loop(), name="sqlite-group-commit")
+
+    async def _migrate(self, conn: aiosqlite.Connection) -> None:
+        try:
+            await conn.execute("BEGIN IMMEDIATE")
+            rows = await conn.execute_fetchall("PRAGMA user_version")
+            found = next(iter(rows))[0]
+            if found > SCHEMA_VERSION:
+                await conn.execute("ROLLBACK")
+                raise SchemaTooNew(
+                    f"{self.path} has event schema {found}; this release knows up to "
+                    f"{SCHEMA_VERSION}"
+                )
+            for statement in _split_statements(_SCHEMA):
+                await conn.execute(statement)
+            await conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            await conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                await conn.execute("ROLLBACK")
+            raise StoreUnavailable(f"cannot prepare the event schema in {self.path}: {exc}") from exc
+
+    async def close(self) -> None:
+        """Commit what is queued, stop the writer and close both connections."""
+        if self._writer_task is not None:
+            while not self._queue.empty():
+                await asyncio.sleep(0.005)
+            self._writer_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer_task
+            self._writer_task = None
+        for conn in (self._writer, self._reader):
+            if conn is not None:
+                await conn.close()
+        self._writer = self._reader = None
+
+    async def append(
+        self, stream_id: str, expected_version: int, events: Sequence[NewEvent]
+    ) -> AppendResult:
+        """Queue the append for the next group commit and wait for its own outcome."""
+        if self._writer_task is None:
+            raise StoreUnavailable("the SQLite event store is not open")
+        future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Append(stream_id, expected_version, list(events), future))
+        return await future
+
+    async def _write_loop(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < _MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[_Append]) -> None:
+        writer = self._writer
+        assert writer is not None
+        outcomes: list[AppendResult | Exception] = []
+        try:
+            await writer.execute("BEGIN IMMEDIATE")
+            streams = sorted({item.stream_id for item in batch})
+            marks = ",".join("?" * len(streams))
+            rows = await writer.execute_fetchall(
+                f"SELECT stream_id, MAX(version) FROM events WHERE stream_id IN ({marks}) "
+                "GROUP BY stream_id UNION ALL SELECT NULL, COALESCE(MAX(position), 0) FROM events",
+                streams,
+            )
+            versions: dict[str, int] = {}
+            head = 0
+            for stream, value in rows:
+                if stream is None:
+                    head = value
+                else:
+                    versions[stream] = value
+            recorded_at = datetime.now(UTC).isoformat()
+            inserts: list[tuple[object, ...]] = []
+            for item in batch:
+                actual = versions.get(item.stream_id, 0)
+                if actual != item.expected:
+                    outcomes.append(ConcurrencyConflict(item.stream_id, item.expected, actual))
+                    continue
+                for event in item.events:
+                    head += 1
+                    actual += 1
+                    inserts.append((
+                        head, item.stream_id, actual, event.type, event.data.decode(),
+                        _metadata_encoder.encode(event.metadata).decode(), recorded_at,
+                    ))
+                versions[item.stream_id] = actual
+                outcomes.append(AppendResult(version=actual, position=head))
+            if inserts:
+                await writer.executemany(
+                    f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", inserts
+                )
+            await writer.execute("COMMIT")
+        except (sqlite3.Error, UnicodeDecodeError) as exc:
+            with contextlib.suppress(sqlite3.Error):
+                await writer.execute("ROLLBACK")
+            failure = StoreUnavailable(f"append to {self.path} failed: {exc}")
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(failure)
+            return
+        self._head = max(self._head, head)
+        for item, outcome in zip(batch, outcomes, strict=True):
+            if item.future.done():  # the caller was cancelled; its events are committed anyway
+                continue
+            if isinstance(outcome, Exception):
+                item.future.set_exception(outcome)
+            else:
+                item.future.set_result(outcome)
+        if inserts:
+            self._changed.set()
+            self._changed = asyncio.Event()
+
+    async def read_stream(
+        self, stream_id: str, up_to_version: int | None = None
+    ) -> list[RecordedEvent]:
+        """The stream's events in version order."""
+        if up_to_version is None:
+            sql = f"SELECT {_COLUMNS} FROM events WHERE stream_id = ? ORDER BY version"
+            params: tuple[object, ...] = (stream_id,)
+        else:
+            sql = (
+                f"SELECT {_COLUMNS} FROM events WHERE stream_id = ? AND version <= ? "
+                "ORDER BY version"
+            )
+            params = (stream_id, up_to_version)
+        return [_row_to_event(row) for row in await self._read(sql, params)]
+
+    async def read_all(self, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
+        """Events past `after` in position order."""
+        sql = f"SELECT {_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"
+        return [_row_to_event(row) for row in await self._read(sql, (after, limit))]
+
+    async def head_position(self) -> int:
+        """The last committed position, including other processes' commits."""
+        self._head = max(self._head, await self._read_head())
+        return self._head
+
+    async def _read_head(self) -> int:
+        rows = await self._read("SELECT COALESCE(MAX(position), 0) FROM events", ())
+        return int(rows[0][0])
+
+    async def wait_for_events(self, after: int, timeout: float) -> bool:
+        """Wake on our own commits at once; look at the file for other writers on timeout."""
+        changed = self._changed
+        if self._head > after:
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(changed.wait(), timeout)
+        if self._head > after:
+            return True
+        return await self.head_position() > after
+
+    async def _read(self, sql: str, params: Sequence[object]) -> list[sqlite3.Row]:
+        reader = self._reader
+        if reader is None:
+            raise StoreUnavailable("the SQLite event store is not open")
+        try:
+            return list(await reader.execute_fetchall(sql, params))
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"read from {self.path} failed: {exc}") from exc
+
+
+def _row_to_event(row: sqlite3.Row) -> RecordedEvent:
+    position, stream_id, version, type_, data, metadata, recorded_at = row
+    return RecordedEvent(
+        position=position,
+        stream_id=stream_id,
+        version=version,
+        type=type_,
+        data=data.encode() if isinstance(data, str) else bytes(data),
+        metadata=_metadata_decoder.decode(metadata),
+        recorded_at=datetime.fromisoformat(recorded_at),
+    )
+
+
+def _split_statements(script: str) -> list[str]:
+    # Triggers contain inner semicolons, so split on the statement-ending "END;" and ");" lines.
+    statements: list[str] = []
+    current: list[str] = []
+    for line in script.strip().splitlines():
+        current.append(line)
+        if line.rstrip().endswith(("END;", ");")):
+            statements.append("\n".join(current))
+            current = []
+    return statements

@@ -1,0 +1,117 @@
+"""Every error the API answers with, as one table from exception to (status, code).
+
+```
+domain/errors.py      DomainError
+                        WorkflowNotFound     404 not_found
+                        InvalidTransition    409 invalid_transition (state, action, allowed)
+                        StepInProgress       409 step_in_progress
+eventstore/errors.py  EventStoreError
+                        ConcurrencyConflict  409 conflict (stream, expected, actual)
+                        StoreUnavailable     503 store_unavailable
+http/errors.py        InvalidInput           422 validation_error (field, reason)
+msgspec               ValidationError        422 validation_error
+                      DecodeError            422 invalid_json
+starlette             HTTPException          its status: not_found, method_not_allowed, ...
+anything else                                500 internal_error (logged)
+```
+
+Routes raise; they never build error bodies. Every body is `{"error": code, "detail": sentence}`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import msgspec
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from orchestrator.domain.errors import InvalidTransition, StepInProgress, WorkflowNotFound
+from orchestrator.eventstore.errors import ConcurrencyConflict, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class InvalidInput(Exception):
+    """A request parameter or body field fails validation."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(detail)
+
+
+class ErrorBody(msgspec.Struct):
+    """The body of every error response."""
+
+    error: str
+    detail: str
+
+
+_TABLE: dict[type[Exception], tuple[int, str]] = {
+    WorkflowNotFound: (404, "not_found"),
+    InvalidTransition: (409, "invalid_transition"),
+    StepInProgress: (409, "step_in_progress"),
+    ConcurrencyConflict: (409, "conflict"),
+    StoreUnavailable: (503, "store_unavailable"),
+    InvalidInput: (422, "validation_error"),
+    msgspec.ValidationError: (422, "validation_error"),
+    msgspec.DecodeError: (422, "invalid_json"),
+}
+
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+_encoder = msgspec.json.Encoder()
+
+
+def error_response(status: int, code: str, detail: str, headers: Any = None) -> Response:
+    """A JSON error response."""
+    body = _encoder.encode(ErrorBody(error=code, detail=detail))
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+async def _handle_known(request: Request, exc: Exception) -> Response:
+    for kind in type(exc).__mro__:
+        if kind in _TABLE:
+            status, code = _TABLE[kind]
+            return error_response(status, code, _detail(exc))
+    return await _handle_unexpected(request, exc)
+
+
+def _detail(exc: Exception) -> str:
+    if isinstance(exc, msgspec.DecodeError):
+        return f"the request body is not valid JSON: {exc}"
+    if isinstance(exc, msgspec.ValidationError):
+        return f"invalid request body: {exc}"
+    return str(exc)
+
+
+async def _handle_http(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    detail = exc.detail
+    if exc.status_code == 404:
+        detail = f"no route matches {request.method} {request.url.path}"
+    elif exc.status_code == 405:
+        detail = f"{request.method} is not allowed on {request.url.path}"
+    return error_response(exc.status_code, code, detail, headers=exc.headers)
+
+
+async def _handle_unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "the server failed to handle the request")
+
+
+def exception_handlers() -> dict[Any, Any]:
+    """The handlers to register on the Starlette app."""
+    handlers: dict[Any, Any] = {kind: _handle_known for kind in _TABLE}
+    handlers[HTTPException] = _handle_http
+    handlers[Exception] = _handle_unexpected
+    return handlers

@@ -1,0 +1,153 @@
+"""Settings from the environment or a `.env` file; a bad value stops start-up naming the setting."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """A setting has a value the service cannot run with."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service reads from its environment."""
+
+    database_url: str = "sqlite:///./workflow.db"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_reload: bool = False
+    max_workers: int = 5
+    task_timeout: float = 300.0
+    log_level: str = "INFO"
+    log_file: str = "workflow_orchestrator.log"
+    task_time_scale: float = 1.0
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
+    ) -> Settings:
+        """Read settings: the process environment wins over the `.env` file, which wins over defaults."""
+        values: dict[str, str] = {}
+        if env_file is not None and Path(env_file).is_file():
+            values.update(read_env_file(Path(env_file)))
+        values.update(os.environ if environ is None else environ)
+        defaults = cls()
+
+        def get(name: str, parse: Callable[[str, str], T], default: T) -> T:
+            raw = values.get(name)
+            if raw is None or raw.strip() == "":
+                return default
+            return parse(name, raw.strip())
+
+        return cls(
+            database_url=get("DATABASE_URL", _database_url, defaults.database_url),
+            api_host=get("API_HOST", _text, defaults.api_host),
+            api_port=get("API_PORT", _port, defaults.api_port),
+            api_reload=get("API_RELOAD", _boolean, defaults.api_reload),
+            max_workers=get("MAX_WORKERS", _positive_int, defaults.max_workers),
+            task_timeout=get("TASK_TIMEOUT", _positive_float, defaults.task_timeout),
+            log_level=get("LOG_LEVEL", _log_level, defaults.log_level),
+            log_file=get("LOG_FILE", _text, defaults.log_file),
+            task_time_scale=get("TASK_TIME_SCALE", _non_negative_float, defaults.task_time_scale),
+        )
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """KEY=VALUE lines; blank lines and `#` comments are skipped, quotes around a value removed."""
+    values: dict[str, str] = {}
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.startswith("export "):
+            stripped = stripped[len("export ") :]
+        key, sep, value = stripped.partition("=")
+        if not sep or not key.strip():
+            raise SettingsError(f"{path}:{number}: expected KEY=VALUE, got {line!r}")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def _text(name: str, raw: str) -> str:
+    return raw
+
+
+def _database_url(name: str, raw: str) -> str:
+    if raw.startswith("sqlite:///") and len(raw) > len("sqlite:///"):
+        return raw
+    if raw == "memory://":
+        return raw
+    if raw.startswith(("postgresql://", "postgres://")):
+        raise SettingsError(
+            f"{name}: the PostgreSQL backend is not part of this release yet; "
+            "use sqlite:///path/to/file.db"
+        )
+    raise SettingsError(
+        f"{name} must look like sqlite:///./workflow.db or memory://, got {raw!r}"
+    )
+
+
+def _positive_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a positive integer, got {raw!r}") from None
+    if value < 1:
+        raise SettingsError(f"{name} must be a positive integer, got {raw!r}")
+    return value
+
+
+def _port(name: str, raw: str) -> int:
+    value = _positive_int(name, raw)
+    if value > 65535:
+        raise SettingsError(f"{name} must be a port number 1..65535, got {raw!r}")
+    return value
+
+
+def _float(name: str, raw: str, *, allow_zero: bool) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if value != value or value in (float("inf"), float("-inf")) or value < 0 or (
+        value == 0 and not allow_zero
+    ):
+        kind = "a non-negative number" if allow_zero else "a positive number of seconds"
+        raise SettingsError(f"{name} must be {kind}, got {raw!r}")
+    return value
+
+
+def _positive_float(name: str, raw: str) -> float:
+    return _float(name, raw, allow_zero=False)
+
+
+def _non_negative_float(name: str, raw: str) -> float:
+    return _float(name, raw, allow_zero=True)
+
+
+def _boolean(name: str, raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def _log_level(name: str, raw: str) -> str:
+    level = raw.upper()
+    if level not in logging.getLevelNamesMapping():
+        allowed = "DEBUG, INFO, WARNING, ERROR, CRITICAL"
+        raise SettingsError(f"{name} must be one of {allowed}, got {raw!r}")
+    return level
