@@ -33,7 +33,10 @@ def serve(settings: Settings) -> int:
     configure_logging(settings)
     logging.getLogger(__name__).info(
         "orchestrator %s on http://%s:%d with %s, %d workers",
-        __version__, settings.api_host, settings.api_port, settings.database_url,
+        __version__,
+        settings.api_host,
+        settings.api_port,
+        settings.database_url,
         settings.max_workers,
     )
     if settings.api_reload:

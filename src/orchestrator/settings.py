@@ -34,7 +34,7 @@ class Settings:
     def from_env(
         cls, environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
     ) -> Settings:
-        """Read settings: the process environment wins over the `.env` file, which wins over defaults."""
+        """Read settings: the environment wins over `.env`, which wins over the defaults."""
         values: dict[str, str] = {}
         if env_file is not None and Path(env_file).is_file():
             values.update(read_env_file(Path(env_file)))
@@ -93,9 +93,7 @@ def _database_url(name: str, raw: str) -> str:
             f"{name}: the PostgreSQL backend is not part of this release yet; "
             "use sqlite:///path/to/file.db"
         )
-    raise SettingsError(
-        f"{name} must look like sqlite:///./workflow.db or memory://, got {raw!r}"
-    )
+    raise SettingsError(f"{name} must look like sqlite:///./workflow.db or memory://, got {raw!r}")
 
 
 def _positive_int(name: str, raw: str) -> int:
@@ -120,8 +118,11 @@ def _float(name: str, raw: str, *, allow_zero: bool) -> float:
         value = float(raw)
     except ValueError:
         value = float("nan")
-    if value != value or value in (float("inf"), float("-inf")) or value < 0 or (
-        value == 0 and not allow_zero
+    if (
+        value != value
+        or value in (float("inf"), float("-inf"))
+        or value < 0
+        or (value == 0 and not allow_zero)
     ):
         kind = "a non-negative number" if allow_zero else "a positive number of seconds"
         raise SettingsError(f"{name} must be {kind}, got {raw!r}")

@@ -119,20 +119,32 @@ def evolve(workflow: Workflow | None, event: Event) -> Workflow:
     version = workflow.version + 1
     if isinstance(event, StepStarted):
         return replace(
-            workflow, version=version, step=event.state, step_started_at=event.at,
+            workflow,
+            version=version,
+            step=event.state,
+            step_started_at=event.at,
             updated_at=event.at,
         )
     if isinstance(event, StepSucceeded):
         results = {**workflow.task_results, event.state.value: event.result}
         return replace(
-            workflow, version=version, step=None, step_started_at=None, task_results=results,
-            finalized=workflow.finalized or event.state is State.COMPLETE, updated_at=event.at,
+            workflow,
+            version=version,
+            step=None,
+            step_started_at=None,
+            task_results=results,
+            finalized=workflow.finalized or event.state is State.COMPLETE,
+            updated_at=event.at,
         )
     if isinstance(event, StepFailed):
         return replace(
-            workflow, version=version, step=None, step_started_at=None,
+            workflow,
+            version=version,
+            step=None,
+            step_started_at=None,
             error_message=event.error,
-            finalized=workflow.finalized or event.state is State.COMPLETE, updated_at=event.at,
+            finalized=workflow.finalized or event.state is State.COMPLETE,
+            updated_at=event.at,
         )
     if isinstance(event, WorkflowTransitioned):
         return _evolve_transition(workflow, event, version)
@@ -180,8 +192,11 @@ def decide(workflow: Workflow | None, command: Command, now: datetime) -> list[E
             )
         return [
             WorkflowStarted(
-                at=now, workflow_id=command.workflow_id, name=command.name,
-                description=command.description, config=command.config,
+                at=now,
+                workflow_id=command.workflow_id,
+                name=command.name,
+                description=command.description,
+                config=command.config,
                 auto_start=command.auto_start,
             )
         ]
@@ -192,16 +207,22 @@ def decide(workflow: Workflow | None, command: Command, now: datetime) -> list[E
     if isinstance(command, FinishStep):
         _require_step(workflow, command.state, "record a step result")
         duration = command.duration
-        succeeded = StepSucceeded(at=now, state=command.state, result=command.result,
-                                  duration=duration)
+        succeeded = StepSucceeded(
+            at=now, state=command.state, result=command.result, duration=duration
+        )
         trigger = FORWARD_TRIGGER.get(command.state)
         if trigger is None:
             return [succeeded]
         return [succeeded, _transition(workflow, trigger, now)]
     if isinstance(command, FailStep):
         _require_step(workflow, command.state, "record a step failure")
-        failed = StepFailed(at=now, state=command.state, error=command.error,
-                            duration=command.duration, timed_out=command.timed_out)
+        failed = StepFailed(
+            at=now,
+            state=command.state,
+            error=command.error,
+            duration=command.duration,
+            timed_out=command.timed_out,
+        )
         if not is_running(command.state):
             return [failed]
         return [failed, _transition(workflow, Trigger.FAIL, now)]
@@ -212,7 +233,10 @@ def decide(workflow: Workflow | None, command: Command, now: datetime) -> list[E
     if isinstance(command, DeleteWorkflow):
         if is_running(workflow.state):
             raise InvalidTransition(
-                workflow.workflow_id, workflow.state.value, "delete", allowed_actions(workflow),
+                workflow.workflow_id,
+                workflow.state.value,
+                "delete",
+                allowed_actions(workflow),
                 "cancel it first",
             )
         return [WorkflowDeleted(at=now)]
@@ -242,12 +266,16 @@ def _require_step(workflow: Workflow, state: State, action: str) -> None:
     if workflow.step is not state or workflow.state is not state:
         running = workflow.step.value if workflow.step else "no step"
         raise InvalidTransition(
-            workflow.workflow_id, workflow.state.value, f"{action} for {state.value}",
-            allowed_actions(workflow), f"{running} is running",
+            workflow.workflow_id,
+            workflow.state.value,
+            f"{action} for {state.value}",
+            allowed_actions(workflow),
+            f"{running} is running",
         )
 
 
 def _transition(workflow: Workflow, trigger: Trigger, now: datetime) -> WorkflowTransitioned:
     to_state = fire(workflow.workflow_id, workflow.state, trigger)
-    return WorkflowTransitioned(at=now, from_state=workflow.state, to_state=to_state,
-                                trigger=trigger)
+    return WorkflowTransitioned(
+        at=now, from_state=workflow.state, to_state=to_state, trigger=trigger
+    )

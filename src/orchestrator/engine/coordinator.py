@@ -179,12 +179,15 @@ class Coordinator:
             result = await self.pool.run(lambda: _checked(function(context)), self._task_timeout)
         except TaskTimedOut as exc:
             command: FinishStep | FailStep = FailStep(
-                state=state, error=f"{state.value} step timed out after {exc.seconds:g} s",
-                duration=time.monotonic() - started, timed_out=True,
+                state=state,
+                error=f"{state.value} step timed out after {exc.seconds:g} s",
+                duration=time.monotonic() - started,
+                timed_out=True,
             )
         except Exception as exc:
             command = FailStep(
-                state=state, error=f"{type(exc).__name__}: {exc}",
+                state=state,
+                error=f"{type(exc).__name__}: {exc}",
                 duration=time.monotonic() - started,
             )
         else:

@@ -1,4 +1,4 @@
-"""The command service: load a workflow, decide, append with the expected version, retry on conflict.
+"""The command service: load, decide, append with the expected version, retry on conflict.
 
 It keeps the workflows it has recently touched in memory, with their stream version, so a command
 costs one append and no read; a conflict (someone else appended) reloads the stream and decides
@@ -136,5 +136,9 @@ def _log_transition(workflow_id: int, event: WorkflowTransitioned, after: Workfl
     duration = (event.at - previous).total_seconds() if previous else 0.0
     log.info(
         "workflow %d %s -> %s (%s) after %.3fs",
-        workflow_id, event.from_state.value, event.to_state.value, event.trigger.value, duration,
+        workflow_id,
+        event.from_state.value,
+        event.to_state.value,
+        event.trigger.value,
+        duration,
     )

@@ -101,7 +101,7 @@ class TaskRegistry:
         """Run `function` for `state` from now on (INIT..VALIDATE, or COMPLETE for finalize)."""
         if state not in BUILT_IN_TASKS:
             raise ValueError(f"{state.value} has no task; tasks run in {_task_states()}")
-        self._tasks[state] = (name or getattr(function, "__name__", "task"), function)
+        self._tasks[state] = (name or str(getattr(function, "__name__", "task")), function)
 
     def lookup(self, state: State) -> tuple[str, TaskFunction]:
         """The (name, callable) registered for `state`."""

@@ -72,7 +72,11 @@ class _Append:
     __slots__ = ("events", "expected", "future", "stream_id")
 
     def __init__(
-        self, stream_id: str, expected: int, events: Sequence[NewEvent], future: asyncio.Future[AppendResult]
+        self,
+        stream_id: str,
+        expected: int,
+        events: Sequence[NewEvent],
+        future: asyncio.Future[AppendResult],
     ) -> None:
         self.stream_id = stream_id
         self.expected = expected
@@ -119,7 +123,9 @@ class SQLiteEventStore:
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 await conn.execute("ROLLBACK")
-            raise StoreUnavailable(f"cannot prepare the event schema in {self.path}: {exc}") from exc
+            raise StoreUnavailable(
+                f"cannot prepare the event schema in {self.path}: {exc}"
+            ) from exc
 
     async def close(self) -> None:
         """Commit what is queued, stop the writer and close both connections."""
@@ -182,10 +188,17 @@ class SQLiteEventStore:
                 for event in item.events:
                     head += 1
                     actual += 1
-                    inserts.append((
-                        head, item.stream_id, actual, event.type, event.data.decode(),
-                        _metadata_encoder.encode(event.metadata).decode(), recorded_at,
-                    ))
+                    inserts.append(
+                        (
+                            head,
+                            item.stream_id,
+                            actual,
+                            event.type,
+                            event.data.decode(),
+                            _metadata_encoder.encode(event.metadata).decode(),
+                            recorded_at,
+                        )
+                    )
                 versions[item.stream_id] = actual
                 outcomes.append(AppendResult(version=actual, position=head))
             if inserts:

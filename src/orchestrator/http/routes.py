@@ -47,9 +47,7 @@ def workflow_id_of(request: Request) -> int:
     """The `{workflow_id}` path parameter as a positive 64-bit integer, or a 422."""
     raw = request.path_params["workflow_id"]
     if not _ID.fullmatch(raw) or int(raw) > _MAX_ID:
-        raise InvalidInput(
-            f"workflow_id must be a positive integer below 2**63, got {raw[:40]!r}"
-        )
+        raise InvalidInput(f"workflow_id must be a positive integer below 2**63, got {raw[:40]!r}")
     return int(raw)
 
 
@@ -96,37 +94,43 @@ async def next_step(request: Request) -> Response:
     runtime = _runtime(request)
     workflow = await _settled(runtime, await runtime.coordinator.advance(workflow_id_of(request)))
     state = workflow.state.value
-    return _json(StepResponse(
-        message=f"Workflow advanced to {state}",
-        workflow_id=workflow.workflow_id,
-        current_state=state,
-        status=state,
-    ))
+    return _json(
+        StepResponse(
+            message=f"Workflow advanced to {state}",
+            workflow_id=workflow.workflow_id,
+            current_state=state,
+            status=state,
+        )
+    )
 
 
 async def retry_workflow(request: Request) -> Response:
     """POST /workflow/{id}/retry."""
     runtime = _runtime(request)
     workflow = await _settled(runtime, await runtime.coordinator.retry(workflow_id_of(request)))
-    return _json(RetryResponse(
-        message=f"Workflow retry {workflow.retries} started",
-        workflow_id=workflow.workflow_id,
-        retries=workflow.retries,
-        current_state=workflow.state.value,
-        status=workflow.state.value,
-    ))
+    return _json(
+        RetryResponse(
+            message=f"Workflow retry {workflow.retries} started",
+            workflow_id=workflow.workflow_id,
+            retries=workflow.retries,
+            current_state=workflow.state.value,
+            status=workflow.state.value,
+        )
+    )
 
 
 async def cancel_workflow(request: Request) -> Response:
     """POST /workflow/{id}/cancel."""
     runtime = _runtime(request)
     workflow = await _settled(runtime, await runtime.coordinator.cancel(workflow_id_of(request)))
-    return _json(StepResponse(
-        message="Workflow cancelled",
-        workflow_id=workflow.workflow_id,
-        current_state=workflow.state.value,
-        status=workflow.state.value,
-    ))
+    return _json(
+        StepResponse(
+            message="Workflow cancelled",
+            workflow_id=workflow.workflow_id,
+            current_state=workflow.state.value,
+            status=workflow.state.value,
+        )
+    )
 
 
 async def delete_workflow(request: Request) -> Response:
@@ -140,14 +144,16 @@ async def execution_stats(request: Request) -> Response:
     """GET /execution/stats: counters, not counts."""
     runtime = _runtime(request)
     pool = runtime.coordinator.pool
-    return _json(ExecutionStats(
-        worker_pool=WorkerPoolStats(
-            max_workers=pool.max_workers,
-            active_tasks=pool.active_tasks,
-            queue_size=pool.queue_size,
-        ),
-        workflows=workflow_counts(runtime.projector.stats()),
-    ))
+    return _json(
+        ExecutionStats(
+            worker_pool=WorkerPoolStats(
+                max_workers=pool.max_workers,
+                active_tasks=pool.active_tasks,
+                queue_size=pool.queue_size,
+            ),
+            workflows=workflow_counts(runtime.projector.stats()),
+        )
+    )
 
 
 async def health(request: Request) -> Response:
@@ -155,10 +161,12 @@ async def health(request: Request) -> Response:
     runtime = _runtime(request)
     head = await runtime.store.head_position()
     database = "memory" if runtime.settings.database_url == "memory://" else "sqlite"
-    return _json(Health(
-        status="healthy",
-        version=__version__,
-        database=database,
-        log_position=head,
-        projection_position=runtime.projector.position,
-    ))
+    return _json(
+        Health(
+            status="healthy",
+            version=__version__,
+            database=database,
+            log_position=head,
+            projection_position=runtime.projector.position,
+        )
+    )

@@ -42,7 +42,7 @@ class Projector:
         self._apply_lock = asyncio.Lock()
 
     async def start(self) -> None:
-        """Load the checkpoint and stats, catch up with the log, then follow it in the background."""
+        """Load the checkpoint and stats, catch up with the log, then follow it."""
         self.position = await self._storage.load_checkpoint()
         self._stats = await self._storage.load_stats()
         await self.catch_up()
@@ -82,10 +82,10 @@ class Projector:
 
     async def _apply(self, events: Sequence[RecordedEvent]) -> None:
         by_workflow: dict[int, list[RecordedEvent]] = {}
-        for event in events:
-            if event.stream_id.startswith(_WORKFLOW_STREAM):
-                workflow_id = int(event.stream_id[len(_WORKFLOW_STREAM) :])
-                by_workflow.setdefault(workflow_id, []).append(event)
+        for recorded in events:
+            if recorded.stream_id.startswith(_WORKFLOW_STREAM):
+                workflow_id = int(recorded.stream_id[len(_WORKFLOW_STREAM) :])
+                by_workflow.setdefault(workflow_id, []).append(recorded)
         missing = [i for i in by_workflow if i not in self._cache]
         stored = await self._storage.load_workflows(missing) if missing else {}
         changed: dict[int, Workflow] = {}
