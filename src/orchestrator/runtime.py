@@ -56,8 +56,9 @@ def build_runtime(settings: Settings, registry: TaskRegistry | None = None) -> R
         projections = InMemoryProjectionStorage()
     else:
         path = sqlite_path(settings.database_url)
-        store = SQLiteEventStore(path)
-        projections = SQLiteProjectionStorage(path)
+        sqlite_store = SQLiteEventStore(path)
+        store = sqlite_store
+        projections = SQLiteProjectionStorage(sqlite_store)
     service = WorkflowService(store)
     coordinator = Coordinator(
         service,

@@ -29,6 +29,8 @@ from orchestrator.domain.commands import (
     StartWorkflow,
 )
 from orchestrator.domain.errors import DomainError, StepInProgress, WorkflowNotFound
+from orchestrator.domain.states import State
+from orchestrator.domain.transitions import FORWARD_TRIGGER, target
 from orchestrator.domain.workflow import Workflow
 from orchestrator.engine.executor import TaskTimedOut, WorkerPool
 from orchestrator.engine.service import Outcome, WorkflowService
@@ -64,8 +66,9 @@ class Coordinator:
     # Client commands ---------------------------------------------------------------------------
 
     async def start(self, command: StartWorkflow) -> Outcome:
-        """Create a workflow; an automatic one starts running at once."""
-        outcome = await self.service.start(command, _API)
+        """Create a workflow; an automatic one starts its first step in the same append."""
+        then = [self._begin(State.INIT)] if command.auto_start else []
+        outcome = await self.service.start(command, _API, then)
         if outcome.workflow.auto_start:
             self._drive(outcome.workflow.workflow_id)
         return outcome
@@ -75,7 +78,8 @@ class Coordinator:
         if self._is_driving(workflow_id):
             workflow = await self.service.load(workflow_id)
             raise StepInProgress(workflow_id, _step_name(workflow))
-        name, _ = self.registry.lookup((await self._current(workflow_id)).state)
+        current = await self._current(workflow_id)
+        name = self.registry.lookup(current.state)[0]
         begun = await self.service.execute(workflow_id, AdvanceWorkflow(task=name), _API)
         task = asyncio.create_task(self._finish_manual_step(begun.workflow))
         self._drivers[workflow_id] = task
@@ -144,26 +148,30 @@ class Coordinator:
         workflow = await self.service.load(workflow_id, fresh=True)
         while workflow is not None and not workflow.deleted:
             if workflow.step is not None:
-                workflow = await self._run_task(workflow)  # resumed after a restart
+                # Also the path of a step resumed after a restart: it runs again.
+                workflow = await self._run_task(workflow)
             elif workflow.needs_step() and workflow.is_driven_automatically():
-                workflow = await self._begin_and_run(workflow)
+                workflow = await self._record(workflow_id, [self._begin(workflow.state)])
             else:
                 break
         return workflow
 
     async def _finish_manual_step(self, begun: Workflow) -> Workflow | None:
         workflow = await self._run_task(begun)
-        # Entering COMPLETE runs finalize, manual workflows included.
-        if workflow is not None and workflow.needs_step() and workflow.is_driven_automatically():
-            workflow = await self._begin_and_run(workflow)
+        # Entering COMPLETE runs finalize, for manual workflows too.
+        if workflow is not None and workflow.step is State.COMPLETE:
+            workflow = await self._run_task(workflow)
         return workflow
 
-    async def _begin_and_run(self, workflow: Workflow) -> Workflow | None:
-        name, _ = self.registry.lookup(workflow.state)
-        begun = await self._record(workflow.workflow_id, BeginStep(task=name))
-        return None if begun is None else await self._run_task(begun)
+    def _begin(self, state: State) -> BeginStep:
+        return BeginStep(task=self.registry.lookup(state)[0])
 
     async def _run_task(self, workflow: Workflow) -> Workflow | None:
+        """Run the started step's task and record its outcome.
+
+        On success the next state's step is begun in the same append when the engine drives
+        it (an automatic workflow, or finalize on reaching COMPLETE): one append per step.
+        """
         state = workflow.step
         assert state is not None
         _, function = self.registry.lookup(state)
@@ -175,35 +183,45 @@ class Coordinator:
             time_scale=self._time_scale,
         )
         started = time.monotonic()
+        commands: list[BeginStep | FinishStep | FailStep]
         try:
             result = await self.pool.run(lambda: _checked(function(context)), self._task_timeout)
         except TaskTimedOut as exc:
-            command: FinishStep | FailStep = FailStep(
-                state=state,
-                error=f"{state.value} step timed out after {exc.seconds:g} s",
-                duration=time.monotonic() - started,
-                timed_out=True,
-            )
+            commands = [
+                FailStep(
+                    state=state,
+                    error=f"{state.value} step timed out after {exc.seconds:g} s",
+                    duration=time.monotonic() - started,
+                    timed_out=True,
+                )
+            ]
         except Exception as exc:
-            command = FailStep(
-                state=state,
-                error=f"{type(exc).__name__}: {exc}",
-                duration=time.monotonic() - started,
-            )
+            commands = [
+                FailStep(
+                    state=state,
+                    error=f"{type(exc).__name__}: {exc}",
+                    duration=time.monotonic() - started,
+                )
+            ]
         else:
-            command = FinishStep(state=state, result=result, duration=time.monotonic() - started)
-        return await self._record(workflow.workflow_id, command)
+            commands = [FinishStep(state=state, result=result, duration=time.monotonic() - started)]
+            trigger = FORWARD_TRIGGER.get(state)
+            following = target(state, trigger) if trigger else None
+            if following is not None and (workflow.auto_start or following is State.COMPLETE):
+                commands.append(self._begin(following))
+        return await self._record(workflow.workflow_id, commands)
 
     async def _record(
-        self, workflow_id: int, command: BeginStep | FinishStep | FailStep
+        self, workflow_id: int, commands: list[BeginStep | FinishStep | FailStep]
     ) -> Workflow | None:
+        names = "+".join(type(command).__name__ for command in commands)
         try:
-            return (await self.service.execute(workflow_id, command, _ENGINE)).workflow
+            return (await self.service.execute_all(workflow_id, commands, _ENGINE)).workflow
         except DomainError as exc:
-            log.info("workflow %d: discarded %s: %s", workflow_id, type(command).__name__, exc)
+            log.info("workflow %d: discarded %s: %s", workflow_id, names, exc)
             return None
         except EventStoreError:
-            log.exception("workflow %d: could not record %s", workflow_id, type(command).__name__)
+            log.exception("workflow %d: could not record %s", workflow_id, names)
             raise
 
     async def _current(self, workflow_id: int) -> Workflow:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -46,45 +47,65 @@ class WorkerPool:
         On timeout the thread cannot be stopped, so it runs on and its result is dropped.
         """
         loop = asyncio.get_running_loop()
-        started: asyncio.Future[None] = loop.create_future()
+        outcome: asyncio.Future[T] = loop.create_future()
+        timer: asyncio.TimerHandle | None = None
 
-        def work() -> T:
+        def expire() -> None:
+            if not outcome.done():
+                outcome.set_exception(TaskTimedOut(timeout))
+
+        def arm() -> None:
+            nonlocal timer
+            if not outcome.done():
+                timer = loop.call_later(timeout, expire)
+
+        def settle(value: Any, failed: bool) -> None:
+            if timer is not None:
+                timer.cancel()
+            if outcome.done():
+                return
+            if failed:
+                outcome.set_exception(value)
+            else:
+                outcome.set_result(value)
+
+        def work() -> None:
             with self._lock:
                 self._running += 1
-            loop.call_soon_threadsafe(_resolve, started)
+            _call_soon(loop, arm)
+            failed = False
             try:
-                return function()
+                value: Any = function()
+            except BaseException as exc:  # handed to the awaiting coroutine, which decides
+                value, failed = exc, True
             finally:
                 with self._lock:
                     self._running -= 1
                     self._finished += 1
+            _call_soon(loop, settle, value, failed)
 
         with self._lock:
             self._submitted += 1
         try:
-            future = loop.run_in_executor(self._pool, work)
-        except RuntimeError:
+            submitted = self._pool.submit(work)
+        except RuntimeError:  # the pool is shut down
             with self._lock:
                 self._submitted -= 1
             raise
         try:
-            waiters: list[asyncio.Future[Any]] = [started, future]
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            return await outcome
         except asyncio.CancelledError:
-            if future.cancel():  # never started: it no longer counts as queued
+            if submitted.cancel():  # never started: it no longer counts as queued
                 with self._lock:
                     self._finished += 1
             raise
-        try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
-        except TimeoutError:
-            raise TaskTimedOut(timeout) from None
 
     def shutdown(self) -> None:
         """Drop queued tasks; running threads finish on their own."""
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
+    # The loop may be closed when a task outlives the server (shutdown while a thread runs).
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback, *args)

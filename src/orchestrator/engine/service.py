@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import msgspec
@@ -67,15 +68,17 @@ class WorkflowService:
             self._remember(workflow)
         return workflow
 
-    async def start(self, command: StartWorkflow, metadata: dict[str, str]) -> Outcome:
-        """Create a workflow under the next free id."""
+    async def start(
+        self, command: StartWorkflow, metadata: dict[str, str], then: Sequence[Command] = ()
+    ) -> Outcome:
+        """Create a workflow under the next free id; `then` runs in the same append."""
         for _ in range(_MAX_ATTEMPTS):
             workflow_id = self._next_id
             self._next_id += 1
             new = msgspec.structs.replace(command, workflow_id=workflow_id)
-            events = decide(None, new, _now())
+            events = _decide_all(None, [new, *then])
             try:
-                return await self._append(None, workflow_id, events, metadata, "StartWorkflow")
+                return await self._append(None, workflow_id, events, metadata, [new, *then])
             except ConcurrencyConflict:
                 continue  # another process took this id; try the next one
         raise ConcurrencyConflict(stream_id(self._next_id), 0, -1)
@@ -84,16 +87,23 @@ class WorkflowService:
         self, workflow_id: int, command: Command, metadata: dict[str, str]
     ) -> Outcome:
         """Decide `command` against the current state and append its events."""
+        return await self.execute_all(workflow_id, [command], metadata)
+
+    async def execute_all(
+        self, workflow_id: int, commands: Sequence[Command], metadata: dict[str, str]
+    ) -> Outcome:
+        """Decide `commands` one after the other and append all their events atomically.
+
+        If any of them is refused, nothing is appended.
+        """
         fresh = False
         for _ in range(_MAX_ATTEMPTS):
             workflow = await self.load(workflow_id, fresh=fresh)
             if workflow is None or workflow.deleted:
                 raise WorkflowNotFound(workflow_id)
-            events = decide(workflow, command, _now())
+            events = _decide_all(workflow, commands)
             try:
-                return await self._append(
-                    workflow, workflow_id, events, metadata, type(command).__name__
-                )
+                return await self._append(workflow, workflow_id, events, metadata, commands)
             except ConcurrencyConflict:
                 fresh = True
         raise ConcurrencyConflict(stream_id(workflow_id), -1, -1)
@@ -104,9 +114,9 @@ class WorkflowService:
         workflow_id: int,
         events: list[Event],
         metadata: dict[str, str],
-        command_name: str,
+        commands: Sequence[Command],
     ) -> Outcome:
-        meta = {**metadata, "command": command_name}
+        meta = {**metadata, "command": "+".join(type(c).__name__ for c in commands)}
         new = [NewEvent(type=event_type(e), data=encode_event(e), metadata=meta) for e in events]
         expected = workflow.version if workflow is not None else 0
         result = await self._store.append(stream_id(workflow_id), expected, new)
@@ -129,6 +139,17 @@ class WorkflowService:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _decide_all(workflow: Workflow | None, commands: Sequence[Command]) -> list[Event]:
+    now = _now()
+    events: list[Event] = []
+    for command in commands:
+        decided = decide(workflow, command, now)
+        for event in decided:
+            workflow = evolve(workflow, event)
+        events.extend(decided)
+    return events
 
 
 def _log_transition(workflow_id: int, event: WorkflowTransitioned, after: Workflow) -> None:

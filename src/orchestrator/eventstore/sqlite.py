@@ -4,6 +4,11 @@ Concurrent appends queue up and are committed together in one `BEGIN IMMEDIATE` 
 the cost of an fsync (synchronous=FULL) is shared by every append in the batch. Each append still
 gets its own version check and its own result: a conflicting append is refused alone, the others
 in its batch commit.
+
+Other writers in the same process (the projections) queue their transactions on the same writer
+through `write_transaction`, instead of opening a second writing connection: two writing
+connections to one file would wait on each other through SQLite's busy handler, which sleeps in
+steps of milliseconds and would cap throughput at a few hundred commits a second.
 """
 
 from __future__ import annotations
@@ -11,8 +16,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import aiosqlite
 import msgspec
@@ -39,6 +46,7 @@ CREATE TRIGGER IF NOT EXISTS events_refuse_delete BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'events are append-only: DELETE refused'); END;
 """
 
+T = TypeVar("T")
 _COLUMNS = "position, stream_id, version, type, data, metadata, recorded_at"
 _MAX_BATCH = 512
 _metadata_encoder = msgspec.json.Encoder()
@@ -84,6 +92,18 @@ class _Append:
         self.future = future
 
 
+class _Transaction:
+    __slots__ = ("future", "work")
+
+    def __init__(
+        self,
+        work: Callable[[aiosqlite.Connection], Awaitable[Any]],
+        future: asyncio.Future[Any],
+    ) -> None:
+        self.work = work
+        self.future = future
+
+
 class SQLiteEventStore:
     """The event log in one SQLite file, append-only enforced by triggers."""
 
@@ -92,7 +112,8 @@ class SQLiteEventStore:
         self._busy_timeout_ms = busy_timeout_ms
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
-        self._queue: asyncio.Queue[_Append] = asyncio.Queue()
+        self._queue: deque[_Append | _Transaction] = deque()
+        self._queued = asyncio.Event()
         self._writer_task: asyncio.Task[None] | None = None
         self._head = 0
         self._changed = asyncio.Event()
@@ -130,7 +151,7 @@ class SQLiteEventStore:
     async def close(self) -> None:
         """Commit what is queued, stop the writer and close both connections."""
         if self._writer_task is not None:
-            while not self._queue.empty():
+            while self._queue:
                 await asyncio.sleep(0.005)
             self._writer_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -148,15 +169,60 @@ class SQLiteEventStore:
         if self._writer_task is None:
             raise StoreUnavailable("the SQLite event store is not open")
         future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Append(stream_id, expected_version, list(events), future))
+        self._queue.append(_Append(stream_id, expected_version, list(events), future))
+        self._queued.set()
+        return await future
+
+    async def write_transaction(self, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        """Run `work(connection)` inside one write transaction on the store's writer.
+
+        For tables that live beside the log (the projections). `work` must not touch the events
+        table; it is committed on its own, between two group commits.
+        """
+        if self._writer_task is None:
+            raise StoreUnavailable("the SQLite event store is not open")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Transaction(work, future))
+        self._queued.set()
         return await future
 
     async def _write_loop(self) -> None:
         while True:
-            batch = [await self._queue.get()]
-            while len(batch) < _MAX_BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            if not self._queue:
+                self._queued.clear()
+                await self._queued.wait()
+                continue
+            first = self._queue.popleft()
+            if isinstance(first, _Transaction):
+                await self._run_transaction(first)
+                continue
+            batch = [first]
+            while len(batch) < _MAX_BATCH and self._queue and isinstance(self._queue[0], _Append):
+                item = self._queue.popleft()
+                assert isinstance(item, _Append)
+                batch.append(item)
             await self._commit(batch)
+
+    async def _run_transaction(self, job: _Transaction) -> None:
+        writer = self._writer
+        assert writer is not None
+        try:
+            await writer.execute("BEGIN IMMEDIATE")
+            result = await job.work(writer)
+            await writer.execute("COMMIT")
+        except Exception as exc:
+            with contextlib.suppress(sqlite3.Error):
+                await writer.execute("ROLLBACK")
+            if not job.future.done():
+                if isinstance(exc, sqlite3.Error):
+                    failure: Exception = StoreUnavailable(f"write to {self.path} failed: {exc}")
+                    failure.__cause__ = exc
+                else:
+                    failure = exc
+                job.future.set_exception(failure)
+            return
+        if not job.future.done():
+            job.future.set_result(result)
 
     async def _commit(self, batch: list[_Append]) -> None:
         writer = self._writer

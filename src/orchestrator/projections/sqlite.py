@@ -1,8 +1,12 @@
-"""Read models in the same SQLite file as the log, on a connection of their own."""
+"""Read models in the same SQLite file as the log.
+
+Reads use a connection of their own; writes go through the event store's single writer (see
+`SQLiteEventStore.write_transaction`), so the log and the read models never wait on each other's
+locks.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 from collections.abc import Iterable, Mapping
 
@@ -11,7 +15,7 @@ import msgspec
 
 from orchestrator.domain.workflow import Workflow
 from orchestrator.eventstore.errors import StoreUnavailable
-from orchestrator.eventstore.sqlite import connect
+from orchestrator.eventstore.sqlite import SQLiteEventStore, connect
 from orchestrator.projections.storage import needs_engine
 
 _SCHEMA = (
@@ -43,35 +47,27 @@ _decoder = msgspec.json.Decoder(Workflow)
 class SQLiteProjectionStorage:
     """Workflow rows, stats counters and the checkpoint, written in one transaction."""
 
-    def __init__(self, path: str, *, busy_timeout_ms: int = 10_000) -> None:
-        self.path = path
+    def __init__(self, store: SQLiteEventStore, *, busy_timeout_ms: int = 10_000) -> None:
+        self.path = store.path
+        self._store = store
         self._busy_timeout_ms = busy_timeout_ms
         self._conn: aiosqlite.Connection | None = None
 
     async def open(self) -> None:
-        """Connect and create the tables if they are missing."""
+        """Connect for reads and create the tables if they are missing (the store must be open)."""
         self._conn = await connect(self.path, self._busy_timeout_ms)
-        async with self._transaction() as conn:
+
+        async def create(conn: aiosqlite.Connection) -> None:
             for statement in _SCHEMA:
                 await conn.execute(statement)
+
+        await self._store.write_transaction(create)
 
     async def close(self) -> None:
         """Close the connection."""
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
-
-    @contextlib.asynccontextmanager
-    async def _transaction(self):  # type: ignore[no-untyped-def]
-        conn = self._connection()
-        try:
-            await conn.execute("BEGIN IMMEDIATE")
-            yield conn
-            await conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                await conn.execute("ROLLBACK")
-            raise StoreUnavailable(f"projection write to {self.path} failed: {exc}") from exc
 
     def _connection(self) -> aiosqlite.Connection:
         if self._conn is None:
@@ -126,7 +122,8 @@ class SQLiteProjectionStorage:
             )
             for workflow_id, w in workflows.items()
         ]
-        async with self._transaction() as conn:
+
+        async def write(conn: aiosqlite.Connection) -> None:
             if rows:
                 await conn.executemany(
                     "INSERT OR REPLACE INTO projection_workflows "
@@ -146,6 +143,8 @@ class SQLiteProjectionStorage:
                 "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
                 (_CHECKPOINT, position),
             )
+
+        await self._store.write_transaction(write)
 
     async def unfinished_workflow_ids(self) -> list[int]:
         """Workflows the engine must resume."""
