@@ -91,8 +91,8 @@ async def run_clients(
 
 async def bench_orchestrator(
     port: int, workflows: int, concurrency: int, reads: int
-) -> dict[str, float]:
-    """Workflows end to end, then reads; returns the figures."""
+) -> tuple[dict[str, float], bytes]:
+    """Workflows end to end, then reads; returns the figures and one workflow's body."""
     await wait_healthy(port)
     ids: list[int] = []
 
