@@ -86,10 +86,11 @@ async def _handle_known(request: Request, exc: Exception) -> Response:
 
 
 def _detail(exc: Exception) -> str:
-    if isinstance(exc, msgspec.DecodeError):
-        return f"the request body is not valid JSON: {exc}"
+    # ValidationError is a subclass of DecodeError, so it is asked about first.
     if isinstance(exc, msgspec.ValidationError):
         return f"invalid request body: {exc}"
+    if isinstance(exc, msgspec.DecodeError):
+        return f"the request body is not valid JSON: {exc}"
     return str(exc)
 
 
