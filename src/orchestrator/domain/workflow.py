@@ -226,10 +226,14 @@ def decide(workflow: Workflow | None, command: Command, now: datetime) -> list[E
         if not is_running(command.state):
             return [failed]
         return [failed, _transition(workflow, Trigger.FAIL, now)]
-    if isinstance(command, CancelWorkflow):
-        return [_transition(workflow, Trigger.CANCEL, now)]
-    if isinstance(command, RetryWorkflow):
-        return [_transition(workflow, Trigger.RETRY, now)]
+    if isinstance(command, CancelWorkflow | RetryWorkflow):
+        trigger = Trigger.CANCEL if isinstance(command, CancelWorkflow) else Trigger.RETRY
+        if target(workflow.state, trigger) is None:
+            # A client is told the commands it can send, not the table's internal triggers.
+            raise InvalidTransition(
+                workflow.workflow_id, workflow.state.value, trigger.value, allowed_actions(workflow)
+            )
+        return [_transition(workflow, trigger, now)]
     if isinstance(command, DeleteWorkflow):
         if is_running(workflow.state):
             raise InvalidTransition(
@@ -246,13 +250,13 @@ def decide(workflow: Workflow | None, command: Command, now: datetime) -> list[E
 def _decide_begin(
     workflow: Workflow, command: AdvanceWorkflow | BeginStep, now: datetime
 ) -> list[Event]:
-    if workflow.step is not None:
-        raise StepInProgress(workflow.workflow_id, workflow.step.value)
     if isinstance(command, AdvanceWorkflow) and not is_running(workflow.state):
         hint = "use retry" if workflow.state is State.FAILED else "it has finished"
         raise InvalidTransition(
             workflow.workflow_id, workflow.state.value, "next", allowed_actions(workflow), hint
         )
+    if workflow.step is not None:
+        raise StepInProgress(workflow.workflow_id, workflow.step.value)
     if not workflow.needs_step():
         raise InvalidTransition(
             workflow.workflow_id, workflow.state.value, "start a step", allowed_actions(workflow)
