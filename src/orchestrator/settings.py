@@ -29,6 +29,7 @@ class Settings:
     log_level: str = "INFO"
     log_file: str = "workflow_orchestrator.log"
     task_time_scale: float = 1.0
+    max_body_bytes: int = 1024 * 1024
 
     @classmethod
     def from_env(
@@ -57,6 +58,7 @@ class Settings:
             log_level=get("LOG_LEVEL", _log_level, defaults.log_level),
             log_file=get("LOG_FILE", _text, defaults.log_file),
             task_time_scale=get("TASK_TIME_SCALE", _non_negative_float, defaults.task_time_scale),
+            max_body_bytes=get("MAX_BODY_BYTES", _positive_int, defaults.max_body_bytes),
         )
 
 

@@ -29,7 +29,7 @@ from orchestrator.domain.commands import (
     StartWorkflow,
 )
 from orchestrator.domain.errors import DomainError, StepInProgress, WorkflowNotFound
-from orchestrator.domain.states import State
+from orchestrator.domain.states import State, is_running
 from orchestrator.domain.transitions import FORWARD_TRIGGER, target
 from orchestrator.domain.workflow import Workflow
 from orchestrator.engine.executor import TaskTimedOut, WorkerPool
@@ -75,11 +75,11 @@ class Coordinator:
 
     async def advance(self, workflow_id: int) -> Outcome:
         """`next`: run the current state's task and return once its outcome is recorded."""
-        if self._is_driving(workflow_id):
-            workflow = await self.service.load(workflow_id)
-            raise StepInProgress(workflow_id, _step_name(workflow))
         current = await self._current(workflow_id)
-        name = self.registry.lookup(current.state)[0]
+        if self._is_driving(workflow_id) and is_running(current.state):
+            raise StepInProgress(workflow_id, _step_name(current))
+        # A state without a task (FAILED, COMPLETE, ...) is refused by decide with the reason.
+        name = self.registry.name_of(current.state) or ""
         begun = await self.service.execute(workflow_id, AdvanceWorkflow(task=name), _API)
         task = asyncio.create_task(self._finish_manual_step(begun.workflow))
         self._drivers[workflow_id] = task

@@ -103,6 +103,11 @@ class TaskRegistry:
             raise ValueError(f"{state.value} has no task; tasks run in {_task_states()}")
         self._tasks[state] = (name or str(getattr(function, "__name__", "task")), function)
 
+    def name_of(self, state: State) -> str | None:
+        """The name of the task registered for `state`, None if the state has none."""
+        entry = self._tasks.get(state)
+        return entry[0] if entry else None
+
     def lookup(self, state: State) -> tuple[str, TaskFunction]:
         """The (name, callable) registered for `state`."""
         try:

@@ -75,6 +75,9 @@ class InMemoryEventStore:
         changed = self._changed
         if len(self._log) > after:
             return True
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
+        # arrives in the same loop turn as the event, and the waiter would never stop.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(changed.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await changed.wait()
         return len(self._log) > after

@@ -326,8 +326,10 @@ class SQLiteEventStore:
         changed = self._changed
         if self._head > after:
             return True
+        # asyncio.timeout, not wait_for: see InMemoryEventStore.wait_for_events.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(changed.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await changed.wait()
         if self._head > after:
             return True
         return await self.head_position() > after

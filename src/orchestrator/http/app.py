@@ -6,11 +6,13 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Route
 
 from orchestrator.engine.tasks import TaskRegistry
 from orchestrator.http import routes
 from orchestrator.http.errors import exception_handlers
+from orchestrator.http.limits import BodyLimitMiddleware
 from orchestrator.runtime import Runtime, build_runtime
 from orchestrator.settings import Settings
 
@@ -30,8 +32,7 @@ def create_app(settings: Settings | None = None, registry: TaskRegistry | None =
     app = Starlette(
         routes=[
             Route("/workflow/start", routes.start_workflow, methods=["POST"]),
-            Route("/workflow/{workflow_id}", routes.get_workflow, methods=["GET"]),
-            Route("/workflow/{workflow_id}", routes.delete_workflow, methods=["DELETE"]),
+            Route("/workflow/{workflow_id}", routes.workflow_resource, methods=["GET", "DELETE"]),
             Route("/workflow/{workflow_id}/next", routes.next_step, methods=["POST"]),
             Route("/workflow/{workflow_id}/retry", routes.retry_workflow, methods=["POST"]),
             Route("/workflow/{workflow_id}/cancel", routes.cancel_workflow, methods=["POST"]),
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None, registry: TaskRegistry | None =
             Route("/health", routes.health, methods=["GET"]),
         ],
         exception_handlers=exception_handlers(),
+        middleware=[Middleware(BodyLimitMiddleware, max_bytes=runtime.settings.max_body_bytes)],
         lifespan=lifespan,
     )
     app.state.runtime = runtime

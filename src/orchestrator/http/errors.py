@@ -9,6 +9,7 @@ eventstore/errors.py  EventStoreError
                         ConcurrencyConflict  409 conflict (stream, expected, actual)
                         StoreUnavailable     503 store_unavailable
 http/errors.py        InvalidInput           422 validation_error (field, reason)
+                      PayloadTooLarge        413 payload_too_large
 msgspec               ValidationError        422 validation_error
                       DecodeError            422 invalid_json
 starlette             HTTPException          its status: not_found, method_not_allowed, ...
@@ -42,6 +43,15 @@ class InvalidInput(Exception):
         super().__init__(detail)
 
 
+class PayloadTooLarge(Exception):
+    """The request body is larger than MAX_BODY_BYTES."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"the request body is over the limit of {limit} bytes")
+
+
 class ErrorBody(msgspec.Struct):
     """The body of every error response."""
 
@@ -56,6 +66,7 @@ _TABLE: dict[type[Exception], tuple[int, str]] = {
     ConcurrencyConflict: (409, "conflict"),
     StoreUnavailable: (503, "store_unavailable"),
     InvalidInput: (422, "validation_error"),
+    PayloadTooLarge: (413, "payload_too_large"),
     msgspec.ValidationError: (422, "validation_error"),
     msgspec.DecodeError: (422, "invalid_json"),
 }

@@ -80,6 +80,13 @@ async def start_workflow(request: Request) -> Response:
     return _json(answer, 201)
 
 
+async def workflow_resource(request: Request) -> Response:
+    """/workflow/{id}: one route for GET and DELETE, so a 405 lists both in its Allow header."""
+    if request.method == "DELETE":
+        return await delete_workflow(request)
+    return await get_workflow(request)
+
+
 async def get_workflow(request: Request) -> Response:
     """GET /workflow/{id}."""
     workflow_id = workflow_id_of(request)

@@ -132,7 +132,8 @@ class Projector:
             if remaining <= 0:
                 raise TimeoutError(f"read models did not reach position {position} in time")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(advanced.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await advanced.wait()
 
     async def get(self, workflow_id: int) -> Workflow | None:
         """The workflow's read model, deleted ones included; None if it never existed."""
