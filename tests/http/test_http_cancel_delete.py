@@ -119,7 +119,7 @@ def test_cancel_on_a_complete_workflow_is_refused_naming_what_is_allowed(
     assert response.status_code == 409
     assert response.json() == {
         "error": "invalid_transition",
-        "detail": f"workflow {workflow_id} is COMPLETE; cannot cancel; allowed: delete",
+        "detail": f"workflow {workflow_id} is COMPLETE; cannot cancel; allowed: edit, delete",
     }
     assert client.get(f"/workflow/{workflow_id}").json()["status"] == "COMPLETE"
 
@@ -135,7 +135,7 @@ def test_cancel_on_a_cancelled_workflow_is_refused_naming_what_is_allowed(
     assert response.status_code == 409
     assert response.json() == {
         "error": "invalid_transition",
-        "detail": f"workflow {workflow_id} is CANCELLED; cannot cancel; allowed: delete",
+        "detail": f"workflow {workflow_id} is CANCELLED; cannot cancel; allowed: edit, delete",
     }
 
 
@@ -236,7 +236,7 @@ def test_delete_of_a_workflow_waiting_for_next_is_an_invalid_transition(
     assert response.json() == {
         "error": "invalid_transition",
         "detail": f"workflow {workflow_id} is INIT; cannot delete; "
-        "allowed: next, cancel (cancel it first)",
+        "allowed: next, edit, cancel (cancel it first)",
     }
     assert client.get(f"/workflow/{workflow_id}").status_code == 200
 

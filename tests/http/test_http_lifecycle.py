@@ -174,7 +174,7 @@ def test_next_on_a_complete_workflow_is_an_invalid_transition(
     assert response.json() == {
         "error": "invalid_transition",
         "detail": f"workflow {workflow_id} is COMPLETE; cannot next; "
-        "allowed: delete (it has finished)",
+        "allowed: edit, delete (it has finished)",
     }
 
 

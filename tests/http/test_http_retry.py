@@ -127,7 +127,7 @@ def test_retry_on_a_complete_workflow_is_refused_naming_what_is_allowed(
     assert response.status_code == 409
     assert response.json() == {
         "error": "invalid_transition",
-        "detail": f"workflow {workflow_id} is COMPLETE; cannot retry; allowed: delete",
+        "detail": f"workflow {workflow_id} is COMPLETE; cannot retry; allowed: edit, delete",
     }
 
 
@@ -141,6 +141,6 @@ def test_retry_on_a_running_workflow_is_refused_naming_what_is_allowed(
     assert response.status_code == 409
     assert response.json() == {
         "error": "invalid_transition",
-        "detail": f"workflow {workflow_id} is INIT; cannot retry; allowed: next, cancel",
+        "detail": f"workflow {workflow_id} is INIT; cannot retry; allowed: next, edit, cancel",
     }
     assert client.get(f"/workflow/{workflow_id}").json()["retries"] == 0

@@ -198,7 +198,7 @@ def test_an_empty_stream_folds_to_no_workflow() -> None:
 
 
 def test_a_stream_must_begin_with_workflow_started() -> None:
-    with pytest.raises(ValueError, match="must begin with WorkflowStarted"):
+    with pytest.raises(ValueError, match="must begin with its creation"):
         evolve(None, StepStarted(at=START, state=State.INIT, task="initialize"))
 
 
@@ -257,9 +257,9 @@ def test_advancing_a_failed_workflow_says_to_use_retry() -> None:
         when(in_state(State.FAILED), AdvanceWorkflow(task="initialize"))
 
     assert caught.value.action == "next"
-    assert caught.value.allowed == ["retry", "delete"]
+    assert caught.value.allowed == ["retry", "edit", "delete"]
     assert str(caught.value) == (
-        f"workflow {WORKFLOW_ID} is FAILED; cannot next; allowed: retry, delete (use retry)"
+        f"workflow {WORKFLOW_ID} is FAILED; cannot next; allowed: retry, edit, delete (use retry)"
     )
 
 
@@ -269,7 +269,7 @@ def test_advancing_a_finished_workflow_says_it_has_finished(state: State) -> Non
         when(in_state(state), AdvanceWorkflow(task="anything"))
 
     assert str(caught.value) == (
-        f"workflow {WORKFLOW_ID} is {state.value}; cannot next; allowed: delete (it has finished)"
+        f"workflow {WORKFLOW_ID} is {state.value}; cannot next; allowed: edit, delete (it has finished)"
     )
 
 
@@ -599,9 +599,10 @@ def test_delete_of_a_running_workflow_is_refused_with_a_hint_to_cancel(state: St
     with pytest.raises(InvalidTransition) as caught:
         when(in_state(state), DeleteWorkflow())
 
+    allowed = "next, edit, cancel" if state is State.INIT else "next, cancel"
     assert caught.value.action == "delete"
     assert str(caught.value) == (
-        f"workflow {WORKFLOW_ID} is {state.value}; cannot delete; allowed: next, cancel "
+        f"workflow {WORKFLOW_ID} is {state.value}; cannot delete; allowed: {allowed} "
         "(cancel it first)"
     )
 
@@ -642,13 +643,13 @@ def test_commands_on_a_workflow_never_started_raise_workflow_not_found(command: 
 @pytest.mark.parametrize(
     ("state", "expected"),
     [
-        (State.INIT, ["next", "cancel"]),
+        (State.INIT, ["next", "edit", "cancel"]),
         (State.PREPARE, ["next", "cancel"]),
         (State.EXECUTE, ["next", "cancel"]),
         (State.VALIDATE, ["next", "cancel"]),
-        (State.COMPLETE, ["delete"]),
-        (State.FAILED, ["retry", "delete"]),
-        (State.CANCELLED, ["delete"]),
+        (State.COMPLETE, ["edit", "delete"]),
+        (State.FAILED, ["retry", "edit", "delete"]),
+        (State.CANCELLED, ["edit", "delete"]),
     ],
     ids=_id,
 )

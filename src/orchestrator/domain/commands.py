@@ -19,6 +19,27 @@ class StartWorkflow(msgspec.Struct, frozen=True, kw_only=True):
     auto_start: bool = True
 
 
+class CreateWorkflow(msgspec.Struct, frozen=True, kw_only=True):
+    """Create a workflow that waits in INIT, not started, until LaunchWorkflow."""
+
+    workflow_id: int
+    name: str
+    description: str | None = None
+    config: dict[str, Any] = {}
+
+
+class LaunchWorkflow(msgspec.Struct, frozen=True, kw_only=True):
+    """Start a created workflow: it then runs through its states by itself."""
+
+
+class EditWorkflow(msgspec.Struct, frozen=True, kw_only=True):
+    """Change name, description and config; fields left UNSET keep their value."""
+
+    name: str | msgspec.UnsetType = msgspec.UNSET
+    description: str | msgspec.UnsetType | None = msgspec.UNSET
+    config: dict[str, Any] | msgspec.UnsetType = msgspec.UNSET
+
+
 class BeginStep(msgspec.Struct, frozen=True, kw_only=True):
     """Start the task of the workflow's current state (or finalize, once it is COMPLETE)."""
 
@@ -62,6 +83,9 @@ class DeleteWorkflow(msgspec.Struct, frozen=True, kw_only=True):
 
 Command = (
     StartWorkflow
+    | CreateWorkflow
+    | LaunchWorkflow
+    | EditWorkflow
     | BeginStep
     | AdvanceWorkflow
     | FinishStep

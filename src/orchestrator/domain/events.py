@@ -28,6 +28,27 @@ class WorkflowStarted(_EventBase, frozen=True, kw_only=True, tag=True):
     auto_start: bool = True
 
 
+class WorkflowCreated(_EventBase, frozen=True, kw_only=True, tag=True):
+    """Recorded by `POST /workflows`: the workflow waits in INIT until it is launched."""
+
+    workflow_id: int
+    name: str
+    description: str | None = None
+    config: dict[str, Any] = {}
+
+
+class WorkflowLaunched(_EventBase, frozen=True, kw_only=True, tag=True):
+    """Recorded when a created workflow is started: from now on it runs by itself."""
+
+
+class WorkflowEdited(_EventBase, frozen=True, kw_only=True, tag=True):
+    """Recorded when a client changes a workflow's name, description or config."""
+
+    name: str
+    description: str | None = None
+    config: dict[str, Any] = {}
+
+
 class StepStarted(_EventBase, frozen=True, kw_only=True, tag=True):
     """Recorded just before a state's task is handed to the worker pool."""
 
@@ -66,6 +87,9 @@ class WorkflowDeleted(_EventBase, frozen=True, kw_only=True, tag=True):
 
 Event = (
     WorkflowStarted
+    | WorkflowCreated
+    | WorkflowLaunched
+    | WorkflowEdited
     | StepStarted
     | StepSucceeded
     | StepFailed
@@ -75,6 +99,9 @@ Event = (
 
 EVENT_TYPES: tuple[type[Event], ...] = (
     WorkflowStarted,
+    WorkflowCreated,
+    WorkflowLaunched,
+    WorkflowEdited,
     StepStarted,
     StepSucceeded,
     StepFailed,

@@ -16,9 +16,12 @@ from orchestrator.domain.commands import (
     BeginStep,
     CancelWorkflow,
     Command,
+    CreateWorkflow,
     DeleteWorkflow,
+    EditWorkflow,
     FailStep,
     FinishStep,
+    LaunchWorkflow,
     RetryWorkflow,
     StartWorkflow,
 )
@@ -28,7 +31,10 @@ from orchestrator.domain.events import (
     StepFailed,
     StepStarted,
     StepSucceeded,
+    WorkflowCreated,
     WorkflowDeleted,
+    WorkflowEdited,
+    WorkflowLaunched,
     WorkflowStarted,
     WorkflowTransitioned,
 )
@@ -53,6 +59,8 @@ class Workflow(msgspec.Struct, frozen=True, kw_only=True):
     description: str | None = None
     config: dict[str, Any] = {}
     auto_start: bool = True
+    #: False while a workflow made by CreateWorkflow waits to be launched.
+    launched: bool = True
     version: int = 0
     state: State = State.INIT
     retries: int = 0
@@ -80,15 +88,38 @@ class Workflow(msgspec.Struct, frozen=True, kw_only=True):
         return self.auto_start or (self.state is State.COMPLETE and not self.finalized)
 
 
+ACTIONS = ("start", "next", "retry", "edit", "cancel", "delete")
+
+
 def allowed_actions(workflow: Workflow) -> list[str]:
-    """The client commands legal now, by their API names."""
+    """The client commands legal now, by their API names, in the order of ACTIONS."""
     if workflow.deleted:
         return []
+    allowed: set[str] = set()
+    idle = workflow.step is None
     if is_running(workflow.state):
-        return ["cancel"] if workflow.step is not None else ["next", "cancel"]
+        allowed.add("cancel")
+        if idle:
+            allowed.add("next")
     if workflow.state is State.FAILED:
-        return ["retry", "delete"]
-    return ["delete"]
+        allowed.add("retry")
+    if idle and is_editable(workflow.state):
+        allowed.add("edit")
+    if is_waiting_to_launch(workflow):
+        allowed.update(("start", "delete"))
+    if not is_running(workflow.state):
+        allowed.add("delete")
+    return [action for action in ACTIONS if action in allowed]
+
+
+def is_editable(state: State) -> bool:
+    """Name, description and config may change except while the workflow is mid-run."""
+    return state not in (State.PREPARE, State.EXECUTE, State.VALIDATE)
+
+
+def is_waiting_to_launch(workflow: Workflow) -> bool:
+    """True for a created workflow that was never started and has no step running."""
+    return not workflow.launched and workflow.state is State.INIT and workflow.step is None
 
 
 def fire(workflow_id: int, state: State, trigger: Trigger) -> State:
@@ -113,10 +144,39 @@ def evolve(workflow: Workflow | None, event: Event) -> Workflow:
             started_at=event.at,
             updated_at=event.at,
         )
+    if isinstance(event, WorkflowCreated):
+        return Workflow(
+            workflow_id=event.workflow_id,
+            name=event.name,
+            description=event.description,
+            config=event.config,
+            auto_start=False,
+            launched=False,
+            version=1,
+            updated_at=event.at,
+        )
     if workflow is None:
-        raise ValueError(f"a workflow stream must begin with WorkflowStarted, not {event!r}")
+        raise ValueError(f"a workflow stream must begin with its creation, not {event!r}")
     replace = msgspec.structs.replace
     version = workflow.version + 1
+    if isinstance(event, WorkflowLaunched):
+        return replace(
+            workflow,
+            version=version,
+            launched=True,
+            auto_start=True,
+            started_at=event.at,
+            updated_at=event.at,
+        )
+    if isinstance(event, WorkflowEdited):
+        return replace(
+            workflow,
+            version=version,
+            name=event.name,
+            description=event.description,
+            config=event.config,
+            updated_at=event.at,
+        )
     if isinstance(event, StepStarted):
         return replace(
             workflow,
@@ -200,8 +260,54 @@ def decide(workflow: Workflow | None, command: Command, now: datetime) -> list[E
                 auto_start=command.auto_start,
             )
         ]
+    if isinstance(command, CreateWorkflow):
+        if workflow is not None:
+            raise InvalidTransition(
+                command.workflow_id, workflow.state.value, "create", allowed_actions(workflow)
+            )
+        return [
+            WorkflowCreated(
+                at=now,
+                workflow_id=command.workflow_id,
+                name=command.name,
+                description=command.description,
+                config=command.config,
+            )
+        ]
     if workflow is None or workflow.deleted:
         raise WorkflowNotFound(workflow.workflow_id if workflow else 0)
+    if isinstance(command, LaunchWorkflow):
+        if not is_waiting_to_launch(workflow):
+            hint = "it was started already" if workflow.launched else "a step is running"
+            raise InvalidTransition(
+                workflow.workflow_id,
+                workflow.state.value,
+                "start",
+                allowed_actions(workflow),
+                hint,
+            )
+        return [WorkflowLaunched(at=now)]
+    if isinstance(command, EditWorkflow):
+        if workflow.step is not None or not is_editable(workflow.state):
+            raise InvalidTransition(
+                workflow.workflow_id,
+                workflow.state.value,
+                "edit",
+                allowed_actions(workflow),
+                "it is running",
+            )
+        return [
+            WorkflowEdited(
+                at=now,
+                name=workflow.name if command.name is msgspec.UNSET else command.name,
+                description=(
+                    workflow.description
+                    if command.description is msgspec.UNSET
+                    else command.description
+                ),
+                config=workflow.config if command.config is msgspec.UNSET else command.config,
+            )
+        ]
     if isinstance(command, AdvanceWorkflow | BeginStep):
         return _decide_begin(workflow, command, now)
     if isinstance(command, FinishStep):
@@ -235,7 +341,7 @@ def decide(workflow: Workflow | None, command: Command, now: datetime) -> list[E
             )
         return [_transition(workflow, trigger, now)]
     if isinstance(command, DeleteWorkflow):
-        if is_running(workflow.state):
+        if is_running(workflow.state) and not is_waiting_to_launch(workflow):
             raise InvalidTransition(
                 workflow.workflow_id,
                 workflow.state.value,
