@@ -8,6 +8,8 @@ from typing import Any, Protocol
 
 import msgspec
 
+from orchestrator.eventstore.errors import InvalidEvent
+
 
 class NewEvent(msgspec.Struct, frozen=True, kw_only=True):
     """An event about to be appended: its type name, payload bytes and metadata."""
@@ -34,6 +36,19 @@ class AppendResult(msgspec.Struct, frozen=True, kw_only=True):
 
     version: int
     position: int
+
+
+_metadata_encoder = msgspec.json.Encoder()
+
+
+def encode_for_storage(event: NewEvent) -> tuple[str, str]:
+    """The event's payload and metadata as stored text; InvalidEvent if either cannot be."""
+    try:
+        data = event.data.decode("utf-8")
+        metadata = _metadata_encoder.encode(event.metadata).decode("utf-8")
+    except (UnicodeDecodeError, TypeError, ValueError) as exc:
+        raise InvalidEvent(f"event {event.type!r} cannot be stored: {exc}") from exc
+    return data, metadata
 
 
 class EventStore(Protocol):

@@ -17,6 +17,11 @@ class ConcurrencyConflict(EventStoreError):
         super().__init__(f"stream {stream_id} is at version {actual}, expected {expected}")
 
 
+class InvalidEvent(EventStoreError):
+    """An event the log cannot hold: its payload is not UTF-8 JSON text or its metadata cannot
+    be encoded as JSON. Nothing is appended."""
+
+
 class StoreUnavailable(EventStoreError):
     """The database cannot be reached or refused the operation."""
 

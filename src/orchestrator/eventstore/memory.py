@@ -7,7 +7,12 @@ import contextlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from orchestrator.eventstore.base import AppendResult, NewEvent, RecordedEvent
+from orchestrator.eventstore.base import (
+    AppendResult,
+    NewEvent,
+    RecordedEvent,
+    encode_for_storage,
+)
 from orchestrator.eventstore.errors import ConcurrencyConflict
 
 
@@ -32,6 +37,8 @@ class InMemoryEventStore:
         stream = self._streams.get(stream_id, [])
         if len(stream) != expected_version:
             raise ConcurrencyConflict(stream_id, expected_version, len(stream))
+        for event in events:
+            encode_for_storage(event)  # the same refusals as the databases
         if not events:
             return AppendResult(version=expected_version, position=len(self._log))
         now = datetime.now(UTC)

@@ -24,7 +24,12 @@ from typing import Any, TypeVar
 import aiosqlite
 import msgspec
 
-from orchestrator.eventstore.base import AppendResult, NewEvent, RecordedEvent
+from orchestrator.eventstore.base import (
+    AppendResult,
+    NewEvent,
+    RecordedEvent,
+    encode_for_storage,
+)
 from orchestrator.eventstore.errors import ConcurrencyConflict, SchemaTooNew, StoreUnavailable
 
 SCHEMA_VERSION = 1
@@ -49,7 +54,6 @@ BEGIN SELECT RAISE(ABORT, 'events are append-only: DELETE refused'); END;
 T = TypeVar("T")
 _COLUMNS = "position, stream_id, version, type, data, metadata, recorded_at"
 _MAX_BATCH = 512
-_metadata_encoder = msgspec.json.Encoder()
 _metadata_decoder = msgspec.json.Decoder(dict)
 
 
@@ -83,12 +87,12 @@ class _Append:
         self,
         stream_id: str,
         expected: int,
-        events: Sequence[NewEvent],
+        events: list[tuple[str, str, str]],
         future: asyncio.Future[AppendResult],
     ) -> None:
         self.stream_id = stream_id
         self.expected = expected
-        self.events = events
+        self.events = events  # (type, data text, metadata text), encoded before queueing
         self.future = future
 
 
@@ -168,8 +172,10 @@ class SQLiteEventStore:
         """Queue the append for the next group commit and wait for its own outcome."""
         if self._writer_task is None:
             raise StoreUnavailable("the SQLite event store is not open")
+        # Encoded here, so a bad event fails its own caller and never reaches a shared batch.
+        rows = [(event.type, *encode_for_storage(event)) for event in events]
         future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Append(stream_id, expected_version, list(events), future))
+        self._queue.append(_Append(stream_id, expected_version, rows, future))
         self._queued.set()
         return await future
 
@@ -251,19 +257,11 @@ class SQLiteEventStore:
                 if actual != item.expected:
                     outcomes.append(ConcurrencyConflict(item.stream_id, item.expected, actual))
                     continue
-                for event in item.events:
+                for type_, data, metadata in item.events:
                     head += 1
                     actual += 1
                     inserts.append(
-                        (
-                            head,
-                            item.stream_id,
-                            actual,
-                            event.type,
-                            event.data.decode(),
-                            _metadata_encoder.encode(event.metadata).decode(),
-                            recorded_at,
-                        )
+                        (head, item.stream_id, actual, type_, data, metadata, recorded_at)
                     )
                 versions[item.stream_id] = actual
                 outcomes.append(AppendResult(version=actual, position=head))
@@ -272,7 +270,7 @@ class SQLiteEventStore:
                     f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", inserts
                 )
             await writer.execute("COMMIT")
-        except (sqlite3.Error, UnicodeDecodeError) as exc:
+        except Exception as exc:  # the writer must survive anything, or every append would hang
             with contextlib.suppress(sqlite3.Error):
                 await writer.execute("ROLLBACK")
             failure = StoreUnavailable(f"append to {self.path} failed: {exc}")
