@@ -14,6 +14,7 @@ from orchestrator.engine.tasks import TaskRegistry
 from orchestrator.eventstore.base import EventStore
 from orchestrator.eventstore.memory import InMemoryEventStore
 from orchestrator.eventstore.sqlite import SQLiteEventStore, sqlite_path
+from orchestrator.projections.models import WORKFLOWS
 from orchestrator.projections.projector import Projector
 from orchestrator.projections.sqlite import SQLiteProjectionStorage
 from orchestrator.projections.storage import InMemoryProjectionStorage, ProjectionStorage
@@ -36,8 +37,8 @@ class Runtime:
         await self.store.open()
         await self.projections.open()
         await self.projector.start()
-        self.service.reserve_ids_after(await self.projector.max_workflow_id())
-        self.coordinator.resume(await self.projector.unfinished_workflow_ids())
+        self.service.reserve_ids_after(await self.projector.max_id(WORKFLOWS))
+        self.coordinator.resume(await self.projector.ids_needing_engine(WORKFLOWS))
 
     async def stop(self) -> None:
         """Stop driving workflows, then the projector, then close storage."""

@@ -18,18 +18,34 @@ class WorkflowNotFound(DomainError):
 
 
 class InvalidTransition(DomainError):
-    """The command is not allowed in the workflow's current state."""
+    """The command is not allowed in the workflow's (or task's) current state."""
 
     def __init__(
-        self, workflow_id: int, state: str, action: str, allowed: Sequence[str], hint: str = ""
+        self,
+        workflow_id: int,
+        state: str,
+        action: str,
+        allowed: Sequence[str],
+        hint: str = "",
+        *,
+        kind: str = "workflow",
     ) -> None:
         self.workflow_id = workflow_id
+        self.kind = kind
         self.state = state
         self.action = action
         self.allowed = list(allowed)
         allowed_text = ", ".join(self.allowed) if self.allowed else "nothing"
-        message = f"workflow {workflow_id} is {state}; cannot {action}; allowed: {allowed_text}"
+        message = f"{kind} {workflow_id} is {state}; cannot {action}; allowed: {allowed_text}"
         super().__init__(f"{message} ({hint})" if hint else message)
+
+
+class TaskNotFound(DomainError):
+    """No standalone task has this id (or it was deleted)."""
+
+    def __init__(self, task_id: int) -> None:
+        self.task_id = task_id
+        super().__init__(f"task {task_id} does not exist")
 
 
 class StepInProgress(DomainError):

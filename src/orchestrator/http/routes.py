@@ -90,7 +90,7 @@ async def workflow_resource(request: Request) -> Response:
 async def get_workflow(request: Request) -> Response:
     """GET /workflow/{id}."""
     workflow_id = workflow_id_of(request)
-    workflow = await _runtime(request).projector.get(workflow_id)
+    workflow = await _runtime(request).projector.workflow(workflow_id)
     if workflow is None or workflow.deleted:
         raise WorkflowNotFound(workflow_id)
     return _json(workflow_out(workflow))

@@ -1,8 +1,8 @@
 """The projector: follows the log from its checkpoint and keeps the read models up to date.
 
-It applies events in batches (one storage transaction per batch), keeps recently read workflows
-in an in-process cache so GETs do not touch the database, and keeps the stats as counters, so
-reading them costs the same for a hundred or a million workflows.
+It applies events in batches (one storage transaction per batch), keeps recently read aggregates
+in an in-process cache so single reads do not touch the database, and keeps counts by status as
+counters, so stats cost the same for a hundred or a million workflows.
 """
 
 from __future__ import annotations
@@ -12,17 +12,17 @@ import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
+from typing import Any
 
-from orchestrator.domain.events import WorkflowStarted, decode_event
-from orchestrator.domain.states import State
-from orchestrator.domain.workflow import Workflow, evolve
+from orchestrator.domain.tasks import Task
+from orchestrator.domain.workflow import Workflow
 from orchestrator.eventstore.base import EventStore, RecordedEvent
-from orchestrator.projections.storage import ProjectionStorage
+from orchestrator.projections.models import TASKS, WORKFLOWS, ReadModel, Row, read_model_of
+from orchestrator.projections.storage import ListQuery, ProjectionStorage
 
 log = logging.getLogger(__name__)
 
 _BATCH = 2000
-_WORKFLOW_STREAM = "workflow-"
 
 
 class Projector:
@@ -33,20 +33,21 @@ class Projector:
     ) -> None:
         self._store = store
         self._storage = storage
-        self._cache: OrderedDict[int, Workflow] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, int], Any] = OrderedDict()
         self._cache_size = cache_size
-        self._stats: dict[str, int] = {}
+        self._counters: dict[str, int] = {}
         self.position = 0
         self._advanced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._apply_lock = asyncio.Lock()
 
-    async def start(self) -> None:
-        """Load the checkpoint and stats, catch up with the log, then follow it."""
+    async def start(self, *, follow: bool = True) -> None:
+        """Load the checkpoint and counters, catch up with the log, then follow it."""
         self.position = await self._storage.load_checkpoint()
-        self._stats = await self._storage.load_stats()
+        self._counters = await self._storage.load_counters()
         await self.catch_up()
-        self._task = asyncio.create_task(self._follow(), name="projector")
+        if follow:
+            self._task = asyncio.create_task(self._follow(), name="projector")
 
     async def stop(self) -> None:
         """Stop following the log."""
@@ -81,44 +82,49 @@ class Projector:
             return True
 
     async def _apply(self, events: Sequence[RecordedEvent]) -> None:
-        by_workflow: dict[int, list[RecordedEvent]] = {}
+        grouped: dict[tuple[ReadModel, int], list[RecordedEvent]] = {}
         for recorded in events:
-            if recorded.stream_id.startswith(_WORKFLOW_STREAM):
-                workflow_id = int(recorded.stream_id[len(_WORKFLOW_STREAM) :])
-                by_workflow.setdefault(workflow_id, []).append(recorded)
-        missing = [i for i in by_workflow if i not in self._cache]
-        stored = await self._storage.load_workflows(missing) if missing else {}
-        changed: dict[int, Workflow] = {}
-        stats_delta: dict[str, int] = {}
-        for workflow_id, stream_events in by_workflow.items():
-            before = self._cache.get(workflow_id) or stored.get(workflow_id)
-            after = before
-            for recorded in stream_events:
-                event = decode_event(recorded.data)
-                if after is not None and after.version >= recorded.version:
-                    continue  # already applied (a row saved ahead of an old checkpoint)
-                if after is None and not isinstance(event, WorkflowStarted):
-                    log.error("stream %s does not begin with WorkflowStarted", recorded.stream_id)
-                    break
-                after = evolve(after, event)
+            found = read_model_of(recorded.stream_id)
+            if found is not None:
+                grouped.setdefault(found, []).append(recorded)
+        stored = await self._load_missing(list(grouped))
+        rows: list[Row] = []
+        deltas: dict[str, int] = {}
+        changed: list[tuple[tuple[str, int], Any]] = []
+        for (model, aggregate_id), stream_events in grouped.items():
+            key = (model.kind, aggregate_id)
+            before = self._cache.get(key) or stored.get(key)
+            after = _fold_onto(model, before, stream_events)
             if after is None or after is before:
                 continue
-            changed[workflow_id] = after
-            _count(stats_delta, before, -1)
-            _count(stats_delta, after, +1)
+            rows.append(model.row(aggregate_id, after))
+            changed.append((key, after))
+            _count(deltas, model, before, -1)
+            _count(deltas, model, after, +1)
         last = events[-1].position
-        await self._storage.save(changed, stats_delta, last)
-        for workflow_id, workflow in changed.items():
-            self._remember(workflow_id, workflow)
-        for state, delta in stats_delta.items():
-            self._stats[state] = self._stats.get(state, 0) + delta
+        await self._storage.save(rows, deltas, last)
+        for key, state in changed:
+            self._remember(key, state)
+        for name, delta in deltas.items():
+            self._counters[name] = self._counters.get(name, 0) + delta
         self.position = last
         self._advanced.set()
         self._advanced = asyncio.Event()
 
-    def _remember(self, workflow_id: int, workflow: Workflow) -> None:
-        self._cache[workflow_id] = workflow
-        self._cache.move_to_end(workflow_id)
+    async def _load_missing(self, keys: list[tuple[ReadModel, int]]) -> dict[tuple[str, int], Any]:
+        loaded: dict[tuple[str, int], Any] = {}
+        by_model: dict[ReadModel, list[int]] = {}
+        for model, aggregate_id in keys:
+            if (model.kind, aggregate_id) not in self._cache:
+                by_model.setdefault(model, []).append(aggregate_id)
+        for model, ids in by_model.items():
+            for aggregate_id, data in (await self._storage.load_rows(model.kind, ids)).items():
+                loaded[(model.kind, aggregate_id)] = model.decode_state(data)
+        return loaded
+
+    def _remember(self, key: tuple[str, int], state: Any) -> None:
+        self._cache[key] = state
+        self._cache.move_to_end(key)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
 
@@ -135,29 +141,73 @@ class Projector:
                 async with asyncio.timeout(remaining):
                     await advanced.wait()
 
-    async def get(self, workflow_id: int) -> Workflow | None:
-        """The workflow's read model, deleted ones included; None if it never existed."""
-        cached = self._cache.get(workflow_id)
+    async def get(self, model: ReadModel, aggregate_id: int) -> Any | None:
+        """The aggregate's read model, deleted ones included; None if it never existed."""
+        key = (model.kind, aggregate_id)
+        cached = self._cache.get(key)
         if cached is not None:
             return cached
-        found = (await self._storage.load_workflows([workflow_id])).get(workflow_id)
-        if found is not None and self._cache.get(workflow_id) is None:
-            self._remember(workflow_id, found)
-        return self._cache.get(workflow_id, found)
+        data = (await self._storage.load_rows(model.kind, [aggregate_id])).get(aggregate_id)
+        if data is None:
+            return None
+        if key not in self._cache:  # the projector may have stored a newer one meanwhile
+            self._remember(key, model.decode_state(data))
+        return self._cache[key]
+
+    async def workflow(self, workflow_id: int) -> Workflow | None:
+        """One workflow's read model (deleted ones included)."""
+        found: Workflow | None = await self.get(WORKFLOWS, workflow_id)
+        return found
+
+    async def task(self, task_id: int) -> Task | None:
+        """One standalone task's read model (deleted ones included)."""
+        found: Task | None = await self.get(TASKS, task_id)
+        return found
+
+    async def list_page(self, model: ReadModel, query: ListQuery) -> list[Any]:
+        """Non-deleted aggregates matching `query`, in id order."""
+        return [model.decode_state(data) for data in await self._storage.list_rows(query)]
+
+    def counts(self, model: ReadModel) -> dict[str, int]:
+        """Non-deleted aggregates by status."""
+        return {s: self._counters.get(f"{model.kind}:{s}", 0) for s in model.statuses}
 
     def stats(self) -> dict[str, int]:
         """Workflow counts by state name (deleted workflows excluded)."""
-        return {state.value: self._stats.get(state.value, 0) for state in State}
+        return self.counts(WORKFLOWS)
 
-    async def unfinished_workflow_ids(self) -> list[int]:
-        """Workflows the engine must resume, as of the applied position."""
-        return await self._storage.unfinished_workflow_ids()
+    async def ids_needing_engine(self, model: ReadModel) -> list[int]:
+        """Aggregates the engine must resume, as of the applied position."""
+        return await self._storage.ids_needing_engine(model.kind)
 
-    async def max_workflow_id(self) -> int:
-        """The highest workflow id ever projected."""
-        return await self._storage.max_workflow_id()
+    async def max_id(self, model: ReadModel) -> int:
+        """The highest id of this kind ever projected."""
+        return await self._storage.max_id(model.kind)
 
 
-def _count(delta: dict[str, int], workflow: Workflow | None, sign: int) -> None:
-    if workflow is not None and not workflow.deleted:
-        delta[workflow.state.value] = delta.get(workflow.state.value, 0) + sign
+def _fold_onto(model: ReadModel, state: Any, events: list[RecordedEvent]) -> Any:
+    for recorded in events:
+        version = 0 if state is None else state.version
+        if recorded.version <= version:
+            continue  # applied already (a row saved ahead of an older checkpoint)
+        if recorded.version != version + 1:
+            log.error(
+                "%s skips from version %d to %d", recorded.stream_id, version, recorded.version
+            )
+            break
+        try:
+            event = model.decode_event(recorded.data)
+        except Exception:  # a payload the code cannot read: stop this stream, keep the others
+            log.exception("cannot decode event at position %d", recorded.position)
+            break
+        if state is None and not isinstance(event, model.first_events):
+            log.error("%s does not begin with its creation event", recorded.stream_id)
+            break
+        state = model.evolve(state, event)
+    return state
+
+
+def _count(deltas: dict[str, int], model: ReadModel, state: Any, sign: int) -> None:
+    if state is not None and not state.deleted:
+        name = f"{model.kind}:{model.status(state)}"
+        deltas[name] = deltas.get(name, 0) + sign

@@ -2,53 +2,64 @@
 
 Reads use a connection of their own; writes go through the event store's single writer (see
 `SQLiteEventStore.write_transaction`), so the log and the read models never wait on each other's
-locks.
+locks. Table names carry a prefix so that a rebuild can fill fresh tables beside the live ones.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import aiosqlite
-import msgspec
 
-from orchestrator.domain.workflow import Workflow
 from orchestrator.eventstore.errors import StoreUnavailable
 from orchestrator.eventstore.sqlite import SQLiteEventStore, connect
-from orchestrator.projections.storage import needs_engine
+from orchestrator.projections.models import Row
+from orchestrator.projections.storage import ListQuery
 
-_SCHEMA = (
-    """CREATE TABLE IF NOT EXISTS projection_workflows (
-        workflow_id  INTEGER PRIMARY KEY,
-        status       TEXT    NOT NULL,
-        deleted      INTEGER NOT NULL,
-        needs_engine INTEGER NOT NULL,
-        position     INTEGER NOT NULL,
-        state        TEXT    NOT NULL
-    )""",
-    """CREATE INDEX IF NOT EXISTS projection_workflows_needs_engine
-        ON projection_workflows (needs_engine) WHERE needs_engine = 1""",
-    """CREATE TABLE IF NOT EXISTS projection_stats (
-        status TEXT PRIMARY KEY,
-        count  INTEGER NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS projection_checkpoints (
-        name     TEXT PRIMARY KEY,
-        position INTEGER NOT NULL
-    )""",
-)
+_CHECKPOINT = "read_models"
 
-_CHECKPOINT = "workflows"
-_encoder = msgspec.json.Encoder()
-_decoder = msgspec.json.Decoder(Workflow)
+
+def _schema(prefix: str) -> tuple[str, ...]:
+    return (
+        f"""CREATE TABLE IF NOT EXISTS {prefix}rows (
+            kind         TEXT    NOT NULL,
+            id           INTEGER NOT NULL,
+            status       TEXT    NOT NULL,
+            parent_id    INTEGER,
+            deleted      INTEGER NOT NULL,
+            needs_engine INTEGER NOT NULL,
+            position     INTEGER NOT NULL,
+            state        TEXT    NOT NULL,
+            PRIMARY KEY (kind, id)
+        ) WITHOUT ROWID""",
+        f"""CREATE INDEX IF NOT EXISTS {prefix}rows_by_status
+            ON {prefix}rows (kind, deleted, status, id)""",
+        f"""CREATE INDEX IF NOT EXISTS {prefix}rows_by_parent
+            ON {prefix}rows (kind, parent_id, id) WHERE parent_id IS NOT NULL""",
+        f"""CREATE INDEX IF NOT EXISTS {prefix}rows_needing_engine
+            ON {prefix}rows (kind, id) WHERE needs_engine = 1""",
+        f"""CREATE TABLE IF NOT EXISTS {prefix}counters (
+            name  TEXT PRIMARY KEY,
+            count INTEGER NOT NULL
+        )""",
+        f"""CREATE TABLE IF NOT EXISTS {prefix}checkpoints (
+            name     TEXT PRIMARY KEY,
+            position INTEGER NOT NULL
+        )""",
+    )
 
 
 class SQLiteProjectionStorage:
-    """Workflow rows, stats counters and the checkpoint, written in one transaction."""
+    """Read-model rows, counters and the checkpoint, written in one transaction."""
 
-    def __init__(self, store: SQLiteEventStore, *, busy_timeout_ms: int = 10_000) -> None:
+    def __init__(
+        self, store: SQLiteEventStore, *, prefix: str = "projection_", busy_timeout_ms: int = 10_000
+    ) -> None:
+        if not prefix.replace("_", "").isalnum():
+            raise ValueError(f"a table prefix is letters, digits and _, not {prefix!r}")
         self.path = store.path
+        self.prefix = prefix
         self._store = store
         self._busy_timeout_ms = busy_timeout_ms
         self._conn: aiosqlite.Connection | None = None
@@ -58,103 +69,121 @@ class SQLiteProjectionStorage:
         self._conn = await connect(self.path, self._busy_timeout_ms)
 
         async def create(conn: aiosqlite.Connection) -> None:
-            for statement in _SCHEMA:
+            for statement in _schema(self.prefix):
                 await conn.execute(statement)
 
         await self._store.write_transaction(create)
 
     async def close(self) -> None:
-        """Close the connection."""
+        """Close the read connection."""
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
 
-    def _connection(self) -> aiosqlite.Connection:
+    async def _fetch(self, sql: str, params: Iterable[object] = ()) -> list[sqlite3.Row]:
         if self._conn is None:
             raise StoreUnavailable("the SQLite projection storage is not open")
-        return self._conn
-
-    async def _fetch(self, sql: str, params: Iterable[object] = ()) -> list[sqlite3.Row]:
         try:
-            return list(await self._connection().execute_fetchall(sql, tuple(params)))
+            return list(await self._conn.execute_fetchall(sql, tuple(params)))
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"projection read from {self.path} failed: {exc}") from exc
 
     async def load_checkpoint(self) -> int:
         """The last applied position."""
         rows = await self._fetch(
-            "SELECT position FROM projection_checkpoints WHERE name = ?", (_CHECKPOINT,)
+            f"SELECT position FROM {self.prefix}checkpoints WHERE name = ?", (_CHECKPOINT,)
         )
         return int(rows[0][0]) if rows else 0
 
-    async def load_stats(self) -> dict[str, int]:
-        """Counts by state."""
-        rows = await self._fetch("SELECT status, count FROM projection_stats")
-        return {status: int(count) for status, count in rows}
+    async def load_counters(self) -> dict[str, int]:
+        """Counters by name."""
+        rows = await self._fetch(f"SELECT name, count FROM {self.prefix}counters")
+        return {name: int(count) for name, count in rows}
 
-    async def load_workflows(self, workflow_ids: Iterable[int]) -> dict[int, Workflow]:
-        """Stored rows for these ids."""
-        ids = list(workflow_ids)
-        found: dict[int, Workflow] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
+    async def load_rows(self, kind: str, ids: Iterable[int]) -> dict[int, bytes]:
+        """Stored states for these ids."""
+        wanted = list(ids)
+        found: dict[int, bytes] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
             marks = ",".join("?" * len(chunk))
             rows = await self._fetch(
-                f"SELECT workflow_id, state FROM projection_workflows "
-                f"WHERE workflow_id IN ({marks})",
-                chunk,
+                f"SELECT id, state FROM {self.prefix}rows WHERE kind = ? AND id IN ({marks})",
+                [kind, *chunk],
             )
-            found.update((int(i), _decoder.decode(state)) for i, state in rows)
+            found.update((int(i), state.encode()) for i, state in rows)
         return found
 
     async def save(
-        self, workflows: Mapping[int, Workflow], stats_delta: Mapping[str, int], position: int
+        self, rows: Sequence[Row], counter_deltas: Mapping[str, int], position: int
     ) -> None:
-        """Rows, stats deltas and checkpoint in one transaction."""
-        rows = [
+        """Rows, counter deltas and checkpoint in one transaction."""
+        values = [
             (
-                workflow_id,
-                w.state.value,
-                int(w.deleted),
-                int(needs_engine(w)),
+                row.kind,
+                row.id,
+                row.status,
+                row.parent_id,
+                int(row.deleted),
+                int(row.needs_engine),
                 position,
-                _encoder.encode(w).decode(),
+                row.state.decode(),
             )
-            for workflow_id, w in workflows.items()
+            for row in rows
         ]
+        deltas = [(name, delta) for name, delta in counter_deltas.items() if delta]
+        prefix = self.prefix
 
         async def write(conn: aiosqlite.Connection) -> None:
-            if rows:
+            if values:
                 await conn.executemany(
-                    "INSERT OR REPLACE INTO projection_workflows "
-                    "(workflow_id, status, deleted, needs_engine, position, state) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    rows,
+                    f"INSERT OR REPLACE INTO {prefix}rows (kind, id, status, parent_id, deleted, "
+                    "needs_engine, position, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    values,
                 )
-            deltas = [(status, delta) for status, delta in stats_delta.items() if delta]
             if deltas:
                 await conn.executemany(
-                    "INSERT INTO projection_stats (status, count) VALUES (?, ?) "
-                    "ON CONFLICT (status) DO UPDATE SET count = count + excluded.count",
+                    f"INSERT INTO {prefix}counters (name, count) VALUES (?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET count = count + excluded.count",
                     deltas,
                 )
             await conn.execute(
-                "INSERT INTO projection_checkpoints (name, position) VALUES (?, ?) "
+                f"INSERT INTO {prefix}checkpoints (name, position) VALUES (?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
                 (_CHECKPOINT, position),
             )
 
         await self._store.write_transaction(write)
 
-    async def unfinished_workflow_ids(self) -> list[int]:
-        """Workflows the engine must resume."""
+    async def list_rows(self, query: ListQuery) -> list[bytes]:
+        """Matching non-deleted rows in id order, one page."""
+        where = ["kind = ?", "deleted = 0"]
+        params: list[object] = [query.kind]
+        if query.status is not None:
+            where.append("status = ?")
+            params.append(query.status)
+        if query.parent_id is not None:
+            where.append("parent_id = ?")
+            params.append(query.parent_id)
+        params += [query.limit, query.skip]
         rows = await self._fetch(
-            "SELECT workflow_id FROM projection_workflows WHERE needs_engine = 1 "
-            "ORDER BY workflow_id"
+            f"SELECT state FROM {self.prefix}rows WHERE {' AND '.join(where)} "
+            "ORDER BY id LIMIT ? OFFSET ?",
+            params,
+        )
+        return [row[0].encode() for row in rows]
+
+    async def ids_needing_engine(self, kind: str) -> list[int]:
+        """Ids the engine must resume."""
+        rows = await self._fetch(
+            f"SELECT id FROM {self.prefix}rows WHERE kind = ? AND needs_engine = 1 ORDER BY id",
+            (kind,),
         )
         return [int(row[0]) for row in rows]
 
-    async def max_workflow_id(self) -> int:
-        """Highest id seen."""
-        rows = await self._fetch("SELECT COALESCE(MAX(workflow_id), 0) FROM projection_workflows")
+    async def max_id(self, kind: str) -> int:
+        """Highest id of this kind seen."""
+        rows = await self._fetch(
+            f"SELECT COALESCE(MAX(id), 0) FROM {self.prefix}rows WHERE kind = ?", (kind,)
+        )
         return int(rows[0][0])

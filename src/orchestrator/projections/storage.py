@@ -1,24 +1,27 @@
 """Where the read models live: the storage contract and its in-memory implementation.
 
-A read model row is the folded `Workflow` itself (msgspec-encoded), plus the columns that lists,
-recovery and stats need. Each `save` stores rows, stats deltas and the checkpoint together.
+Each `save` stores rows, counter deltas and the checkpoint together, so after a crash the read
+models and the position they reflect always agree.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
-from orchestrator.domain.workflow import Workflow
+from orchestrator.projections.models import Row
 
 
-def needs_engine(workflow: Workflow) -> bool:
-    """True when the engine must pick the workflow up after a restart."""
-    if workflow.deleted:
-        return False
-    return workflow.step is not None or (
-        workflow.needs_step() and workflow.is_driven_automatically()
-    )
+@dataclass(frozen=True, kw_only=True)
+class ListQuery:
+    """Which rows a list read wants: kind, optional status and parent, a page."""
+
+    kind: str
+    status: str | None = None
+    parent_id: int | None = None
+    skip: int = 0
+    limit: int = 100
 
 
 class ProjectionStorage(Protocol):
@@ -33,30 +36,33 @@ class ProjectionStorage(Protocol):
     async def load_checkpoint(self) -> int:
         """The last log position applied (0 when nothing was)."""
 
-    async def load_stats(self) -> dict[str, int]:
-        """Workflow counts by state, deleted workflows excluded."""
+    async def load_counters(self) -> dict[str, int]:
+        """Counters by name (`workflow:COMPLETE`, ...)."""
 
-    async def load_workflows(self, workflow_ids: Iterable[int]) -> dict[int, Workflow]:
-        """The stored rows for these ids (deleted ones included); missing ids are left out."""
+    async def load_rows(self, kind: str, ids: Iterable[int]) -> dict[int, bytes]:
+        """Stored states for these ids (deleted ones included); missing ids are left out."""
 
     async def save(
-        self, workflows: Mapping[int, Workflow], stats_delta: Mapping[str, int], position: int
+        self, rows: Sequence[Row], counter_deltas: Mapping[str, int], position: int
     ) -> None:
-        """Store rows, add the deltas to the stats and move the checkpoint, atomically."""
+        """Store rows, add the deltas to the counters and move the checkpoint, atomically."""
 
-    async def unfinished_workflow_ids(self) -> list[int]:
-        """Ids of workflows the engine must resume."""
+    async def list_rows(self, query: ListQuery) -> list[bytes]:
+        """States of non-deleted rows matching `query`, in id order."""
 
-    async def max_workflow_id(self) -> int:
-        """The highest workflow id ever projected (deleted ones included), 0 if none."""
+    async def ids_needing_engine(self, kind: str) -> list[int]:
+        """Ids the engine must resume after a restart."""
+
+    async def max_id(self, kind: str) -> int:
+        """The highest id of this kind ever projected (deleted ones included), 0 if none."""
 
 
 class InMemoryProjectionStorage:
     """Read models in dicts: for tests and the in-memory event store."""
 
     def __init__(self) -> None:
-        self._rows: dict[int, Workflow] = {}
-        self._stats: dict[str, int] = {}
+        self._rows: dict[tuple[str, int], Row] = {}
+        self._counters: dict[str, int] = {}
         self._checkpoint = 0
 
     async def open(self) -> None:
@@ -69,27 +75,44 @@ class InMemoryProjectionStorage:
         """The last applied position."""
         return self._checkpoint
 
-    async def load_stats(self) -> dict[str, int]:
-        """Counts by state."""
-        return dict(self._stats)
+    async def load_counters(self) -> dict[str, int]:
+        """Counters by name."""
+        return dict(self._counters)
 
-    async def load_workflows(self, workflow_ids: Iterable[int]) -> dict[int, Workflow]:
-        """Stored rows for these ids."""
-        return {i: self._rows[i] for i in workflow_ids if i in self._rows}
+    async def load_rows(self, kind: str, ids: Iterable[int]) -> dict[int, bytes]:
+        """Stored states for these ids."""
+        found = ((i, self._rows.get((kind, i))) for i in ids)
+        return {i: row.state for i, row in found if row is not None}
 
     async def save(
-        self, workflows: Mapping[int, Workflow], stats_delta: Mapping[str, int], position: int
+        self, rows: Sequence[Row], counter_deltas: Mapping[str, int], position: int
     ) -> None:
         """Store everything at once (nothing can interleave: no await inside)."""
-        self._rows.update(workflows)
-        for state, delta in stats_delta.items():
-            self._stats[state] = self._stats.get(state, 0) + delta
+        for row in rows:
+            self._rows[(row.kind, row.id)] = row
+        for name, delta in counter_deltas.items():
+            self._counters[name] = self._counters.get(name, 0) + delta
         self._checkpoint = position
 
-    async def unfinished_workflow_ids(self) -> list[int]:
-        """Workflows the engine must resume."""
-        return sorted(i for i, w in self._rows.items() if needs_engine(w))
+    async def list_rows(self, query: ListQuery) -> list[bytes]:
+        """Matching rows in id order."""
+        matching = sorted(
+            (
+                row
+                for (kind, _), row in self._rows.items()
+                if kind == query.kind
+                and not row.deleted
+                and (query.status is None or row.status == query.status)
+                and (query.parent_id is None or row.parent_id == query.parent_id)
+            ),
+            key=lambda row: row.id,
+        )
+        return [row.state for row in matching[query.skip : query.skip + query.limit]]
 
-    async def max_workflow_id(self) -> int:
+    async def ids_needing_engine(self, kind: str) -> list[int]:
+        """Ids the engine must resume."""
+        return sorted(i for (k, i), row in self._rows.items() if k == kind and row.needs_engine)
+
+    async def max_id(self, kind: str) -> int:
         """Highest id seen."""
-        return max(self._rows, default=0)
+        return max((i for (k, i) in self._rows if k == kind), default=0)
