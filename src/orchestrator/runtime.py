@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from orchestrator.engine.coordinator import Coordinator
 from orchestrator.engine.executor import WorkerPool
-from orchestrator.engine.service import WorkflowService
+from orchestrator.engine.service import WORKFLOW_KIND, WorkflowService
 from orchestrator.engine.tasks import TaskRegistry
 from orchestrator.eventstore.base import EventStore
 from orchestrator.eventstore.memory import InMemoryEventStore
@@ -60,7 +60,7 @@ def build_runtime(settings: Settings, registry: TaskRegistry | None = None) -> R
         sqlite_store = SQLiteEventStore(path)
         store = sqlite_store
         projections = SQLiteProjectionStorage(sqlite_store)
-    service = WorkflowService(store)
+    service = WorkflowService(WORKFLOW_KIND, store)
     coordinator = Coordinator(
         service,
         WorkerPool(settings.max_workers),

@@ -68,7 +68,7 @@ class Coordinator:
     async def start(self, command: StartWorkflow) -> Outcome:
         """Create a workflow; an automatic one starts its first step in the same append."""
         then = [self._begin(State.INIT)] if command.auto_start else []
-        outcome = await self.service.start(command, _API, then)
+        outcome = await self.service.create(command, _API, then)
         if outcome.workflow.auto_start:
             self._drive(outcome.workflow.workflow_id)
         return outcome

@@ -1,30 +1,27 @@
-"""The command service: load, decide, append with the expected version, retry on conflict.
+"""Command services: load an aggregate, decide, append with the expected version, retry on conflict.
 
-It keeps the workflows it has recently touched in memory, with their stream version, so a command
-costs one append and no read; a conflict (someone else appended) reloads the stream and decides
-again against the fresh state.
+A service keeps the aggregates it has recently touched in memory, with their stream version, so
+a command costs one append and no read; a conflict (someone else appended) reloads the stream and
+decides again against the fresh state. One generic service serves workflows and standalone tasks.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 
-from orchestrator.domain.commands import Command, StartWorkflow
-from orchestrator.domain.errors import WorkflowNotFound
-from orchestrator.domain.events import (
-    Event,
-    WorkflowTransitioned,
-    decode_event,
-    encode_event,
-    event_type,
-    stream_id,
-)
-from orchestrator.domain.workflow import Workflow, decide, evolve, fold
+from orchestrator.domain import tasks as task_domain
+from orchestrator.domain import workflow as workflow_domain
+from orchestrator.domain.commands import Command
+from orchestrator.domain.errors import TaskNotFound, WorkflowNotFound
+from orchestrator.domain.events import Event, WorkflowTransitioned, decode_event, encode_event
+from orchestrator.domain.events import stream_id as workflow_stream_id
 from orchestrator.eventstore.base import EventStore, NewEvent
 from orchestrator.eventstore.errors import ConcurrencyConflict
 
@@ -33,64 +30,110 @@ log = logging.getLogger("orchestrator.transitions")
 _MAX_ATTEMPTS = 20
 
 
+class Versioned(Protocol):
+    """What a service needs to know of an aggregate."""
+
+    @property
+    def version(self) -> int:
+        """Events folded so far."""
+
+    @property
+    def deleted(self) -> bool:
+        """True after the tombstone."""
+
+
+S = TypeVar("S", bound=Versioned)
+C = TypeVar("C")
+E = TypeVar("E")
+
+
+@dataclass(frozen=True)
+class AggregateKind(Generic[S, C, E]):
+    """How a service stores, folds and decides one kind of aggregate."""
+
+    name: str
+    stream_id: Callable[[int], str]
+    encode: Callable[[E], bytes]
+    decode: Callable[[bytes], E]
+    evolve: Callable[[S | None, E], S]
+    decide: Callable[[S | None, C, datetime], list[E]]
+    not_found: Callable[[int], Exception]
+    #: The creation command with the id the service allocated.
+    with_id: Callable[[C, int], C]
+    #: Called for each appended event with the state after it (for logs).
+    on_event: Callable[[int, E, S], None] | None = None
+
+
 class Outcome(msgspec.Struct, frozen=True):
-    """A command's result: the workflow after it, and the log position to wait for before reads."""
+    """A command's result: the state after it, and the log position to wait for before reads."""
 
-    workflow: Workflow
+    state: Any
     position: int
-    events: tuple[Event, ...]
+    events: tuple[Any, ...]
+
+    @property
+    def workflow(self) -> workflow_domain.Workflow:
+        """The state, for outcomes of workflow commands."""
+        state: workflow_domain.Workflow = self.state
+        return state
+
+    @property
+    def task(self) -> task_domain.Task:
+        """The state, for outcomes of task commands."""
+        state: task_domain.Task = self.state
+        return state
 
 
-class WorkflowService:
-    """Carries out commands against the log, one stream per workflow."""
+class AggregateService(Generic[S, C, E]):
+    """Carries out commands against the log, one stream per aggregate."""
 
-    def __init__(self, store: EventStore, *, cache_size: int = 50_000) -> None:
+    def __init__(
+        self, kind: AggregateKind[S, C, E], store: EventStore, *, cache_size: int = 50_000
+    ) -> None:
+        self.kind = kind
         self._store = store
-        self._cache: OrderedDict[int, Workflow] = OrderedDict()
+        self._cache: OrderedDict[int, S] = OrderedDict()
         self._cache_size = cache_size
         self._next_id = 1
-        #: The position of the last event this process appended (reads wait for it).
+        #: The position of the last event this service appended (reads wait for it).
         self.last_position = 0
 
     def reserve_ids_after(self, highest_id: int) -> None:
-        """New workflows get ids above `highest_id` (ids of deleted workflows are never reused)."""
+        """New aggregates get ids above `highest_id` (ids of deleted ones are never reused)."""
         self._next_id = max(self._next_id, highest_id + 1)
 
-    async def load(self, workflow_id: int, *, fresh: bool = False) -> Workflow | None:
-        """The workflow folded from its stream (from memory unless `fresh`); None if none."""
+    async def load(self, aggregate_id: int, *, fresh: bool = False) -> S | None:
+        """The aggregate folded from its stream (from memory unless `fresh`); None if none."""
         if not fresh:
-            cached = self._cache.get(workflow_id)
+            cached = self._cache.get(aggregate_id)
             if cached is not None:
                 return cached
-        recorded = await self._store.read_stream(stream_id(workflow_id))
-        workflow = fold(decode_event(event.data) for event in recorded)
-        if workflow is not None:
-            self._remember(workflow)
-        return workflow
+        state: S | None = None
+        for recorded in await self._store.read_stream(self.kind.stream_id(aggregate_id)):
+            state = self.kind.evolve(state, self.kind.decode(recorded.data))
+        if state is not None:
+            self._remember(aggregate_id, state)
+        return state
 
-    async def start(
-        self, command: StartWorkflow, metadata: dict[str, str], then: Sequence[Command] = ()
-    ) -> Outcome:
-        """Create a workflow under the next free id; `then` runs in the same append."""
+    async def create(self, command: C, metadata: dict[str, str], then: Sequence[C] = ()) -> Outcome:
+        """Create an aggregate under the next free id; `then` runs in the same append."""
         for _ in range(_MAX_ATTEMPTS):
-            workflow_id = self._next_id
+            aggregate_id = self._next_id
             self._next_id += 1
-            new = msgspec.structs.replace(command, workflow_id=workflow_id)
-            events = _decide_all(None, [new, *then])
+            commands = [self.kind.with_id(command, aggregate_id), *then]
+            events = self._decide_all(None, commands)
             try:
-                return await self._append(None, workflow_id, events, metadata, [new, *then])
+                return await self._append(None, aggregate_id, events, metadata, commands)
             except ConcurrencyConflict:
                 continue  # another process took this id; try the next one
-        raise ConcurrencyConflict(stream_id(self._next_id), 0, -1)
+        raise ConcurrencyConflict(self.kind.stream_id(self._next_id), 0, -1)
 
-    async def execute(
-        self, workflow_id: int, command: Command, metadata: dict[str, str]
-    ) -> Outcome:
+    async def execute(self, aggregate_id: int, command: C, metadata: dict[str, str]) -> Outcome:
         """Decide `command` against the current state and append its events."""
-        return await self.execute_all(workflow_id, [command], metadata)
+        return await self.execute_all(aggregate_id, [command], metadata)
 
     async def execute_all(
-        self, workflow_id: int, commands: Sequence[Command], metadata: dict[str, str]
+        self, aggregate_id: int, commands: Sequence[C], metadata: dict[str, str]
     ) -> Outcome:
         """Decide `commands` one after the other and append all their events atomically.
 
@@ -98,61 +141,60 @@ class WorkflowService:
         """
         fresh = False
         for _ in range(_MAX_ATTEMPTS):
-            workflow = await self.load(workflow_id, fresh=fresh)
-            if workflow is None or workflow.deleted:
-                raise WorkflowNotFound(workflow_id)
-            events = _decide_all(workflow, commands)
+            state = await self.load(aggregate_id, fresh=fresh)
+            if state is None or state.deleted:
+                raise self.kind.not_found(aggregate_id)
+            events = self._decide_all(state, commands)
             try:
-                return await self._append(workflow, workflow_id, events, metadata, commands)
+                return await self._append(state, aggregate_id, events, metadata, commands)
             except ConcurrencyConflict:
                 fresh = True
-        raise ConcurrencyConflict(stream_id(workflow_id), -1, -1)
+        raise ConcurrencyConflict(self.kind.stream_id(aggregate_id), -1, -1)
+
+    def _decide_all(self, state: S | None, commands: Sequence[C]) -> list[E]:
+        now = datetime.now(UTC)
+        events: list[E] = []
+        for command in commands:
+            decided = self.kind.decide(state, command, now)
+            for event in decided:
+                state = self.kind.evolve(state, event)
+            events.extend(decided)
+        return events
 
     async def _append(
         self,
-        workflow: Workflow | None,
-        workflow_id: int,
-        events: list[Event],
+        state: S | None,
+        aggregate_id: int,
+        events: list[E],
         metadata: dict[str, str],
-        commands: Sequence[Command],
+        commands: Sequence[C],
     ) -> Outcome:
         meta = {**metadata, "command": "+".join(type(c).__name__ for c in commands)}
-        new = [NewEvent(type=event_type(e), data=encode_event(e), metadata=meta) for e in events]
-        expected = workflow.version if workflow is not None else 0
-        result = await self._store.append(stream_id(workflow_id), expected, new)
+        new = [
+            NewEvent(type=type(e).__name__, data=self.kind.encode(e), metadata=meta) for e in events
+        ]
+        expected = state.version if state is not None else 0
+        result = await self._store.append(self.kind.stream_id(aggregate_id), expected, new)
         self.last_position = max(self.last_position, result.position)
-        after = workflow
+        after = state
         for event in events:
-            after = evolve(after, event)
-            if isinstance(event, WorkflowTransitioned):
-                _log_transition(workflow_id, event, after)
+            after = self.kind.evolve(after, event)
+            if self.kind.on_event is not None:
+                self.kind.on_event(aggregate_id, event, after)
         assert after is not None
-        self._remember(after)
+        self._remember(aggregate_id, after)
         return Outcome(after, result.position, tuple(events))
 
-    def _remember(self, workflow: Workflow) -> None:
-        self._cache[workflow.workflow_id] = workflow
-        self._cache.move_to_end(workflow.workflow_id)
+    def _remember(self, aggregate_id: int, state: S) -> None:
+        self._cache[aggregate_id] = state
+        self._cache.move_to_end(aggregate_id)
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
 
 
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _decide_all(workflow: Workflow | None, commands: Sequence[Command]) -> list[Event]:
-    now = _now()
-    events: list[Event] = []
-    for command in commands:
-        decided = decide(workflow, command, now)
-        for event in decided:
-            workflow = evolve(workflow, event)
-        events.extend(decided)
-    return events
-
-
-def _log_transition(workflow_id: int, event: WorkflowTransitioned, after: Workflow) -> None:
+def _log_transition(workflow_id: int, event: Event, after: workflow_domain.Workflow) -> None:
+    if not isinstance(event, WorkflowTransitioned):
+        return
     previous = after.transitions[-2].at if len(after.transitions) > 1 else after.started_at
     duration = (event.at - previous).total_seconds() if previous else 0.0
     log.info(
@@ -163,3 +205,40 @@ def _log_transition(workflow_id: int, event: WorkflowTransitioned, after: Workfl
         event.trigger.value,
         duration,
     )
+
+
+def _workflow_with_id(command: Command, workflow_id: int) -> Command:
+    return msgspec.structs.replace(command, workflow_id=workflow_id)
+
+
+def _task_with_id(command: task_domain.TaskCommand, task_id: int) -> task_domain.TaskCommand:
+    return msgspec.structs.replace(command, task_id=task_id)
+
+
+WORKFLOW_KIND: AggregateKind[workflow_domain.Workflow, Command, Event] = AggregateKind(
+    name="workflow",
+    stream_id=workflow_stream_id,
+    encode=encode_event,
+    decode=decode_event,
+    evolve=workflow_domain.evolve,
+    decide=workflow_domain.decide,
+    not_found=WorkflowNotFound,
+    with_id=_workflow_with_id,
+    on_event=_log_transition,
+)
+
+TASK_KIND: AggregateKind[task_domain.Task, task_domain.TaskCommand, task_domain.TaskEvent] = (
+    AggregateKind(
+        name="task",
+        stream_id=task_domain.task_stream_id,
+        encode=task_domain.encode_task_event,
+        decode=task_domain.decode_task_event,
+        evolve=task_domain.evolve_task,
+        decide=task_domain.decide_task,
+        not_found=TaskNotFound,
+        with_id=_task_with_id,
+    )
+)
+
+WorkflowService = AggregateService[workflow_domain.Workflow, Command, Event]
+TaskService = AggregateService[task_domain.Task, task_domain.TaskCommand, task_domain.TaskEvent]
