@@ -9,12 +9,13 @@ from dataclasses import dataclass
 
 from orchestrator.engine.coordinator import Coordinator
 from orchestrator.engine.executor import WorkerPool
-from orchestrator.engine.service import WORKFLOW_KIND, WorkflowService
+from orchestrator.engine.service import TASK_KIND, WORKFLOW_KIND, TaskService, WorkflowService
+from orchestrator.engine.task_runner import TaskRunner
 from orchestrator.engine.tasks import TaskRegistry
 from orchestrator.eventstore.base import EventStore
 from orchestrator.eventstore.memory import InMemoryEventStore
 from orchestrator.eventstore.sqlite import SQLiteEventStore, sqlite_path
-from orchestrator.projections.models import WORKFLOWS
+from orchestrator.projections.models import TASKS, WORKFLOWS
 from orchestrator.projections.projector import Projector
 from orchestrator.projections.sqlite import SQLiteProjectionStorage
 from orchestrator.projections.storage import InMemoryProjectionStorage, ProjectionStorage
@@ -29,20 +30,29 @@ class Runtime:
     store: EventStore
     projections: ProjectionStorage
     projector: Projector
+    pool: WorkerPool
     service: WorkflowService
     coordinator: Coordinator
+    tasks: TaskRunner
 
     async def start(self) -> None:
-        """Open storage, catch the read models up, and resume every workflow in flight."""
+        """Open storage, catch the read models up, and resume everything that was in flight."""
         await self.store.open()
         await self.projections.open()
         await self.projector.start()
         self.service.reserve_ids_after(await self.projector.max_id(WORKFLOWS))
+        self.tasks.service.reserve_ids_after(await self.projector.max_id(TASKS))
         self.coordinator.resume(await self.projector.ids_needing_engine(WORKFLOWS))
+        self.tasks.resume(await self.projector.ids_needing_engine(TASKS))
 
     async def stop(self) -> None:
-        """Stop driving workflows, then the projector, then close storage."""
+        """Stop driving workflows and tasks, then the projector, then close storage.
+
+        Steps and runs in flight stay recorded as started and run again on the next start.
+        """
         await self.coordinator.stop()
+        await self.tasks.stop()
+        self.pool.shutdown()
         await self.projector.stop()
         await self.projections.close()
         await self.store.close()
@@ -56,23 +66,28 @@ def build_runtime(settings: Settings, registry: TaskRegistry | None = None) -> R
         store = InMemoryEventStore()
         projections = InMemoryProjectionStorage()
     else:
-        path = sqlite_path(settings.database_url)
-        sqlite_store = SQLiteEventStore(path)
+        sqlite_store = SQLiteEventStore(sqlite_path(settings.database_url))
         store = sqlite_store
         projections = SQLiteProjectionStorage(sqlite_store)
+    pool = WorkerPool(settings.max_workers)
     service = WorkflowService(WORKFLOW_KIND, store)
     coordinator = Coordinator(
         service,
-        WorkerPool(settings.max_workers),
+        pool,
         registry or TaskRegistry(),
         task_timeout=settings.task_timeout,
         time_scale=settings.task_time_scale,
+    )
+    runner = TaskRunner(
+        TaskService(TASK_KIND, store), service, pool, task_timeout=settings.task_timeout
     )
     return Runtime(
         settings=settings,
         store=store,
         projections=projections,
         projector=Projector(store, projections),
+        pool=pool,
         service=service,
         coordinator=coordinator,
+        tasks=runner,
     )

@@ -10,7 +10,6 @@ is recorded once, because the append carries the expected version.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Iterable
@@ -22,9 +21,13 @@ from orchestrator.domain.commands import (
     AdvanceWorkflow,
     BeginStep,
     CancelWorkflow,
+    Command,
+    CreateWorkflow,
     DeleteWorkflow,
+    EditWorkflow,
     FailStep,
     FinishStep,
+    LaunchWorkflow,
     RetryWorkflow,
     StartWorkflow,
 )
@@ -32,6 +35,7 @@ from orchestrator.domain.errors import DomainError, StepInProgress, WorkflowNotF
 from orchestrator.domain.states import State, is_running
 from orchestrator.domain.transitions import FORWARD_TRIGGER, target
 from orchestrator.domain.workflow import Workflow
+from orchestrator.engine.drivers import Drivers
 from orchestrator.engine.executor import TaskTimedOut, WorkerPool
 from orchestrator.engine.service import Outcome, WorkflowService
 from orchestrator.engine.tasks import TaskContext, TaskRegistry
@@ -61,7 +65,7 @@ class Coordinator:
         self.registry = registry
         self._task_timeout = task_timeout
         self._time_scale = time_scale
-        self._drivers: dict[int, asyncio.Task[Workflow | None]] = {}
+        self._drivers = Drivers("workflow")
 
     # Client commands ---------------------------------------------------------------------------
 
@@ -73,17 +77,32 @@ class Coordinator:
             self._drive(outcome.workflow.workflow_id)
         return outcome
 
+    async def create(self, command: CreateWorkflow) -> Outcome:
+        """Create a workflow that waits in INIT until `launch`."""
+        return await self.service.create(command, _API)
+
+    async def launch(self, workflow_id: int) -> Outcome:
+        """Start a created workflow; it then runs by itself, its first step begun at once."""
+        commands: list[Command] = [LaunchWorkflow(), self._begin(State.INIT)]
+        outcome = await self.service.execute_all(workflow_id, commands, _API)
+        self._drive(workflow_id)
+        return outcome
+
+    async def edit(self, workflow_id: int, command: EditWorkflow) -> Outcome:
+        """Change name, description or config (refused mid-run)."""
+        return await self.service.execute(workflow_id, command, _API)
+
     async def advance(self, workflow_id: int) -> Outcome:
         """`next`: run the current state's task and return once its outcome is recorded."""
         current = await self._current(workflow_id)
-        if self._is_driving(workflow_id) and is_running(current.state):
+        if self._drivers.is_driving(workflow_id) and is_running(current.state):
             raise StepInProgress(workflow_id, _step_name(current))
         # A state without a task (FAILED, COMPLETE, ...) is refused by decide with the reason.
         name = self.registry.name_of(current.state) or ""
         begun = await self.service.execute(workflow_id, AdvanceWorkflow(task=name), _API)
-        task = asyncio.create_task(self._finish_manual_step(begun.workflow))
-        self._drivers[workflow_id] = task
-        task.add_done_callback(lambda _: self._forget(workflow_id, task))
+        task = self._drivers.start(workflow_id, self._finish_manual_step(begun.workflow))
+        if task is None:  # the engine picked it up meanwhile (a restart's resume): let it run
+            raise StepInProgress(workflow_id, _step_name(begun.workflow))
         # Shielded: a client that disconnects must not abandon a step that has been recorded.
         await asyncio.shield(task)
         latest = await self.service.load(workflow_id)
@@ -114,35 +133,18 @@ class Coordinator:
 
     async def stop(self) -> None:
         """Stop driving; steps in flight stay recorded as started and resume on the next start."""
-        drivers = list(self._drivers.values())
-        for task in drivers:
-            task.cancel()
-        for task in drivers:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self.pool.shutdown()
+        await self._drivers.stop()
 
     async def wait_idle(self) -> None:
         """Wait until no workflow is being driven (for tests and orderly shutdown)."""
-        while self._drivers:
-            await asyncio.gather(*self._drivers.values(), return_exceptions=True)
+        await self._drivers.wait_idle()
+
+    def is_driving(self, workflow_id: int) -> bool:
+        """True while this process drives the workflow."""
+        return self._drivers.is_driving(workflow_id)
 
     def _drive(self, workflow_id: int) -> None:
-        if self._is_driving(workflow_id):
-            return
-        task = asyncio.create_task(self._drive_loop(workflow_id), name=f"workflow-{workflow_id}")
-        self._drivers[workflow_id] = task
-        task.add_done_callback(lambda _: self._forget(workflow_id, task))
-
-    def _is_driving(self, workflow_id: int) -> bool:
-        task = self._drivers.get(workflow_id)
-        return task is not None and not task.done()
-
-    def _forget(self, workflow_id: int, task: asyncio.Task[Workflow | None]) -> None:
-        if self._drivers.get(workflow_id) is task:
-            del self._drivers[workflow_id]
-        if not task.cancelled() and task.exception() is not None:
-            log.error("driving workflow %d failed", workflow_id, exc_info=task.exception())
+        self._drivers.start(workflow_id, self._drive_loop(workflow_id))
 
     async def _drive_loop(self, workflow_id: int) -> Workflow | None:
         workflow = await self.service.load(workflow_id, fresh=True)

@@ -1,0 +1,123 @@
+"""Runs standalone tasks in the shared worker pool and records each run's outcome.
+
+Like workflow steps, runs are at least once: a run that started before a crash runs again on the
+next start, and its outcome is recorded once (the append carries the expected version).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+
+from orchestrator.domain.errors import DomainError, WorkflowNotFound
+from orchestrator.domain.tasks import (
+    BeginTaskRun,
+    CreateTask,
+    DeleteTask,
+    FailTaskRun,
+    FinishTaskRun,
+    Task,
+    TaskStatus,
+)
+from orchestrator.engine.drivers import Drivers
+from orchestrator.engine.executor import TaskTimedOut, WorkerPool
+from orchestrator.engine.service import Outcome, TaskService, WorkflowService
+from orchestrator.engine.task_types import prepare_work
+
+log = logging.getLogger(__name__)
+
+_API = {"actor": "api"}
+_ENGINE = {"actor": "engine"}
+
+
+class TaskRunner:
+    """Creates, runs, retries and deletes standalone tasks."""
+
+    def __init__(
+        self,
+        service: TaskService,
+        workflows: WorkflowService,
+        pool: WorkerPool,
+        *,
+        task_timeout: float,
+    ) -> None:
+        self.service = service
+        self._workflows = workflows
+        self._pool = pool
+        self._task_timeout = task_timeout
+        self._drivers = Drivers("task")
+
+    async def create(self, command: CreateTask) -> Outcome:
+        """Check type, config and workflow, record the task and its first run, and run it."""
+        prepare_work(command.task_type, command.config)  # refuses what could never run
+        if command.workflow_id is not None:
+            workflow = await self._workflows.load(command.workflow_id)
+            if workflow is None or workflow.deleted:
+                raise WorkflowNotFound(command.workflow_id)
+        outcome = await self.service.create(command, _API, [BeginTaskRun()])
+        self._drive(outcome.task.task_id)
+        return outcome
+
+    async def delete(self, task_id: int) -> Outcome:
+        """Cancel the task if it is pending or running, and hide it from reads."""
+        return await self.service.execute(task_id, DeleteTask(), _API)
+
+    def resume(self, task_ids: Iterable[int]) -> None:
+        """After a restart: run again every task that was pending or running."""
+        for task_id in task_ids:
+            self._drive(task_id)
+
+    async def stop(self) -> None:
+        """Stop driving; runs in flight resume on the next start."""
+        await self._drivers.stop()
+
+    async def wait_idle(self) -> None:
+        """Wait until no task is being driven."""
+        await self._drivers.wait_idle()
+
+    def _drive(self, task_id: int) -> None:
+        self._drivers.start(task_id, self._drive_loop(task_id))
+
+    async def _drive_loop(self, task_id: int) -> Task | None:
+        task = await self.service.load(task_id, fresh=True)
+        while task is not None and task.needs_run():
+            if task.status is TaskStatus.PENDING:
+                task = await self._record(task_id, BeginTaskRun())
+            else:
+                task = await self._run(task)
+        return task
+
+    async def _run(self, task: Task) -> Task | None:
+        started = time.monotonic()
+        command: FinishTaskRun | FailTaskRun
+        try:
+            work = prepare_work(task.task_type, task.config)
+            result = await self._pool.run(work, self._task_timeout)
+        except TaskTimedOut as exc:
+            command = FailTaskRun(
+                attempt=task.attempt,
+                error=f"task timed out after {exc.seconds:g} s",
+                duration=time.monotonic() - started,
+                timed_out=True,
+            )
+        except Exception as exc:
+            command = FailTaskRun(
+                attempt=task.attempt,
+                error=f"{type(exc).__name__}: {exc}",
+                duration=time.monotonic() - started,
+            )
+        else:
+            command = FinishTaskRun(
+                attempt=task.attempt, result=result, duration=time.monotonic() - started
+            )
+        return await self._record(task.task_id, command)
+
+    async def _record(
+        self, task_id: int, command: BeginTaskRun | FinishTaskRun | FailTaskRun
+    ) -> Task | None:
+        try:
+            return (await self.service.execute(task_id, command, _ENGINE)).task
+        except DomainError as exc:
+            log.info("task %d: discarded %s: %s", task_id, type(command).__name__, exc)
+            return None

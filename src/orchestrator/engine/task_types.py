@@ -1,0 +1,73 @@
+"""The standalone task types: what `task_type` may be, what config each takes, and its work."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+#: Longest `sleep` a task may ask for, in seconds.
+MAX_SLEEP_SECONDS = 3600.0
+#: Most `compute` iterations a task may ask for (about a minute of work on these machines).
+MAX_ITERATIONS = 100_000_000
+
+TaskWork = Callable[[], dict[str, Any]]
+
+
+class InvalidTaskConfig(ValueError):
+    """A task's type or config is not one this service can run."""
+
+
+def _number(config: dict[str, Any], key: str, default: float) -> float:
+    value = config.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidTaskConfig(f"config {key} must be a number, got {value!r}")
+    return float(value)
+
+
+def sleep_work(config: dict[str, Any]) -> TaskWork:
+    """`sleep`: waits `duration` seconds (default 1, at most an hour)."""
+    duration = _number(config, "duration", 1.0)
+    if not 0 <= duration <= MAX_SLEEP_SECONDS:
+        raise InvalidTaskConfig(
+            f"config duration must be between 0 and {MAX_SLEEP_SECONDS:g} seconds, got {duration:g}"
+        )
+
+    def work() -> dict[str, Any]:
+        time.sleep(duration)
+        return {"status": "slept", "duration": duration}
+
+    return work
+
+
+def compute_work(config: dict[str, Any]) -> TaskWork:
+    """`compute`: the sum of i*i for i below `iterations` (default 1000)."""
+    iterations = config.get("iterations", 1000)
+    if isinstance(iterations, bool) or not isinstance(iterations, int):
+        raise InvalidTaskConfig(f"config iterations must be an integer, got {iterations!r}")
+    if not 0 <= iterations <= MAX_ITERATIONS:
+        raise InvalidTaskConfig(
+            f"config iterations must be between 0 and {MAX_ITERATIONS}, got {iterations}"
+        )
+
+    def work() -> dict[str, Any]:
+        total = sum(i * i for i in range(iterations))
+        return {"status": "computed", "iterations": iterations, "computation_result": total}
+
+    return work
+
+
+TASK_TYPES: dict[str, Callable[[dict[str, Any]], TaskWork]] = {
+    "sleep": sleep_work,
+    "compute": compute_work,
+}
+
+
+def prepare_work(task_type: str, config: dict[str, Any]) -> TaskWork:
+    """The work a task of this type and config does; InvalidTaskConfig if it cannot be run."""
+    factory = TASK_TYPES.get(task_type)
+    if factory is None:
+        allowed = ", ".join(sorted(TASK_TYPES))
+        raise InvalidTaskConfig(f"task_type must be one of {allowed}, got {task_type!r}")
+    return factory(config)
