@@ -165,7 +165,7 @@ def test_a_body_over_the_limit_is_payload_too_large(client: TestClient) -> None:
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", "/nope"), ("POST", "/workflow"), ("GET", "/workflow/1/history"), ("GET", "/")],
+    [("GET", "/nope"), ("POST", "/workflow"), ("GET", "/workflow/1/history"), ("GET", "/v2")],
 )
 def test_an_unknown_route_is_a_json_404(client: TestClient, method: str, path: str) -> None:
     response = client.request(method, path)

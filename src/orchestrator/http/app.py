@@ -1,4 +1,4 @@
-"""The app factory: routes, error handlers and the runtime's lifespan."""
+"""The app factory: routes, error handlers, the body limit and the runtime's lifespan."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.routing import Route
 
 from orchestrator.engine.tasks import TaskRegistry
-from orchestrator.http import routes
+from orchestrator.http.api import ENDPOINTS
+from orchestrator.http.docs import docs_routes
+from orchestrator.http.endpoints import build_routes
 from orchestrator.http.errors import exception_handlers
 from orchestrator.http.limits import BodyLimitMiddleware
 from orchestrator.runtime import Runtime, build_runtime
@@ -30,15 +31,7 @@ def create_app(settings: Settings | None = None, registry: TaskRegistry | None =
             await runtime.stop()
 
     app = Starlette(
-        routes=[
-            Route("/workflow/start", routes.start_workflow, methods=["POST"]),
-            Route("/workflow/{workflow_id}", routes.workflow_resource, methods=["GET", "DELETE"]),
-            Route("/workflow/{workflow_id}/next", routes.next_step, methods=["POST"]),
-            Route("/workflow/{workflow_id}/retry", routes.retry_workflow, methods=["POST"]),
-            Route("/workflow/{workflow_id}/cancel", routes.cancel_workflow, methods=["POST"]),
-            Route("/execution/stats", routes.execution_stats, methods=["GET"]),
-            Route("/health", routes.health, methods=["GET"]),
-        ],
+        routes=[*build_routes(ENDPOINTS), *docs_routes()],
         exception_handlers=exception_handlers(),
         middleware=[Middleware(BodyLimitMiddleware, max_bytes=runtime.settings.max_body_bytes)],
         lifespan=lifespan,

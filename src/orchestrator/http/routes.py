@@ -1,66 +1,83 @@
-"""Route handlers: decode the request, run a command or read a projection, encode the answer."""
+"""Workflow handlers: the original routes (/workflow/...), CRUD (/workflows/...) and execution.
+
+Each handler gets its decoded body and query (see endpoints.py), runs a command or reads a
+projection, and encodes the answer. Handlers raise errors; http/errors.py turns them into bodies.
+"""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from orchestrator import __version__
-from orchestrator.domain.commands import StartWorkflow
+from orchestrator.domain.commands import CreateWorkflow, EditWorkflow, StartWorkflow
 from orchestrator.domain.errors import WorkflowNotFound
 from orchestrator.domain.workflow import Workflow
 from orchestrator.engine.service import Outcome
-from orchestrator.http.errors import InvalidInput
+from orchestrator.http.endpoints import path_id
 from orchestrator.http.schemas import (
-    ExecutionStats,
-    Health,
+    CreateWorkflowRequest,
     RetryResponse,
     StartWorkflowRequest,
     StepResponse,
-    WorkerPoolStats,
+    UpdateWorkflowRequest,
+    WorkflowListQuery,
     WorkflowStartedResponse,
-    workflow_counts,
+    execution_status,
+    task_out,
+    transitions_out,
     workflow_out,
 )
+from orchestrator.projections.models import TASKS, WORKFLOWS
+from orchestrator.projections.storage import ListQuery
 from orchestrator.runtime import Runtime
 
 _encoder = msgspec.json.Encoder()
-_start_decoder = msgspec.json.Decoder(StartWorkflowRequest)
-_ID = re.compile(r"[1-9][0-9]{0,18}")
-_MAX_ID = 2**63 - 1
 
 
-def _json(body: Any, status: int = 200) -> Response:
+def json_response(body: Any, status: int = 200) -> Response:
+    """`body` encoded by msgspec as a JSON response."""
     return Response(_encoder.encode(body), status_code=status, media_type="application/json")
 
 
-def _runtime(request: Request) -> Runtime:
+def runtime_of(request: Request) -> Runtime:
+    """The runtime behind the app serving `request`."""
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
-def workflow_id_of(request: Request) -> int:
-    """The `{workflow_id}` path parameter as a positive 64-bit integer, or a 422."""
-    raw = request.path_params["workflow_id"]
-    if not _ID.fullmatch(raw) or int(raw) > _MAX_ID:
-        raise InvalidInput(f"workflow_id must be a positive integer below 2**63, got {raw[:40]!r}")
-    return int(raw)
-
-
-async def _settled(runtime: Runtime, outcome: Outcome) -> Workflow:
-    # Read-your-writes: answer only once the read models include what the command appended.
+async def settled(runtime: Runtime, outcome: Outcome) -> Any:
+    """Read-your-writes: wait until the read models include what the command appended."""
     await runtime.projector.wait_for(outcome.position)
-    return outcome.workflow
+    return outcome.state
 
 
-async def start_workflow(request: Request) -> Response:
+async def existing_workflow(request: Request) -> Workflow:
+    """The `{workflow_id}` workflow's read model, or a 404."""
+    workflow_id = path_id(request, "workflow_id")
+    workflow = await runtime_of(request).projector.workflow(workflow_id)
+    if workflow is None or workflow.deleted:
+        raise WorkflowNotFound(workflow_id)
+    return workflow
+
+
+def _step_response(workflow: Workflow, message: str) -> Response:
+    state = workflow.state.value
+    return json_response(
+        StepResponse(
+            message=message, workflow_id=workflow.workflow_id, current_state=state, status=state
+        )
+    )
+
+
+# The original routes ---------------------------------------------------------------------------
+
+
+async def start_workflow(request: Request, body: StartWorkflowRequest) -> Response:
     """POST /workflow/start."""
-    runtime = _runtime(request)
-    body = _start_decoder.decode(await request.body())
+    runtime = runtime_of(request)
     command = StartWorkflow(
         workflow_id=0,
         name=body.name,
@@ -68,8 +85,7 @@ async def start_workflow(request: Request) -> Response:
         config=body.config or {},
         auto_start=body.auto_start,
     )
-    outcome = await runtime.coordinator.start(command)
-    workflow = await _settled(runtime, outcome)
+    workflow: Workflow = await settled(runtime, await runtime.coordinator.start(command))
     answer = WorkflowStartedResponse(
         message="Workflow started",
         workflow_id=workflow.workflow_id,
@@ -77,45 +93,28 @@ async def start_workflow(request: Request) -> Response:
         status=workflow.state.value,
         current_state=workflow.state.value,
     )
-    return _json(answer, 201)
-
-
-async def workflow_resource(request: Request) -> Response:
-    """/workflow/{id}: one route for GET and DELETE, so a 405 lists both in its Allow header."""
-    if request.method == "DELETE":
-        return await delete_workflow(request)
-    return await get_workflow(request)
+    return json_response(answer, 201)
 
 
 async def get_workflow(request: Request) -> Response:
-    """GET /workflow/{id}."""
-    workflow_id = workflow_id_of(request)
-    workflow = await _runtime(request).projector.workflow(workflow_id)
-    if workflow is None or workflow.deleted:
-        raise WorkflowNotFound(workflow_id)
-    return _json(workflow_out(workflow))
+    """GET /workflow/{id} and GET /workflows/{id}."""
+    return json_response(workflow_out(await existing_workflow(request)))
 
 
 async def next_step(request: Request) -> Response:
     """POST /workflow/{id}/next."""
-    runtime = _runtime(request)
-    workflow = await _settled(runtime, await runtime.coordinator.advance(workflow_id_of(request)))
-    state = workflow.state.value
-    return _json(
-        StepResponse(
-            message=f"Workflow advanced to {state}",
-            workflow_id=workflow.workflow_id,
-            current_state=state,
-            status=state,
-        )
-    )
+    runtime = runtime_of(request)
+    outcome = await runtime.coordinator.advance(path_id(request, "workflow_id"))
+    workflow: Workflow = await settled(runtime, outcome)
+    return _step_response(workflow, f"Workflow advanced to {workflow.state.value}")
 
 
 async def retry_workflow(request: Request) -> Response:
     """POST /workflow/{id}/retry."""
-    runtime = _runtime(request)
-    workflow = await _settled(runtime, await runtime.coordinator.retry(workflow_id_of(request)))
-    return _json(
+    runtime = runtime_of(request)
+    outcome = await runtime.coordinator.retry(path_id(request, "workflow_id"))
+    workflow: Workflow = await settled(runtime, outcome)
+    return json_response(
         RetryResponse(
             message=f"Workflow retry {workflow.retries} started",
             workflow_id=workflow.workflow_id,
@@ -127,53 +126,75 @@ async def retry_workflow(request: Request) -> Response:
 
 
 async def cancel_workflow(request: Request) -> Response:
-    """POST /workflow/{id}/cancel."""
-    runtime = _runtime(request)
-    workflow = await _settled(runtime, await runtime.coordinator.cancel(workflow_id_of(request)))
-    return _json(
-        StepResponse(
-            message="Workflow cancelled",
-            workflow_id=workflow.workflow_id,
-            current_state=workflow.state.value,
-            status=workflow.state.value,
-        )
-    )
+    """POST /workflow/{id}/cancel and POST /execution/workflows/{id}/cancel."""
+    runtime = runtime_of(request)
+    outcome = await runtime.coordinator.cancel(path_id(request, "workflow_id"))
+    return _step_response(await settled(runtime, outcome), "Workflow cancelled")
 
 
 async def delete_workflow(request: Request) -> Response:
-    """DELETE /workflow/{id}: 204, and 404 everywhere afterwards."""
-    runtime = _runtime(request)
-    await _settled(runtime, await runtime.coordinator.delete(workflow_id_of(request)))
+    """DELETE /workflow/{id} and /workflows/{id}: 204, and 404 everywhere afterwards."""
+    runtime = runtime_of(request)
+    await settled(runtime, await runtime.coordinator.delete(path_id(request, "workflow_id")))
     return Response(status_code=204)
 
 
-async def execution_stats(request: Request) -> Response:
-    """GET /execution/stats: counters, not counts."""
-    runtime = _runtime(request)
-    pool = runtime.coordinator.pool
-    return _json(
-        ExecutionStats(
-            worker_pool=WorkerPoolStats(
-                max_workers=pool.max_workers,
-                active_tasks=pool.active_tasks,
-                queue_size=pool.queue_size,
-            ),
-            workflows=workflow_counts(runtime.projector.stats()),
-        )
-    )
+# CRUD -------------------------------------------------------------------------------------------
 
 
-async def health(request: Request) -> Response:
-    """GET /health: 200 while the log can be read."""
-    runtime = _runtime(request)
-    head = await runtime.store.head_position()
-    database = "memory" if runtime.settings.database_url == "memory://" else "sqlite"
-    return _json(
-        Health(
-            status="healthy",
-            version=__version__,
-            database=database,
-            log_position=head,
-            projection_position=runtime.projector.position,
-        )
+async def create_workflow(request: Request, body: CreateWorkflowRequest) -> Response:
+    """POST /workflows: created in INIT, not started."""
+    runtime = runtime_of(request)
+    command = CreateWorkflow(
+        workflow_id=0, name=body.name, description=body.description, config=body.config or {}
     )
+    workflow: Workflow = await settled(runtime, await runtime.coordinator.create(command))
+    return json_response(workflow_out(workflow), 201)
+
+
+async def list_workflows(request: Request, query: WorkflowListQuery) -> Response:
+    """GET /workflows: from the read model, in id order."""
+    status = query.status_filter.value if query.status_filter else None
+    page = ListQuery(kind=WORKFLOWS.kind, status=status, skip=query.skip, limit=query.limit)
+    workflows = await runtime_of(request).projector.list_page(WORKFLOWS, page)
+    return json_response([workflow_out(w) for w in workflows])
+
+
+async def update_workflow(request: Request, body: UpdateWorkflowRequest) -> Response:
+    """PUT /workflows/{id}: an event; refused mid-run."""
+    runtime = runtime_of(request)
+    command = EditWorkflow(
+        name=body.name,
+        description=body.description,
+        config=body.config if body.config is not None else {},
+    )
+    outcome = await runtime.coordinator.edit(path_id(request, "workflow_id"), command)
+    return json_response(workflow_out(await settled(runtime, outcome)))
+
+
+async def workflow_tasks(request: Request) -> Response:
+    """GET /workflows/{id}/tasks: the standalone tasks attached to the workflow."""
+    workflow = await existing_workflow(request)
+    page = ListQuery(kind=TASKS.kind, parent_id=workflow.workflow_id, limit=1000)
+    tasks = await runtime_of(request).projector.list_page(TASKS, page)
+    return json_response([task_out(t) for t in tasks])
+
+
+async def workflow_transitions(request: Request) -> Response:
+    """GET /workflows/{id}/transitions."""
+    return json_response(transitions_out(await existing_workflow(request)))
+
+
+# Execution --------------------------------------------------------------------------------------
+
+
+async def execution_start(request: Request) -> Response:
+    """POST /execution/workflows/{id}/start: launch a created workflow."""
+    runtime = runtime_of(request)
+    outcome = await runtime.coordinator.launch(path_id(request, "workflow_id"))
+    return _step_response(await settled(runtime, outcome), "Workflow execution started")
+
+
+async def execution_status_route(request: Request) -> Response:
+    """GET /execution/workflows/{id}/status."""
+    return json_response(execution_status(await existing_workflow(request)))

@@ -1,26 +1,105 @@
-"""Request and response bodies, as msgspec Structs (decode and encode in one step each)."""
+"""Request and response bodies and query parameters, as msgspec Structs.
+
+The same types decode requests, encode responses and generate `/openapi.json`, so the document
+cannot drift from what the routes do. Unknown body fields and query parameters are ignored, as
+the original API (FastAPI/pydantic defaults) did.
+"""
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 from typing import Annotated, Any
 
 import msgspec
 
+from orchestrator.domain.states import State
+from orchestrator.domain.tasks import Task, TaskStatus
 from orchestrator.domain.transitions import next_trigger
 from orchestrator.domain.workflow import Workflow, allowed_actions
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=255, description="1..255 characters")]
 Description = Annotated[str, msgspec.Meta(max_length=10_000)]
+Config = Annotated[
+    dict[str, Any],
+    msgspec.Meta(description="Free-form JSON object; integers must fit in 64 bits; depth <= 32"),
+]
+Skip = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+Limit = Annotated[int, msgspec.Meta(ge=1, le=1000)]
+Id = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
+
+
+class TaskType(enum.Enum):
+    """The standalone task types (one per entry of engine.task_types.TASK_TYPES)."""
+
+    COMPUTE = "compute"
+    SLEEP = "sleep"
+
+
+# Requests ---------------------------------------------------------------------------------------
 
 
 class StartWorkflowRequest(msgspec.Struct, kw_only=True):
-    """POST /workflow/start. Unknown fields are ignored, as the original API did."""
+    """POST /workflow/start."""
 
     name: Name
     description: Description | None = None
-    config: dict[str, Any] | None = None
+    config: Config | None = None
     auto_start: bool = True
+
+
+class CreateWorkflowRequest(msgspec.Struct, kw_only=True):
+    """POST /workflows: the workflow waits in INIT until /execution/workflows/{id}/start."""
+
+    name: Name
+    description: Description | None = None
+    config: Config | None = None
+
+
+class UpdateWorkflowRequest(msgspec.Struct, kw_only=True):
+    """PUT /workflows/{id}: fields left out keep their value."""
+
+    name: Name | msgspec.UnsetType = msgspec.UNSET
+    description: Description | msgspec.UnsetType | None = msgspec.UNSET
+    config: Config | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class CreateTaskRequest(msgspec.Struct, kw_only=True):
+    """POST /tasks: a standalone task, run at once by the worker pool."""
+
+    name: Name
+    task_type: TaskType
+    workflow_id: Id | None = None
+    description: Description | None = None
+    config: Config | None = None
+    max_retries: Annotated[int, msgspec.Meta(ge=0, le=10)] = 0
+
+
+class WorkflowListQuery(msgspec.Struct, kw_only=True):
+    """GET /workflows query parameters."""
+
+    skip: Skip = 0
+    limit: Limit = 100
+    status_filter: State | None = None
+
+
+class TaskListQuery(msgspec.Struct, kw_only=True):
+    """GET /tasks query parameters."""
+
+    skip: Skip = 0
+    limit: Limit = 100
+    workflow_id: Id | None = None
+    status: TaskStatus | None = None
+
+
+class PageQuery(msgspec.Struct, kw_only=True):
+    """Paging query parameters."""
+
+    skip: Skip = 0
+    limit: Limit = 100
+
+
+# Responses --------------------------------------------------------------------------------------
 
 
 class WorkflowStartedResponse(msgspec.Struct, kw_only=True):
@@ -44,7 +123,7 @@ class TransitionOut(msgspec.Struct, kw_only=True):
 
 
 class WorkflowOut(msgspec.Struct, kw_only=True):
-    """GET /workflow/{id}: the original fields, then additions."""
+    """A workflow: the original fields first, then additions."""
 
     workflow_id: int
     name: str
@@ -58,8 +137,10 @@ class WorkflowOut(msgspec.Struct, kw_only=True):
     next_trigger: str | None
     transitions: list[TransitionOut]
     task_results: dict[str, dict[str, Any]]
+    id: int
     config: dict[str, Any]
     auto_start: bool
+    launched: bool
     step_running: str | None
     allowed_actions: list[str]
     version: int
@@ -67,7 +148,7 @@ class WorkflowOut(msgspec.Struct, kw_only=True):
 
 
 class StepResponse(msgspec.Struct, kw_only=True):
-    """Answer to next and cancel."""
+    """Answer to next, cancel and execution start."""
 
     message: str
     workflow_id: int
@@ -83,6 +164,45 @@ class RetryResponse(msgspec.Struct, kw_only=True):
     retries: int
     current_state: str
     status: str
+
+
+class ExecutionStatus(msgspec.Struct, kw_only=True):
+    """GET /execution/workflows/{id}/status."""
+
+    workflow_id: int
+    name: str
+    status: str
+    current_state: str
+    retries: int
+    launched: bool
+    step_running: str | None
+    next_trigger: str | None
+    allowed_actions: list[str]
+    transitions: int
+    started_at: datetime | None
+    completed_at: datetime | None
+    error_message: str | None
+
+
+class TaskOut(msgspec.Struct, kw_only=True):
+    """A standalone task."""
+
+    id: int
+    task_id: int
+    workflow_id: int | None
+    name: str
+    task_type: str
+    description: str | None
+    config: dict[str, Any]
+    status: str
+    result: dict[str, Any] | None
+    error: str | None
+    retry_count: int
+    max_retries: int
+    created_at: datetime | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    updated_at: datetime | None
 
 
 class WorkerPoolStats(msgspec.Struct, kw_only=True):
@@ -123,6 +243,39 @@ class Health(msgspec.Struct, kw_only=True):
     projection_position: int
 
 
+class ServiceInfo(msgspec.Struct, kw_only=True):
+    """GET /."""
+
+    name: str
+    version: str
+    docs: str
+    openapi: str
+    health: str
+
+
+class TransitionRow(msgspec.Struct, kw_only=True):
+    """One row of the transition table."""
+
+    from_state: str
+    trigger: str
+    to_state: str
+
+
+class StateMachine(msgspec.Struct, kw_only=True):
+    """GET /state-machine: the transition table as data."""
+
+    states: list[str]
+    triggers: list[str]
+    initial_state: str
+    final_states: list[str]
+    forward_triggers: dict[str, str]
+    tasks: dict[str, str]
+    transitions: list[TransitionRow]
+
+
+# Conversions ------------------------------------------------------------------------------------
+
+
 def workflow_out(workflow: Workflow) -> WorkflowOut:
     """The read model of one workflow as the API shows it."""
     trigger = next_trigger(workflow.state)
@@ -137,23 +290,72 @@ def workflow_out(workflow: Workflow) -> WorkflowOut:
         completed_at=workflow.completed_at,
         error_message=workflow.error_message,
         next_trigger=trigger.value if trigger else None,
-        transitions=[
-            TransitionOut(
-                from_state=t.from_state.value,
-                to_state=t.to_state.value,
-                trigger=t.trigger.value,
-                timestamp=t.at,
-                created_at=t.at,
-            )
-            for t in workflow.transitions
-        ],
+        transitions=transitions_out(workflow),
         task_results=workflow.task_results,
+        id=workflow.workflow_id,
         config=workflow.config,
         auto_start=workflow.auto_start,
+        launched=workflow.launched,
         step_running=workflow.step.value if workflow.step else None,
         allowed_actions=allowed_actions(workflow),
         version=workflow.version,
         updated_at=workflow.updated_at,
+    )
+
+
+def transitions_out(workflow: Workflow) -> list[TransitionOut]:
+    """The workflow's transitions as the API shows them."""
+    return [
+        TransitionOut(
+            from_state=t.from_state.value,
+            to_state=t.to_state.value,
+            trigger=t.trigger.value,
+            timestamp=t.at,
+            created_at=t.at,
+        )
+        for t in workflow.transitions
+    ]
+
+
+def execution_status(workflow: Workflow) -> ExecutionStatus:
+    """The compact status of one workflow."""
+    trigger = next_trigger(workflow.state)
+    return ExecutionStatus(
+        workflow_id=workflow.workflow_id,
+        name=workflow.name,
+        status=workflow.state.value,
+        current_state=workflow.state.value,
+        retries=workflow.retries,
+        launched=workflow.launched,
+        step_running=workflow.step.value if workflow.step else None,
+        next_trigger=trigger.value if trigger else None,
+        allowed_actions=allowed_actions(workflow),
+        transitions=len(workflow.transitions),
+        started_at=workflow.started_at,
+        completed_at=workflow.completed_at,
+        error_message=workflow.error_message,
+    )
+
+
+def task_out(task: Task) -> TaskOut:
+    """The read model of one standalone task as the API shows it."""
+    return TaskOut(
+        id=task.task_id,
+        task_id=task.task_id,
+        workflow_id=task.workflow_id,
+        name=task.name,
+        task_type=task.task_type,
+        description=task.description,
+        config=task.config,
+        status=task.status.value,
+        result=task.result,
+        error=task.error,
+        retry_count=task.retry_count,
+        max_retries=task.max_retries,
+        created_at=task.created_at,
+        started_at=task.started_at,
+        completed_at=task.completed_at,
+        updated_at=task.updated_at,
     )
 
 

@@ -1,0 +1,140 @@
+"""Endpoints as data: each one names its handler and the msgspec types of its inputs and output.
+
+From this one table come the Starlette routes (with body and query decoding done before the
+handler runs) and the OpenAPI document, so what is documented is what is served.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import types
+import typing
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from orchestrator.http.errors import InvalidInput
+
+Handler = Callable[..., Awaitable[Response]]
+
+#: Deepest nesting accepted in a free-form JSON value (config): deeper is a 422, not a crash.
+MAX_JSON_DEPTH = 32
+_INT64 = (-(2**63), 2**63 - 1)
+_ID = re.compile(r"[1-9][0-9]{0,18}")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One method on one path."""
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    status: int = 200
+    body: type[Any] | None = None
+    query: type[Any] | None = None
+    response: Any = None
+    errors: tuple[int, ...] = ()
+
+    @property
+    def path_params(self) -> list[str]:
+        """Names of the `{...}` parameters in the path (all positive 64-bit ids)."""
+        return re.findall(r"{(\w+)}", self.path)
+
+
+def path_id(request: Request, name: str) -> int:
+    """A `{..._id}` path parameter as a positive 64-bit integer, or a 422 naming it."""
+    raw = str(request.path_params[name])
+    if not _ID.fullmatch(raw) or int(raw) > _INT64[1]:
+        raise InvalidInput(f"{name} must be a positive integer below 2**63, got {raw[:40]!r}")
+    return int(raw)
+
+
+async def decode_body(request: Request, body_type: type[Any]) -> Any:
+    """The JSON body as `body_type`; a clear 422 for every way it can be wrong."""
+    raw = await request.body()
+    try:
+        value = msgspec.json.decode(raw, type=body_type)
+    except RecursionError:
+        raise InvalidInput(
+            f"the request body is nested deeper than {MAX_JSON_DEPTH} levels"
+        ) from None
+    for field in msgspec.structs.fields(body_type):
+        check_json_value(getattr(value, field.name), f"$.{field.encode_name}", 0)
+    return value
+
+
+def decode_query(request: Request, query_type: type[Any]) -> Any:
+    """Query parameters as `query_type` (strings converted); a 422 names a bad parameter."""
+    params = dict(request.query_params)
+    for field in msgspec.structs.fields(query_type):
+        choices = _enum_of(field.type)
+        raw = params.get(field.encode_name)
+        if choices is not None and raw is not None and raw not in {m.value for m in choices}:
+            allowed = ", ".join(str(m.value) for m in choices)
+            raise InvalidInput(f"{field.encode_name} must be one of {allowed}; got {raw[:40]!r}")
+    try:
+        return msgspec.convert(params, query_type, strict=False)
+    except msgspec.ValidationError as exc:
+        raise InvalidInput(f"invalid query parameter: {exc}") from None
+
+
+def check_json_value(value: Any, where: str, depth: int) -> None:
+    """Refuse free-form JSON that later readers would choke on: too deep, or ints past 64 bits."""
+    if depth > MAX_JSON_DEPTH:
+        raise InvalidInput(f"{where} is nested deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int) and not _INT64[0] <= value <= _INT64[1]:
+        raise InvalidInput(f"{where} is an integer that does not fit in 64 bits")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_json_value(item, f"{where}.{key}"[:200], depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            check_json_value(item, f"{where}[...]", depth + 1)
+
+
+def _enum_of(annotation: Any) -> type[enum.Enum] | None:
+    candidates = typing.get_args(annotation) if _is_union(annotation) else (annotation,)
+    for candidate in candidates:
+        if isinstance(candidate, type) and issubclass(candidate, enum.Enum):
+            return candidate
+    return None
+
+
+def _is_union(annotation: Any) -> bool:
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType)
+
+
+def build_routes(endpoints: Sequence[Endpoint]) -> list[Route]:
+    """One Starlette route per path; it dispatches on the method and decodes inputs first."""
+    by_path: dict[str, dict[str, Endpoint]] = {}
+    for endpoint in endpoints:
+        by_path.setdefault(endpoint.path, {})[endpoint.method] = endpoint
+    return [
+        Route(path, _dispatcher(methods), methods=list(methods))
+        for path, methods in by_path.items()
+    ]
+
+
+def _dispatcher(methods: dict[str, Endpoint]) -> Callable[[Request], Awaitable[Response]]:
+    async def dispatch(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        endpoint = methods[method]
+        inputs: list[Any] = []
+        if endpoint.body is not None:
+            inputs.append(await decode_body(request, endpoint.body))
+        if endpoint.query is not None:
+            inputs.append(decode_query(request, endpoint.query))
+        return await endpoint.handler(request, *inputs)
+
+    return dispatch

@@ -1,0 +1,85 @@
+"""Service handlers: /, /health, /execution/stats, /state-machine."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from orchestrator import __version__
+from orchestrator.domain.states import FINAL_STATES, State, Trigger
+from orchestrator.domain.transitions import FORWARD_TRIGGER, TRANSITIONS
+from orchestrator.http.routes import json_response, runtime_of
+from orchestrator.http.schemas import (
+    ExecutionStats,
+    Health,
+    ServiceInfo,
+    StateMachine,
+    TransitionRow,
+    WorkerPoolStats,
+    workflow_counts,
+)
+
+
+async def root(request: Request) -> Response:
+    """GET /: name, version and where the docs are."""
+    return json_response(
+        ServiceInfo(
+            name="Workflow Orchestrator",
+            version=__version__,
+            docs="/docs",
+            openapi="/openapi.json",
+            health="/health",
+        )
+    )
+
+
+async def health(request: Request) -> Response:
+    """GET /health: 200 while the log can be read."""
+    runtime = runtime_of(request)
+    head = await runtime.store.head_position()
+    database = "memory" if runtime.settings.database_url == "memory://" else "sqlite"
+    return json_response(
+        Health(
+            status="healthy",
+            version=__version__,
+            database=database,
+            log_position=head,
+            projection_position=runtime.projector.position,
+        )
+    )
+
+
+async def execution_stats(request: Request) -> Response:
+    """GET /execution/stats: counters, not counts."""
+    runtime = runtime_of(request)
+    pool = runtime.pool
+    return json_response(
+        ExecutionStats(
+            worker_pool=WorkerPoolStats(
+                max_workers=pool.max_workers,
+                active_tasks=pool.active_tasks,
+                queue_size=pool.queue_size,
+            ),
+            workflows=workflow_counts(runtime.projector.stats()),
+        )
+    )
+
+
+async def state_machine(request: Request) -> Response:
+    """GET /state-machine: states, triggers and the transition table, from the table itself."""
+    registry = runtime_of(request).coordinator.registry
+    tasks = {state.value: name for state in State if (name := registry.name_of(state))}
+    return json_response(
+        StateMachine(
+            states=[state.value for state in State],
+            triggers=[trigger.value for trigger in Trigger],
+            initial_state=State.INIT.value,
+            final_states=[state.value for state in State if state in FINAL_STATES],
+            forward_triggers={s.value: t.value for s, t in FORWARD_TRIGGER.items()},
+            tasks=tasks,
+            transitions=[
+                TransitionRow(from_state=source.value, trigger=trigger.value, to_state=to.value)
+                for (source, trigger), to in TRANSITIONS.items()
+            ],
+        )
+    )

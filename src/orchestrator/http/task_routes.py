@@ -1,0 +1,65 @@
+"""Standalone task handlers: /tasks."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from orchestrator.domain.errors import TaskNotFound
+from orchestrator.domain.tasks import CreateTask, Task
+from orchestrator.engine.task_types import InvalidTaskConfig
+from orchestrator.http.endpoints import path_id
+from orchestrator.http.errors import InvalidInput
+from orchestrator.http.routes import json_response, runtime_of, settled
+from orchestrator.http.schemas import CreateTaskRequest, TaskListQuery, task_out
+from orchestrator.projections.models import TASKS
+from orchestrator.projections.storage import ListQuery
+
+
+async def create_task(request: Request, body: CreateTaskRequest) -> Response:
+    """POST /tasks: record the task and run it in the worker pool."""
+    runtime = runtime_of(request)
+    command = CreateTask(
+        task_id=0,
+        workflow_id=body.workflow_id,
+        name=body.name,
+        task_type=body.task_type.value,
+        description=body.description,
+        config=body.config or {},
+        max_retries=body.max_retries,
+    )
+    try:
+        outcome = await runtime.tasks.create(command)
+    except InvalidTaskConfig as exc:
+        raise InvalidInput(str(exc)) from None
+    task: Task = await settled(runtime, outcome)
+    return json_response(task_out(task), 201)
+
+
+async def list_tasks(request: Request, query: TaskListQuery) -> Response:
+    """GET /tasks: filtered by workflow_id and status, in id order."""
+    page = ListQuery(
+        kind=TASKS.kind,
+        status=query.status.value if query.status else None,
+        parent_id=query.workflow_id,
+        skip=query.skip,
+        limit=query.limit,
+    )
+    tasks = await runtime_of(request).projector.list_page(TASKS, page)
+    return json_response([task_out(t) for t in tasks])
+
+
+async def get_task(request: Request) -> Response:
+    """GET /tasks/{id}."""
+    task_id = path_id(request, "task_id")
+    task = await runtime_of(request).projector.task(task_id)
+    if task is None or task.deleted:
+        raise TaskNotFound(task_id)
+    return json_response(task_out(task))
+
+
+async def delete_task(request: Request) -> Response:
+    """DELETE /tasks/{id}: cancels a pending or running task, then 404 afterwards."""
+    runtime = runtime_of(request)
+    await settled(runtime, await runtime.tasks.delete(path_id(request, "task_id")))
+    return Response(status_code=204)
