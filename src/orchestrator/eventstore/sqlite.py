@@ -49,6 +49,10 @@ CREATE TRIGGER IF NOT EXISTS events_refuse_update BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'events are append-only: UPDATE refused'); END;
 CREATE TRIGGER IF NOT EXISTS events_refuse_delete BEFORE DELETE ON events
 BEGIN SELECT RAISE(ABORT, 'events are append-only: DELETE refused'); END;
+CREATE TRIGGER IF NOT EXISTS events_refuse_replace BEFORE INSERT ON events
+WHEN EXISTS (SELECT 1 FROM events WHERE position = NEW.position)
+    OR EXISTS (SELECT 1 FROM events WHERE stream_id = NEW.stream_id AND version = NEW.version)
+BEGIN SELECT RAISE(ABORT, 'events are append-only: an insert may not replace an event'); END;
 """
 
 T = TypeVar("T")
@@ -72,10 +76,14 @@ async def connect(path: str, busy_timeout_ms: int) -> aiosqlite.Connection:
     """A connection in autocommit mode (we issue BEGIN ourselves) with WAL and FULL sync."""
     try:
         conn = await aiosqlite.connect(path, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StoreUnavailable(f"cannot open SQLite database {path!r}: {exc}") from exc
+    try:
         await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         await conn.execute("PRAGMA journal_mode = WAL")
         await conn.execute("PRAGMA synchronous = FULL")
     except sqlite3.Error as exc:
+        await conn.close()  # its thread would otherwise keep the process alive
         raise StoreUnavailable(f"cannot open SQLite database {path!r}: {exc}") from exc
     return conn
 
@@ -121,13 +129,19 @@ class SQLiteEventStore:
         self._writer_task: asyncio.Task[None] | None = None
         self._head = 0
         self._changed = asyncio.Event()
+        self._closing = False
 
     async def open(self) -> None:
         """Connect, create or check the schema, and start the group-commit writer."""
-        self._writer = await connect(self.path, self._busy_timeout_ms)
-        await self._migrate(self._writer)
-        self._reader = await connect(self.path, self._busy_timeout_ms)
-        self._head = await self._read_head()
+        try:
+            self._writer = await connect(self.path, self._busy_timeout_ms)
+            await self._migrate(self._writer)
+            self._reader = await connect(self.path, self._busy_timeout_ms)
+            self._head = await self._read_head()
+        except BaseException:
+            await self._close_connections()
+            raise
+        self._closing = False
         self._writer_task = asyncio.create_task(self._write_loop(), name="sqlite-group-commit")
 
     async def _migrate(self, conn: aiosqlite.Connection) -> None:
@@ -155,22 +169,25 @@ class SQLiteEventStore:
     async def close(self) -> None:
         """Commit what is queued, stop the writer and close both connections."""
         if self._writer_task is not None:
-            while self._queue:
-                await asyncio.sleep(0.005)
-            self._writer_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer_task
+            # The writer drains the queue, finishes the batch it is committing, then returns.
+            self._closing = True
+            self._queued.set()
+            await self._writer_task
             self._writer_task = None
+        await self._close_connections()
+
+    async def _close_connections(self) -> None:
         for conn in (self._writer, self._reader):
             if conn is not None:
-                await conn.close()
+                with contextlib.suppress(sqlite3.Error):
+                    await conn.close()
         self._writer = self._reader = None
 
     async def append(
         self, stream_id: str, expected_version: int, events: Sequence[NewEvent]
     ) -> AppendResult:
         """Queue the append for the next group commit and wait for its own outcome."""
-        if self._writer_task is None:
+        if self._writer_task is None or self._closing:
             raise StoreUnavailable("the SQLite event store is not open")
         # Encoded here, so a bad event fails its own caller and never reaches a shared batch.
         rows = [(event.type, *encode_for_storage(event)) for event in events]
@@ -185,7 +202,7 @@ class SQLiteEventStore:
         For tables that live beside the log (the projections). `work` must not touch the events
         table; it is committed on its own, between two group commits.
         """
-        if self._writer_task is None:
+        if self._writer_task is None or self._closing:
             raise StoreUnavailable("the SQLite event store is not open")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append(_Transaction(work, future))
@@ -195,6 +212,8 @@ class SQLiteEventStore:
     async def _write_loop(self) -> None:
         while True:
             if not self._queue:
+                if self._closing:
+                    return
                 self._queued.clear()
                 await self._queued.wait()
                 continue
