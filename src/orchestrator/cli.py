@@ -60,12 +60,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve_parser = commands.add_parser("serve", help="run the HTTP server")
     serve_parser.add_argument("--host", help="overrides API_HOST")
     serve_parser.add_argument("--port", type=int, help="overrides API_PORT")
+    demo_parser = commands.add_parser("demo", help="replay the demonstration against a server")
+    demo_parser.add_argument("--url", help="the server (default http://API_HOST:API_PORT)")
+    demo_parser.add_argument("--interactive", action="store_true", help="offer a menu")
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
         print(f"orchestrator: bad setting: {exc}", file=sys.stderr)
         return 2
+    if args.command == "demo":
+        from orchestrator.demo import run_demo
+
+        url = args.url or f"http://{_client_host(settings.api_host)}:{settings.api_port}"
+        return run_demo(url, is_interactive=args.interactive)
     if args.command == "serve":
         if args.host:
             settings = _replace(settings, api_host=args.host)
@@ -74,6 +82,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(settings)
     parser.error(f"unknown command {args.command}")
     return 2
+
+
+def _client_host(host: str) -> str:
+    # A server listening on every address is reached through loopback.
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
 
 def _replace(settings: Settings, **changes: object) -> Settings:
