@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 
 from orchestrator.domain.states import State, Trigger
+from orchestrator.domain.upcasting import CURRENT_SCHEMA, upcast
 
 
 class _EventBase(msgspec.Struct, frozen=True, kw_only=True, tag=True):
@@ -123,9 +124,9 @@ def encode_event(event: Event) -> bytes:
     return _encoder.encode(event)
 
 
-def decode_event(data: bytes) -> Event:
-    """An event back from its stored JSON bytes."""
-    return _decoder.decode(data)
+def decode_event(data: bytes, schema_version: int = CURRENT_SCHEMA) -> Event:
+    """An event back from its stored JSON bytes, upcast from an older schema if need be."""
+    return _decoder.decode(upcast(data, schema_version))
 
 
 def stream_id(workflow_id: int) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 from orchestrator.domain.errors import InvalidTransition, TaskNotFound
+from orchestrator.domain.upcasting import CURRENT_SCHEMA, upcast
 
 
 class TaskStatus(enum.Enum):
@@ -88,9 +89,9 @@ def encode_task_event(event: TaskEvent) -> bytes:
     return _encoder.encode(event)
 
 
-def decode_task_event(data: bytes) -> TaskEvent:
-    """An event back from its stored JSON bytes."""
-    return _decoder.decode(data)
+def decode_task_event(data: bytes, schema_version: int = CURRENT_SCHEMA) -> TaskEvent:
+    """An event back from its stored JSON bytes, upcast from an older schema if need be."""
+    return _decoder.decode(upcast(data, schema_version))
 
 
 def task_stream_id(task_id: int) -> str:

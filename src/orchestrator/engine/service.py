@@ -22,6 +22,7 @@ from orchestrator.domain.commands import Command
 from orchestrator.domain.errors import TaskNotFound, WorkflowNotFound
 from orchestrator.domain.events import Event, WorkflowTransitioned, decode_event, encode_event
 from orchestrator.domain.events import stream_id as workflow_stream_id
+from orchestrator.domain.upcasting import CURRENT_SCHEMA
 from orchestrator.eventstore.base import EventStore, NewEvent
 from orchestrator.eventstore.errors import ConcurrencyConflict
 
@@ -54,7 +55,7 @@ class AggregateKind(Generic[S, C, E]):
     name: str
     stream_id: Callable[[int], str]
     encode: Callable[[E], bytes]
-    decode: Callable[[bytes], E]
+    decode: Callable[[bytes, int], E]
     evolve: Callable[[S | None, E], S]
     decide: Callable[[S | None, C, datetime], list[E]]
     not_found: Callable[[int], Exception]
@@ -110,7 +111,8 @@ class AggregateService(Generic[S, C, E]):
                 return cached
         state: S | None = None
         for recorded in await self._store.read_stream(self.kind.stream_id(aggregate_id)):
-            state = self.kind.evolve(state, self.kind.decode(recorded.data))
+            event = self.kind.decode(recorded.data, recorded.schema_version)
+            state = self.kind.evolve(state, event)
         if state is not None:
             self._remember(aggregate_id, state)
         return state
@@ -171,7 +173,13 @@ class AggregateService(Generic[S, C, E]):
     ) -> Outcome:
         meta = {**metadata, "command": "+".join(type(c).__name__ for c in commands)}
         new = [
-            NewEvent(type=type(e).__name__, data=self.kind.encode(e), metadata=meta) for e in events
+            NewEvent(
+                type=type(e).__name__,
+                data=self.kind.encode(e),
+                metadata=meta,
+                schema_version=CURRENT_SCHEMA,
+            )
+            for e in events
         ]
         expected = state.version if state is not None else 0
         result = await self._store.append(self.kind.stream_id(aggregate_id), expected, new)

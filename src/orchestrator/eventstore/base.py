@@ -8,7 +8,10 @@ from typing import Any, Protocol
 
 import msgspec
 
+from orchestrator.eventstore.chain import event_hash
 from orchestrator.eventstore.errors import InvalidEvent
+
+_metadata_encoder = msgspec.json.Encoder()
 
 
 class NewEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -17,6 +20,8 @@ class NewEvent(msgspec.Struct, frozen=True, kw_only=True):
     type: str
     data: bytes
     metadata: dict[str, Any] = {}
+    #: The version of the payload's shape, so old shapes can be upcast when read.
+    schema_version: int = 1
 
 
 class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -29,6 +34,22 @@ class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
     data: bytes
     metadata: dict[str, Any]
     recorded_at: datetime
+    schema_version: int = 1
+    #: The chain hash: over this event's stored fields and the previous event's hash.
+    hash: str = ""
+
+    def stored_fields(self) -> dict[str, Any]:
+        """The fields the chain hash covers, as they are stored."""
+        return {
+            "position": self.position,
+            "stream_id": self.stream_id,
+            "version": self.version,
+            "type": self.type,
+            "data": self.data.decode("utf-8", errors="replace"),
+            "metadata": _metadata_encoder.encode(self.metadata).decode(),
+            "recorded_at": self.recorded_at.isoformat(),
+            "schema_version": self.schema_version,
+        }
 
 
 class AppendResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -36,9 +57,6 @@ class AppendResult(msgspec.Struct, frozen=True, kw_only=True):
 
     version: int
     position: int
-
-
-_metadata_encoder = msgspec.json.Encoder()
 
 
 def encode_for_storage(event: NewEvent) -> tuple[str, str]:
@@ -49,6 +67,27 @@ def encode_for_storage(event: NewEvent) -> tuple[str, str]:
     except (UnicodeDecodeError, TypeError, ValueError) as exc:
         raise InvalidEvent(f"event {event.type!r} cannot be stored: {exc}") from exc
     return data, metadata
+
+
+def check_continues(
+    event: RecordedEvent, head: int, previous: str, versions: dict[str, int]
+) -> tuple[int, str]:
+    """Check that an imported event continues the log and its stream; the new (head, hash).
+
+    `versions` holds the streams' current versions and is updated.
+    """
+    if event.position <= head:
+        raise InvalidEvent(f"event at position {event.position} is not after the head {head}")
+    expected_version = versions.get(event.stream_id, 0) + 1
+    if event.version != expected_version:
+        raise InvalidEvent(
+            f"event at position {event.position} is version {event.version} of "
+            f"{event.stream_id}, expected {expected_version}"
+        )
+    if event_hash(previous, **event.stored_fields()) != event.hash:
+        raise InvalidEvent(f"event at position {event.position} does not continue the chain")
+    versions[event.stream_id] = event.version
+    return event.position, event.hash
 
 
 class EventStore(Protocol):
@@ -78,6 +117,13 @@ class EventStore(Protocol):
 
     async def head_position(self) -> int:
         """The position of the last committed event (0 for an empty log)."""
+
+    async def import_events(self, events: Sequence[RecordedEvent]) -> None:
+        """Copy events from another log as they are (positions, times, hashes), after the head.
+
+        Each must continue the chain and its stream; InvalidEvent otherwise, and nothing of the
+        batch is stored.
+        """
 
     async def wait_for_events(self, after: int, timeout: float) -> bool:
         """Wait until an event past `after` is committed, or `timeout` seconds; True if one is."""

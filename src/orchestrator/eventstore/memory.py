@@ -11,8 +11,10 @@ from orchestrator.eventstore.base import (
     AppendResult,
     NewEvent,
     RecordedEvent,
+    check_continues,
     encode_for_storage,
 )
+from orchestrator.eventstore.chain import GENESIS, event_hash
 from orchestrator.eventstore.errors import ConcurrencyConflict
 
 
@@ -37,28 +39,59 @@ class InMemoryEventStore:
         stream = self._streams.get(stream_id, [])
         if len(stream) != expected_version:
             raise ConcurrencyConflict(stream_id, expected_version, len(stream))
-        for event in events:
-            encode_for_storage(event)  # the same refusals as the databases
+        stored = [(event, *encode_for_storage(event)) for event in events]  # same refusals
         if not events:
-            return AppendResult(version=expected_version, position=len(self._log))
+            return AppendResult(version=expected_version, position=self._head())
         now = datetime.now(UTC)
-        recorded = [
-            RecordedEvent(
-                position=len(self._log) + i + 1,
+        previous = self._log[-1].hash if self._log else GENESIS
+        recorded: list[RecordedEvent] = []
+        for i, (event, data, metadata) in enumerate(stored):
+            position, version = self._head() + i + 1, expected_version + i + 1
+            previous = event_hash(
+                previous,
+                position=position,
                 stream_id=stream_id,
-                version=expected_version + i + 1,
+                version=version,
                 type=event.type,
-                data=event.data,
-                metadata=dict(event.metadata),
-                recorded_at=now,
+                data=data,
+                metadata=metadata,
+                recorded_at=now.isoformat(),
+                schema_version=event.schema_version,
             )
-            for i, event in enumerate(events)
-        ]
+            recorded.append(
+                RecordedEvent(
+                    position=position,
+                    stream_id=stream_id,
+                    version=version,
+                    type=event.type,
+                    data=event.data,
+                    metadata=dict(event.metadata),
+                    recorded_at=now,
+                    schema_version=event.schema_version,
+                    hash=previous,
+                )
+            )
+        self._store(recorded)
+        return AppendResult(version=recorded[-1].version, position=recorded[-1].position)
+
+    async def import_events(self, events: Sequence[RecordedEvent]) -> None:
+        """Copy events from another log, checking that each continues the chain and stream."""
+        head, previous = self._head(), self._log[-1].hash if self._log else GENESIS
+        versions = {stream: len(events) for stream, events in self._streams.items()}
+        for event in events:
+            head, previous = check_continues(event, head, previous, versions)
+        for event in events:
+            self._store([event])
+
+    def _store(self, recorded: list[RecordedEvent]) -> None:
         self._log.extend(recorded)
-        self._streams[stream_id] = [*stream, *recorded]
+        for event in recorded:
+            self._streams.setdefault(event.stream_id, []).append(event)
         self._changed.set()
         self._changed = asyncio.Event()
-        return AppendResult(version=recorded[-1].version, position=recorded[-1].position)
+
+    def _head(self) -> int:
+        return self._log[-1].position if self._log else 0
 
     async def read_stream(
         self, stream_id: str, up_to_version: int | None = None
@@ -69,22 +102,28 @@ class InMemoryEventStore:
 
     async def read_all(self, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
         """Events with a position greater than `after`, at most `limit`."""
-        # Positions are 1, 2, 3, ... so a position is also an index into the list.
-        start = max(after, 0)
-        return self._log[start : start + limit]
+        # Positions only grow, so the first event past `after` is found by bisection.
+        low, high = 0, len(self._log)
+        while low < high:
+            middle = (low + high) // 2
+            if self._log[middle].position <= after:
+                low = middle + 1
+            else:
+                high = middle
+        return self._log[low : low + limit]
 
     async def head_position(self) -> int:
         """The last position, 0 when empty."""
-        return len(self._log)
+        return self._head()
 
     async def wait_for_events(self, after: int, timeout: float) -> bool:
         """Wait for an append past `after`."""
         changed = self._changed
-        if len(self._log) > after:
+        if self._head() > after:
             return True
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation that
         # arrives in the same loop turn as the event, and the waiter would never stop.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await changed.wait()
-        return len(self._log) > after
+        return self._head() > after

@@ -28,8 +28,10 @@ from orchestrator.eventstore.base import (
     AppendResult,
     NewEvent,
     RecordedEvent,
+    check_continues,
     encode_for_storage,
 )
+from orchestrator.eventstore.chain import GENESIS, event_hash
 from orchestrator.eventstore.errors import ConcurrencyConflict, SchemaTooNew, StoreUnavailable
 
 SCHEMA_VERSION = 1
@@ -43,6 +45,8 @@ CREATE TABLE IF NOT EXISTS events (
     data        TEXT    NOT NULL,
     metadata    TEXT    NOT NULL,
     recorded_at TEXT    NOT NULL,
+    schema_version INTEGER NOT NULL DEFAULT 1,
+    hash        TEXT    NOT NULL,
     UNIQUE (stream_id, version)
 );
 CREATE TRIGGER IF NOT EXISTS events_refuse_update BEFORE UPDATE ON events
@@ -56,7 +60,8 @@ BEGIN SELECT RAISE(ABORT, 'events are append-only: an insert may not replace an 
 """
 
 T = TypeVar("T")
-_COLUMNS = "position, stream_id, version, type, data, metadata, recorded_at"
+_COLUMNS = "position, stream_id, version, type, data, metadata, recorded_at, schema_version, hash"
+_INSERT = f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _MAX_BATCH = 512
 _metadata_decoder = msgspec.json.Decoder(dict)
 
@@ -95,12 +100,12 @@ class _Append:
         self,
         stream_id: str,
         expected: int,
-        events: list[tuple[str, str, str]],
+        events: list[tuple[str, str, str, int]],
         future: asyncio.Future[AppendResult],
     ) -> None:
         self.stream_id = stream_id
         self.expected = expected
-        self.events = events  # (type, data text, metadata text), encoded before queueing
+        self.events = events  # (type, data, metadata, schema version), encoded before queueing
         self.future = future
 
 
@@ -190,7 +195,7 @@ class SQLiteEventStore:
         if self._writer_task is None or self._closing:
             raise StoreUnavailable("the SQLite event store is not open")
         # Encoded here, so a bad event fails its own caller and never reaches a shared batch.
-        rows = [(event.type, *encode_for_storage(event)) for event in events]
+        rows = [(e.type, *encode_for_storage(e), e.schema_version) for e in events]
         future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
         self._queue.append(_Append(stream_id, expected_version, rows, future))
         self._queued.set()
@@ -258,15 +263,16 @@ class SQLiteEventStore:
             streams = sorted({item.stream_id for item in batch})
             marks = ",".join("?" * len(streams))
             rows = await writer.execute_fetchall(
-                f"SELECT stream_id, MAX(version) FROM events WHERE stream_id IN ({marks}) "
-                "GROUP BY stream_id UNION ALL SELECT NULL, COALESCE(MAX(position), 0) FROM events",
+                f"SELECT stream_id, MAX(version), NULL FROM events WHERE stream_id IN ({marks}) "
+                "GROUP BY stream_id UNION ALL SELECT * FROM (SELECT NULL, position, hash "
+                "FROM events ORDER BY position DESC LIMIT 1)",
                 streams,
             )
             versions: dict[str, int] = {}
-            head = 0
-            for stream, value in rows:
+            head, previous = 0, GENESIS
+            for stream, value, last_hash in rows:
                 if stream is None:
-                    head = value
+                    head, previous = value, last_hash
                 else:
                     versions[stream] = value
             recorded_at = datetime.now(UTC).isoformat()
@@ -276,18 +282,37 @@ class SQLiteEventStore:
                 if actual != item.expected:
                     outcomes.append(ConcurrencyConflict(item.stream_id, item.expected, actual))
                     continue
-                for type_, data, metadata in item.events:
+                for type_, data, metadata, schema_version in item.events:
                     head += 1
                     actual += 1
+                    previous = event_hash(
+                        previous,
+                        position=head,
+                        stream_id=item.stream_id,
+                        version=actual,
+                        type=type_,
+                        data=data,
+                        metadata=metadata,
+                        recorded_at=recorded_at,
+                        schema_version=schema_version,
+                    )
                     inserts.append(
-                        (head, item.stream_id, actual, type_, data, metadata, recorded_at)
+                        (
+                            head,
+                            item.stream_id,
+                            actual,
+                            type_,
+                            data,
+                            metadata,
+                            recorded_at,
+                            schema_version,
+                            previous,
+                        )
                     )
                 versions[item.stream_id] = actual
                 outcomes.append(AppendResult(version=actual, position=head))
             if inserts:
-                await writer.executemany(
-                    f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", inserts
-                )
+                await writer.executemany(_INSERT, inserts)
             await writer.execute("COMMIT")
         except Exception as exc:  # the writer must survive anything, or every append would hang
             with contextlib.suppress(sqlite3.Error):
@@ -329,6 +354,36 @@ class SQLiteEventStore:
         sql = f"SELECT {_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"
         return [_row_to_event(row) for row in await self._read(sql, (after, limit))]
 
+    async def import_events(self, events: Sequence[RecordedEvent]) -> None:
+        """Copy events from another log (positions, times, hashes kept), checking each one."""
+
+        async def insert(conn: aiosqlite.Connection) -> None:
+            rows = await conn.execute_fetchall(
+                "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1"
+            )
+            head, previous = next(iter(rows), (0, GENESIS))
+            streams = sorted({event.stream_id for event in events})
+            versions: dict[str, int] = {}
+            for start in range(0, len(streams), 500):
+                chunk = streams[start : start + 500]
+                found = await conn.execute_fetchall(
+                    "SELECT stream_id, MAX(version) FROM events WHERE stream_id IN "
+                    f"({','.join('?' * len(chunk))}) GROUP BY stream_id",
+                    chunk,
+                )
+                versions.update((stream, int(version)) for stream, version in found)
+            values: list[tuple[object, ...]] = []
+            for event in events:
+                head, previous = check_continues(event, head, previous, versions)
+                fields = event.stored_fields()
+                values.append((*fields.values(), event.hash))
+            await conn.executemany(_INSERT, values)
+
+        await self.write_transaction(insert)
+        self._head = await self._read_head()
+        self._changed.set()
+        self._changed = asyncio.Event()
+
     async def head_position(self) -> int:
         """The last committed position, including other processes' commits."""
         self._head = max(self._head, await self._read_head())
@@ -362,7 +417,7 @@ class SQLiteEventStore:
 
 
 def _row_to_event(row: sqlite3.Row) -> RecordedEvent:
-    position, stream_id, version, type_, data, metadata, recorded_at = row
+    position, stream_id, version, type_, data, metadata, recorded_at, schema, hash_ = row
     return RecordedEvent(
         position=position,
         stream_id=stream_id,
@@ -371,6 +426,8 @@ def _row_to_event(row: sqlite3.Row) -> RecordedEvent:
         data=data.encode() if isinstance(data, str) else bytes(data),
         metadata=_metadata_decoder.decode(metadata),
         recorded_at=datetime.fromisoformat(recorded_at),
+        schema_version=schema,
+        hash=hash_,
     )
 
 

@@ -36,7 +36,7 @@ class ReadModel:
     kind: str
     stream_prefix: str
     state_type: type[Any]
-    decode_event: Callable[[bytes], Any]
+    decode_event: Callable[[bytes, int], Any]
     evolve: Callable[[Any, Any], Any]
     first_events: tuple[type[Any], ...]
     status: Callable[[Any], str]

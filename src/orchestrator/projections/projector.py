@@ -196,7 +196,7 @@ def _fold_onto(model: ReadModel, state: Any, events: list[RecordedEvent]) -> Any
             )
             break
         try:
-            event = model.decode_event(recorded.data)
+            event = model.decode_event(recorded.data, recorded.schema_version)
         except Exception:  # a payload the code cannot read: stop this stream, keep the others
             log.exception("cannot decode event at position %d", recorded.position)
             break
