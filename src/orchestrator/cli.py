@@ -63,12 +63,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo_parser = commands.add_parser("demo", help="replay the demonstration against a server")
     demo_parser.add_argument("--url", help="the server (default http://API_HOST:API_PORT)")
     demo_parser.add_argument("--interactive", action="store_true", help="offer a menu")
+    replay_parser = commands.add_parser("replay", help="a workflow's events, from the log")
+    replay_parser.add_argument("workflow_id", type=_positive_int)
+    replay_parser.add_argument("--at-version", type=_positive_int, help="stop after this event")
+    replay_parser.add_argument("--json", action="store_true", help="one JSON object")
+    commands.add_parser("verify", help="check the log: chain, versions, payloads, transitions")
+    commands.add_parser("export", help="write the log as JSON lines to stdout")
+    commands.add_parser("import", help="read JSON lines from stdin into an empty database")
+    rebuild_parser = commands.add_parser(
+        "rebuild-projections", help="rebuild the read models from the log and swap them in"
+    )
+    rebuild_parser.add_argument(
+        "--check", action="store_true", help="only compare a rebuild with the live read models"
+    )
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
         print(f"orchestrator: bad setting: {exc}", file=sys.stderr)
         return 2
+    if args.command in ("replay", "verify", "export", "import", "rebuild-projections"):
+        return _history(args, settings)
     if args.command == "demo":
         from orchestrator.demo import run_demo
 
@@ -82,6 +97,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(settings)
     parser.error(f"unknown command {args.command}")
     return 2
+
+
+def _history(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from orchestrator import cli_history as history
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "replay":
+        return asyncio.run(
+            history.with_store(
+                settings,
+                lambda store: history.replay_command(
+                    store, args.workflow_id, args.at_version, args.json
+                ),
+            )
+        )
+    if args.command == "verify":
+        return asyncio.run(history.with_store(settings, history.verify_command))
+    if args.command == "export":
+        return asyncio.run(history.with_store(settings, history.export_command))
+    if args.command == "import":
+        return asyncio.run(history.with_store(settings, history.import_command, must_exist=False))
+    return asyncio.run(
+        history.with_store(
+            settings, lambda store: history.rebuild_command(store, check_only=args.check)
+        )
+    )
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
 
 
 def _client_host(host: str) -> str:

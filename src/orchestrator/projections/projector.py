@@ -11,14 +11,14 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from orchestrator.domain.tasks import Task
 from orchestrator.domain.workflow import Workflow
 from orchestrator.eventstore.base import EventStore, RecordedEvent
 from orchestrator.projections.models import TASKS, WORKFLOWS, ReadModel, Row, read_model_of
-from orchestrator.projections.storage import ListQuery, ProjectionStorage
+from orchestrator.projections.storage import ListQuery, ProjectionMoved, ProjectionStorage
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,7 @@ class Projector:
 
     async def start(self, *, follow: bool = True) -> None:
         """Load the checkpoint and counters, catch up with the log, then follow it."""
-        self.position = await self._storage.load_checkpoint()
-        self._counters = await self._storage.load_counters()
+        await self._reload()
         await self.catch_up()
         if follow:
             self._task = asyncio.create_task(self._follow(), name="projector")
@@ -57,10 +56,18 @@ class Projector:
                 await self._task
             self._task = None
 
-    async def catch_up(self) -> None:
-        """Apply every committed event past the checkpoint."""
-        while await self._apply_next_batch():
-            pass
+    async def _reload(self) -> None:
+        self._cache.clear()
+        self.position = await self._storage.load_checkpoint()
+        self._counters = await self._storage.load_counters()
+
+    async def catch_up(
+        self, until: int | None = None, on_batch: Callable[[int], None] | None = None
+    ) -> None:
+        """Apply every committed event past the checkpoint (up to position `until`)."""
+        while await self._apply_next_batch(until):
+            if on_batch is not None:
+                on_batch(self.position)
 
     async def _follow(self) -> None:
         while True:
@@ -73,9 +80,12 @@ class Projector:
                 log.exception("projector failed to apply events after position %d", self.position)
                 await asyncio.sleep(0.5)
 
-    async def _apply_next_batch(self) -> bool:
+    async def _apply_next_batch(self, until: int | None = None) -> bool:
         async with self._apply_lock:
-            events = await self._store.read_all(self.position, _BATCH)
+            limit = _BATCH if until is None else min(_BATCH, until - self.position)
+            if limit <= 0:
+                return False
+            events = await self._store.read_all(self.position, limit)
             if not events:
                 return False
             await self._apply(events)
@@ -102,7 +112,14 @@ class Projector:
             _count(deltas, model, before, -1)
             _count(deltas, model, after, +1)
         last = events[-1].position
-        await self._storage.save(rows, deltas, last)
+        try:
+            await self._storage.save(rows, deltas, last, self.position)
+        except ProjectionMoved as moved:
+            # The tables were swapped by a rebuild (or written by another projector): start
+            # again from what is stored instead of adding this batch on top a second time.
+            log.warning("%s; reloading the read models", moved)
+            await self._reload()
+            return
         for key, state in changed:
             self._remember(key, state)
         for name, delta in deltas.items():

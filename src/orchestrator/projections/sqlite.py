@@ -15,12 +15,13 @@ import aiosqlite
 from orchestrator.eventstore.errors import StoreUnavailable
 from orchestrator.eventstore.sqlite import SQLiteEventStore, connect
 from orchestrator.projections.models import Row
-from orchestrator.projections.storage import ListQuery
+from orchestrator.projections.storage import ListQuery, ProjectionMoved
 
 _CHECKPOINT = "read_models"
 
 
-def _schema(prefix: str) -> tuple[str, ...]:
+def schema_statements(prefix: str) -> tuple[str, ...]:
+    """The CREATE statements of the read-model tables and indexes under `prefix`."""
     return (
         f"""CREATE TABLE IF NOT EXISTS {prefix}rows (
             kind         TEXT    NOT NULL,
@@ -69,7 +70,7 @@ class SQLiteProjectionStorage:
         self._conn = await connect(self.path, self._busy_timeout_ms)
 
         async def create(conn: aiosqlite.Connection) -> None:
-            for statement in _schema(self.prefix):
+            for statement in schema_statements(self.prefix):
                 await conn.execute(statement)
 
         await self._store.write_transaction(create)
@@ -115,7 +116,11 @@ class SQLiteProjectionStorage:
         return found
 
     async def save(
-        self, rows: Sequence[Row], counter_deltas: Mapping[str, int], position: int
+        self,
+        rows: Sequence[Row],
+        counter_deltas: Mapping[str, int],
+        position: int,
+        expected_checkpoint: int,
     ) -> None:
         """Rows, counter deltas and checkpoint in one transaction."""
         values = [
@@ -135,6 +140,12 @@ class SQLiteProjectionStorage:
         prefix = self.prefix
 
         async def write(conn: aiosqlite.Connection) -> None:
+            found = await conn.execute_fetchall(
+                f"SELECT position FROM {prefix}checkpoints WHERE name = ?", (_CHECKPOINT,)
+            )
+            stored = int(next(iter(found))[0]) if found else 0
+            if stored != expected_checkpoint:
+                raise ProjectionMoved(expected_checkpoint, stored)
             if values:
                 await conn.executemany(
                     f"INSERT OR REPLACE INTO {prefix}rows (kind, id, status, parent_id, deleted, "

@@ -13,6 +13,15 @@ from typing import Protocol
 from orchestrator.projections.models import Row
 
 
+class ProjectionMoved(Exception):
+    """The stored checkpoint is not where this projector left it; it must reload."""
+
+    def __init__(self, expected: int, found: int) -> None:
+        self.expected = expected
+        self.found = found
+        super().__init__(f"read models are at position {found}, expected {expected}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class ListQuery:
     """Which rows a list read wants: kind, optional status and parent, a page."""
@@ -43,9 +52,17 @@ class ProjectionStorage(Protocol):
         """Stored states for these ids (deleted ones included); missing ids are left out."""
 
     async def save(
-        self, rows: Sequence[Row], counter_deltas: Mapping[str, int], position: int
+        self,
+        rows: Sequence[Row],
+        counter_deltas: Mapping[str, int],
+        position: int,
+        expected_checkpoint: int,
     ) -> None:
-        """Store rows, add the deltas to the counters and move the checkpoint, atomically."""
+        """Store rows, add the deltas to the counters and move the checkpoint, atomically.
+
+        Raises ProjectionMoved, storing nothing, if the stored checkpoint is not
+        `expected_checkpoint` (a rebuild swapped the tables, or another projector wrote).
+        """
 
     async def list_rows(self, query: ListQuery) -> list[bytes]:
         """States of non-deleted rows matching `query`, in id order."""
@@ -85,9 +102,15 @@ class InMemoryProjectionStorage:
         return {i: row.state for i, row in found if row is not None}
 
     async def save(
-        self, rows: Sequence[Row], counter_deltas: Mapping[str, int], position: int
+        self,
+        rows: Sequence[Row],
+        counter_deltas: Mapping[str, int],
+        position: int,
+        expected_checkpoint: int,
     ) -> None:
         """Store everything at once (nothing can interleave: no await inside)."""
+        if self._checkpoint != expected_checkpoint:
+            raise ProjectionMoved(expected_checkpoint, self._checkpoint)
         for row in rows:
             self._rows[(row.kind, row.id)] = row
         for name, delta in counter_deltas.items():

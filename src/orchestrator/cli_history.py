@@ -1,0 +1,193 @@
+"""The history commands of the CLI: replay, verify, export, import, rebuild-projections.
+
+Each opens the database named by DATABASE_URL directly (a SQLite file; the server may be running
+on it at the same time), does its work, and returns the process exit code.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+import msgspec
+
+from orchestrator.domain.workflow import Workflow
+from orchestrator.eventstore.errors import EventStoreError
+from orchestrator.eventstore.sqlite import SQLiteEventStore, sqlite_path
+from orchestrator.history.replay import differences, replay, table
+from orchestrator.history.transfer import export_lines, import_lines
+from orchestrator.history.verify import verify
+from orchestrator.http.schemas import workflow_out
+from orchestrator.projections import rebuild as rebuilding
+from orchestrator.projections.models import WORKFLOWS
+from orchestrator.projections.sqlite import SQLiteProjectionStorage
+from orchestrator.settings import Settings
+
+_encoder = msgspec.json.Encoder()
+
+
+class CommandFailed(Exception):
+    """A history command cannot go on; the message says why."""
+
+
+def open_store(settings: Settings, *, must_exist: bool = True) -> SQLiteEventStore:
+    """The SQLite log of DATABASE_URL (the history tools work on files, not memory://)."""
+    if not settings.database_url.startswith("sqlite:///"):
+        raise CommandFailed(
+            f"the history tools need a SQLite DATABASE_URL, not {settings.database_url}"
+        )
+    path = sqlite_path(settings.database_url)
+    if must_exist and not Path(path).is_file():
+        raise CommandFailed(f"no database at {path} (DATABASE_URL={settings.database_url})")
+    return SQLiteEventStore(path)
+
+
+async def with_store(
+    settings: Settings,
+    work: Callable[[SQLiteEventStore], Awaitable[int]],
+    *,
+    must_exist: bool = True,
+) -> int:
+    """Open the store, run `work`, close it; errors become a message and exit code 1."""
+    try:
+        store = open_store(settings, must_exist=must_exist)
+        await store.open()
+    except (CommandFailed, EventStoreError) as exc:
+        print(f"orchestrator: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return await work(store)
+    except (CommandFailed, EventStoreError) as exc:
+        print(f"orchestrator: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await store.close()
+
+
+async def replay_command(
+    store: SQLiteEventStore,
+    workflow_id: int,
+    at_version: int | None,
+    as_json: bool,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Print the workflow's events and states; say whether the read model agrees."""
+    replayed = await replay(store, workflow_id, at_version)
+    if not replayed:
+        raise CommandFailed(f"workflow {workflow_id} has no events in {store.path}")
+    final = replayed[-1].after
+    agrees: bool | None = None
+    mismatched: list[str] = []
+    if at_version is None or at_version >= len(await store.read_stream(f"workflow-{workflow_id}")):
+        live = SQLiteProjectionStorage(store)
+        await live.open()
+        try:
+            row = (await live.load_rows(WORKFLOWS.kind, [workflow_id])).get(workflow_id)
+        finally:
+            await live.close()
+        read_model: Workflow | None = WORKFLOWS.decode_state(row) if row else None
+        mismatched = differences(final, read_model)
+        agrees = not mismatched
+    if as_json:
+        document: dict[str, Any] = {
+            "workflow_id": workflow_id,
+            "events": [
+                {
+                    "position": item.recorded.position,
+                    "version": item.recorded.version,
+                    "type": item.recorded.type,
+                    "recorded_at": item.recorded.recorded_at,
+                    "data": item.event,
+                    "metadata": item.recorded.metadata,
+                    "schema_version": item.recorded.schema_version,
+                    "hash": item.recorded.hash,
+                }
+                for item in replayed
+            ],
+            "state": workflow_out(final),
+            "read_model_agrees": agrees,
+        }
+        out.write(_encoder.encode(document).decode() + "\n")
+    else:
+        for line in table(replayed):
+            print(line, file=out)
+        print(file=out)
+        if agrees is None:
+            print(
+                f"state at version {at_version}: {final.state.value} (the read model "
+                "holds the latest state, so it is not compared)",
+                file=out,
+            )
+        elif agrees:
+            print(f"folded state {final.state.value} agrees with the read model", file=out)
+        else:
+            print(f"folded state DIFFERS from the read model in: {', '.join(mismatched)}", file=out)
+    return 0 if agrees is not False else 1
+
+
+async def verify_command(store: SQLiteEventStore, out: TextIO = sys.stdout) -> int:
+    """Check the whole log; exit 1 and name the first bad position on any violation."""
+    report = await verify(store)
+    print(
+        f"checked {report.events} events in {report.streams} streams in {report.seconds:.2f} s "
+        f"({report.rate:,.0f} events/s)",
+        file=out,
+    )
+    if report.ok:
+        print("the log is intact: positions, versions, payloads, hash chain, transitions", file=out)
+        return 0
+    first = report.violations[0]
+    print(f"FIRST BAD POSITION: {first.position} ({first.stream_id}): {first.reason}", file=out)
+    for violation in report.violations[1:]:
+        print(
+            f"  also at {violation.position} ({violation.stream_id}): {violation.reason}", file=out
+        )
+    if report.more_violations:
+        print(f"  and {report.more_violations} more", file=out)
+    return 1
+
+
+async def export_command(store: SQLiteEventStore, out: Any = None) -> int:
+    """Write the log as JSON lines to stdout."""
+    target = out or sys.stdout.buffer
+    async for line in export_lines(store):
+        target.write(line)
+    target.flush()
+    return 0
+
+
+async def import_command(store: SQLiteEventStore, source: Any = None) -> int:
+    """Read JSON lines from stdin into an empty log, then rebuild the read models there."""
+    count = await import_lines(store, source or sys.stdin.buffer)
+    print(f"imported {count} events into {store.path}", file=sys.stderr)
+    await rebuild_command(store, check_only=False)
+    return 0
+
+
+async def rebuild_command(store: SQLiteEventStore, *, check_only: bool) -> int:
+    """Rebuild the read models (or only compare a rebuild with the live ones)."""
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    if not check_only:
+        done = await rebuilding.rebuild(store, progress)
+        print(
+            f"rebuilt the read models from {done.done} events ({done.rate:,.0f} events/s) "
+            "and swapped them in",
+            file=sys.stderr,
+        )
+        return 0
+    done, found = await rebuilding.check(store, progress)
+    if not found:
+        print(f"the read models match a rebuild from {done.done} events", file=sys.stderr)
+        return 0
+    for difference in found:
+        print(
+            f"DIFFERENCE {difference.table} {difference.key}:\n  live:    {difference.live}"
+            f"\n  rebuilt: {difference.rebuilt}"
+        )
+    print(f"{len(found)} differences between the live read models and a rebuild", file=sys.stderr)
+    return 1

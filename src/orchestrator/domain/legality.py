@@ -1,0 +1,95 @@
+"""Whether a stored event could legally follow the state before it, by the current rules.
+
+`evolve` trusts the log; this is what `orchestrator verify` asks of every stream, so a log
+written by a buggy release or edited by hand is caught.
+"""
+
+from __future__ import annotations
+
+from orchestrator.domain.events import (
+    Event,
+    StepFailed,
+    StepStarted,
+    StepSucceeded,
+    WorkflowCreated,
+    WorkflowDeleted,
+    WorkflowEdited,
+    WorkflowLaunched,
+    WorkflowStarted,
+    WorkflowTransitioned,
+)
+from orchestrator.domain.states import is_running
+from orchestrator.domain.tasks import (
+    ACTIVE_STATUSES,
+    Task,
+    TaskCancelled,
+    TaskCreated,
+    TaskDeleted,
+    TaskEvent,
+    TaskRunFailed,
+    TaskRunStarted,
+    TaskRunSucceeded,
+    TaskStatus,
+)
+from orchestrator.domain.transitions import target
+from orchestrator.domain.workflow import Workflow, is_editable, is_waiting_to_launch
+
+
+def workflow_violation(workflow: Workflow | None, event: Event) -> str | None:
+    """Why `event` cannot follow `workflow`, or None when it can."""
+    creation = isinstance(event, WorkflowStarted | WorkflowCreated)
+    if workflow is None:
+        return None if creation else f"the stream begins with {type(event).__name__}"
+    if creation:
+        return "a second creation event"
+    if workflow.deleted:
+        return f"{type(event).__name__} after the workflow was deleted"
+    state = workflow.state
+    if isinstance(event, WorkflowTransitioned):
+        if event.from_state is not state:
+            return f"a transition from {event.from_state.value} while in {state.value}"
+        if target(state, event.trigger) is not event.to_state:
+            return (
+                f"{state.value} --{event.trigger.value}--> {event.to_state.value} "
+                "is not in the transition table"
+            )
+        return None
+    if isinstance(event, StepStarted):
+        if not workflow.needs_step() or event.state is not state:
+            return f"a {event.state.value} step started while {state.value}"
+        return None
+    if isinstance(event, StepSucceeded | StepFailed):
+        if workflow.step is not event.state:
+            return f"an outcome for the {event.state.value} step, which is not running"
+        return None
+    if isinstance(event, WorkflowLaunched):
+        return None if is_waiting_to_launch(workflow) else "launched twice or while running"
+    if isinstance(event, WorkflowEdited):
+        editable = workflow.step is None and is_editable(state)
+        return None if editable else f"edited while {state.value}"
+    if isinstance(event, WorkflowDeleted):
+        deletable = not is_running(state) or is_waiting_to_launch(workflow)
+        return None if deletable else f"deleted while {state.value}"
+    return f"unknown event {type(event).__name__}"
+
+
+def task_violation(task: Task | None, event: TaskEvent) -> str | None:
+    """Why `event` cannot follow `task`, or None when it can."""
+    if task is None:
+        return None if isinstance(event, TaskCreated) else "the stream begins without TaskCreated"
+    if isinstance(event, TaskCreated):
+        return "a second creation event"
+    if task.deleted:
+        return f"{type(event).__name__} after the task was deleted"
+    if isinstance(event, TaskRunStarted):
+        ok = task.status is TaskStatus.PENDING and event.attempt == task.attempt + 1
+        return None if ok else f"run {event.attempt} started while {task.status.value}"
+    if isinstance(event, TaskRunSucceeded | TaskRunFailed):
+        ok = task.status is TaskStatus.RUNNING
+        return None if ok else f"a run outcome while {task.status.value}"
+    if isinstance(event, TaskCancelled):
+        ok = task.status in ACTIVE_STATUSES
+        return None if ok else f"cancelled while {task.status.value}"
+    if isinstance(event, TaskDeleted):
+        return None
+    return f"unknown event {type(event).__name__}"
