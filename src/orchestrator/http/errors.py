@@ -3,6 +3,7 @@
 ```
 domain/errors.py      DomainError
                         WorkflowNotFound     404 not_found
+                        TaskNotFound         404 not_found
                         InvalidTransition    409 invalid_transition (state, action, allowed)
                         StepInProgress       409 step_in_progress
 eventstore/errors.py  EventStoreError
@@ -29,7 +30,12 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from orchestrator.domain.errors import InvalidTransition, StepInProgress, WorkflowNotFound
+from orchestrator.domain.errors import (
+    InvalidTransition,
+    StepInProgress,
+    TaskNotFound,
+    WorkflowNotFound,
+)
 from orchestrator.eventstore.errors import ConcurrencyConflict, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -61,6 +67,7 @@ class ErrorBody(msgspec.Struct):
 
 _TABLE: dict[type[Exception], tuple[int, str]] = {
     WorkflowNotFound: (404, "not_found"),
+    TaskNotFound: (404, "not_found"),
     InvalidTransition: (409, "invalid_transition"),
     StepInProgress: (409, "step_in_progress"),
     ConcurrencyConflict: (409, "conflict"),
