@@ -47,6 +47,8 @@ def serve(settings: Settings) -> int:
         port=settings.api_port,
         log_level=settings.log_level.lower(),
         log_config=None,
+        # Open event streams never end by themselves; give them a few seconds, then close them.
+        timeout_graceful_shutdown=3,
         access_log=False,
     )
     return 0

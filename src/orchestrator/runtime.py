@@ -5,7 +5,8 @@ Nothing here connects or starts threads until `start()` is awaited.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 
 from orchestrator.engine.coordinator import Coordinator
 from orchestrator.engine.executor import WorkerPool
@@ -34,6 +35,8 @@ class Runtime:
     service: WorkflowService
     coordinator: Coordinator
     tasks: TaskRunner
+    #: Set when the server stops, so open event streams end.
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> None:
         """Open storage, catch the read models up, and resume everything that was in flight."""
@@ -50,6 +53,7 @@ class Runtime:
 
         Steps and runs in flight stay recorded as started and run again on the next start.
         """
+        self.stopping.set()
         await self.coordinator.stop()
         await self.tasks.stop()
         self.pool.shutdown()

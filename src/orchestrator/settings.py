@@ -30,6 +30,7 @@ class Settings:
     log_file: str = "workflow_orchestrator.log"
     task_time_scale: float = 1.0
     max_body_bytes: int = 1024 * 1024
+    sse_keepalive_seconds: float = 15.0
 
     @classmethod
     def from_env(
@@ -59,6 +60,9 @@ class Settings:
             log_file=get("LOG_FILE", _text, defaults.log_file),
             task_time_scale=get("TASK_TIME_SCALE", _non_negative_float, defaults.task_time_scale),
             max_body_bytes=get("MAX_BODY_BYTES", _positive_int, defaults.max_body_bytes),
+            sse_keepalive_seconds=get(
+                "SSE_KEEPALIVE_SECONDS", _positive_float, defaults.sse_keepalive_seconds
+            ),
         )
 
 

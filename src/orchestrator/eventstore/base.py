@@ -112,8 +112,16 @@ class EventStore(Protocol):
     ) -> list[RecordedEvent]:
         """The stream's events in version order, optionally only up to `up_to_version`."""
 
-    async def read_all(self, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
-        """Up to `limit` events of the global log with a position greater than `after`."""
+    async def read_all(
+        self,
+        after: int = 0,
+        limit: int = 1000,
+        *,
+        event_type: str | None = None,
+        stream_id: str | None = None,
+    ) -> list[RecordedEvent]:
+        """Up to `limit` events of the global log with a position greater than `after`,
+        optionally only of one type or one stream."""
 
     async def head_position(self) -> int:
         """The position of the last committed event (0 for an empty log)."""

@@ -100,8 +100,22 @@ class InMemoryEventStore:
         stream = self._streams.get(stream_id, [])
         return list(stream if up_to_version is None else stream[:up_to_version])
 
-    async def read_all(self, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
+    async def read_all(
+        self,
+        after: int = 0,
+        limit: int = 1000,
+        *,
+        event_type: str | None = None,
+        stream_id: str | None = None,
+    ) -> list[RecordedEvent]:
         """Events with a position greater than `after`, at most `limit`."""
+        if event_type is not None or stream_id is not None:
+            source = self._streams.get(stream_id, []) if stream_id is not None else self._log
+            return [
+                e
+                for e in source
+                if e.position > after and (event_type is None or e.type == event_type)
+            ][:limit]
         # Positions only grow, so the first event past `after` is found by bisection.
         low, high = 0, len(self._log)
         while low < high:

@@ -349,10 +349,25 @@ class SQLiteEventStore:
             params = (stream_id, up_to_version)
         return [_row_to_event(row) for row in await self._read(sql, params)]
 
-    async def read_all(self, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
-        """Events past `after` in position order."""
-        sql = f"SELECT {_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"
-        return [_row_to_event(row) for row in await self._read(sql, (after, limit))]
+    async def read_all(
+        self,
+        after: int = 0,
+        limit: int = 1000,
+        *,
+        event_type: str | None = None,
+        stream_id: str | None = None,
+    ) -> list[RecordedEvent]:
+        """Events past `after` in position order, optionally of one type or stream."""
+        where: list[str] = ["position > ?"]
+        params: list[object] = [after]
+        if event_type is not None:
+            where.append("type = ?")
+            params.append(event_type)
+        if stream_id is not None:
+            where.append("stream_id = ?")
+            params.append(stream_id)
+        sql = f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY position LIMIT ?"
+        return [_row_to_event(row) for row in await self._read(sql, (*params, limit))]
 
     async def import_events(self, events: Sequence[RecordedEvent]) -> None:
         """Copy events from another log (positions, times, hashes kept), checking each one."""

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from orchestrator.http import routes, service_routes, task_routes
+from orchestrator.http import history_routes, routes, service_routes, task_routes
 from orchestrator.http.endpoints import Endpoint
 from orchestrator.http.schemas import (
     CreateTaskRequest,
     CreateWorkflowRequest,
+    EventOut,
+    EventPage,
+    EventsQuery,
     ExecutionStats,
     ExecutionStatus,
     Health,
@@ -15,12 +18,14 @@ from orchestrator.http.schemas import (
     StartWorkflowRequest,
     StateMachine,
     StepResponse,
+    StreamQuery,
     TaskListQuery,
     TaskOut,
     TransitionOut,
     UpdateWorkflowRequest,
     WorkflowListQuery,
     WorkflowOut,
+    WorkflowReadQuery,
     WorkflowStartedResponse,
 )
 
@@ -43,9 +48,10 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         "GET",
         _W,
-        routes.get_workflow,
-        "Read a workflow",
+        history_routes.get_workflow,
+        "Read a workflow (at_version: as it was after that event)",
         "workflow",
+        query=WorkflowReadQuery,
         response=WorkflowOut,
         errors=(404,),
     ),
@@ -243,5 +249,33 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "The transition table",
         "service",
         response=StateMachine,
+    ),
+    # History.
+    Endpoint(
+        "GET",
+        f"{_W}/events",
+        history_routes.workflow_events,
+        "A workflow's events, from the log",
+        "history",
+        response=list[EventOut],
+        errors=(404,),
+    ),
+    Endpoint(
+        "GET",
+        "/events",
+        history_routes.list_events,
+        "A page of the global log",
+        "history",
+        query=EventsQuery,
+        response=EventPage,
+    ),
+    Endpoint(
+        "GET",
+        "/events/stream",
+        history_routes.stream_events,
+        "New events as Server-Sent Events (id = position; resume with Last-Event-ID)",
+        "history",
+        query=StreamQuery,
+        media_type="text/event-stream",
     ),
 )

@@ -43,6 +43,8 @@ class Endpoint:
     query: type[Any] | None = None
     response: Any = None
     errors: tuple[int, ...] = ()
+    #: What the success response carries when it is not a JSON `response` type.
+    media_type: str = "application/json"
 
     @property
     def path_params(self) -> list[str]:

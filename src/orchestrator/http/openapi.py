@@ -78,6 +78,8 @@ def _operation(
         success["content"] = {
             "application/json": {"schema": schema_of[_type_key(endpoint.response)]}
         }
+    elif endpoint.status != 204:
+        success["content"] = {endpoint.media_type: {"schema": {"type": "string"}}}
     responses: dict[str, Any] = {str(endpoint.status): success}
     codes = set(endpoint.errors)
     if endpoint.body is not None:

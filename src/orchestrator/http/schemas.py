@@ -92,6 +92,27 @@ class TaskListQuery(msgspec.Struct, kw_only=True):
     status: TaskStatus | None = None
 
 
+class WorkflowReadQuery(msgspec.Struct, kw_only=True):
+    """GET /workflow/{id} query parameters: `at_version` reads the state after that event."""
+
+    at_version: Id | None = None
+
+
+class EventsQuery(msgspec.Struct, kw_only=True):
+    """GET /events query parameters."""
+
+    after: Skip = 0
+    limit: Limit = 100
+    type: Annotated[str, msgspec.Meta(max_length=100)] | None = None
+    stream: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+
+
+class StreamQuery(msgspec.Struct, kw_only=True):
+    """GET /events/stream query parameters (Last-Event-ID, when sent, wins over `after`)."""
+
+    after: Skip | None = None
+
+
 class PageQuery(msgspec.Struct, kw_only=True):
     """Paging query parameters."""
 
@@ -203,6 +224,28 @@ class TaskOut(msgspec.Struct, kw_only=True):
     started_at: datetime | None
     completed_at: datetime | None
     updated_at: datetime | None
+
+
+class EventOut(msgspec.Struct, kw_only=True):
+    """One event of the log; `data` is the payload in the current schema."""
+
+    position: int
+    stream_id: str
+    version: int
+    type: str
+    data: Any
+    metadata: dict[str, Any]
+    recorded_at: datetime
+    schema_version: int
+    hash: str
+
+
+class EventPage(msgspec.Struct, kw_only=True):
+    """GET /events: a page of the log; pass `next_after` as `after` for the next page."""
+
+    events: list[EventOut]
+    next_after: int
+    head: int
 
 
 class WorkerPoolStats(msgspec.Struct, kw_only=True):

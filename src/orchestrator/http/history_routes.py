@@ -1,0 +1,137 @@
+"""History over HTTP: time travel, a workflow's events, the global log and its live SSE feed.
+
+These read the log itself, not the projections: they answer "what happened", event by event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from orchestrator.domain.errors import WorkflowNotFound
+from orchestrator.domain.events import stream_id
+from orchestrator.domain.workflow import Workflow, evolve
+from orchestrator.eventstore.base import RecordedEvent
+from orchestrator.http.endpoints import path_id
+from orchestrator.http.errors import InvalidInput
+from orchestrator.http.routes import existing_workflow, json_response, runtime_of
+from orchestrator.http.schemas import (
+    EventOut,
+    EventPage,
+    EventsQuery,
+    StreamQuery,
+    WorkflowReadQuery,
+    workflow_out,
+)
+from orchestrator.projections.models import read_model_of
+
+_encoder = msgspec.json.Encoder()
+#: Events one SSE connection reads at a time: its memory stays bounded however slow it is.
+_STREAM_PAGE = 200
+
+
+def event_out(recorded: RecordedEvent) -> EventOut:
+    """A stored event as the API shows it; `data` is upcast to the current shape when known."""
+    data: Any = msgspec.json.decode(recorded.data)
+    found = read_model_of(recorded.stream_id)
+    if found is not None:
+        # A payload that does not decode is shown as stored; `orchestrator verify` reports it.
+        with contextlib.suppress(msgspec.DecodeError, ValueError):
+            data = found[0].decode_event(recorded.data, recorded.schema_version)
+    return EventOut(
+        position=recorded.position,
+        stream_id=recorded.stream_id,
+        version=recorded.version,
+        type=recorded.type,
+        data=data,
+        metadata=recorded.metadata,
+        recorded_at=recorded.recorded_at,
+        schema_version=recorded.schema_version,
+        hash=recorded.hash,
+    )
+
+
+async def get_workflow(request: Request, query: WorkflowReadQuery) -> Response:
+    """GET /workflow/{id}: the current read model, or with `at_version` the state back then."""
+    workflow = await existing_workflow(request)
+    if query.at_version is None:
+        return json_response(workflow_out(workflow))
+    store = runtime_of(request).store
+    recorded = await store.read_stream(stream_id(workflow.workflow_id), query.at_version)
+    if len(recorded) < query.at_version:
+        raise InvalidInput(
+            f"at_version {query.at_version} is past the end: workflow {workflow.workflow_id} "
+            f"has {len(recorded)} events"
+        )
+    state: Workflow | None = None
+    for item in recorded:
+        state = evolve(state, event_out(item).data)
+    assert state is not None
+    return json_response(workflow_out(state))
+
+
+async def workflow_events(request: Request) -> Response:
+    """GET /workflow/{id}/events: every event of the workflow, in version order."""
+    workflow_id = path_id(request, "workflow_id")
+    runtime = runtime_of(request)
+    workflow = await runtime.projector.workflow(workflow_id)
+    if workflow is None or workflow.deleted:
+        raise WorkflowNotFound(workflow_id)
+    recorded = await runtime.store.read_stream(stream_id(workflow_id))
+    return json_response([event_out(item) for item in recorded])
+
+
+async def list_events(request: Request, query: EventsQuery) -> Response:
+    """GET /events: one page of the global log after a position."""
+    store = runtime_of(request).store
+    events = await store.read_all(
+        query.after, query.limit, event_type=query.type, stream_id=query.stream
+    )
+    head = await store.head_position()
+    next_after = events[-1].position if events else max(query.after, 0)
+    return json_response(
+        EventPage(events=[event_out(e) for e in events], next_after=next_after, head=head)
+    )
+
+
+async def stream_events(request: Request, query: StreamQuery) -> Response:
+    """GET /events/stream: Server-Sent Events, one frame per event, `id:` = its position.
+
+    A client that reconnects with Last-Event-ID gets exactly the events after it. Without it,
+    `after` says where to start (default: only events from now on).
+    """
+    runtime = runtime_of(request)
+    resume = request.headers.get("last-event-id")
+    if resume is not None:
+        if not resume.isdigit() or len(resume) > 19:
+            raise InvalidInput(f"Last-Event-ID must be a log position, got {resume[:40]!r}")
+        after = int(resume)
+    elif query.after is not None:
+        after = query.after
+    else:
+        after = await runtime.store.head_position()
+    keepalive = runtime.settings.sse_keepalive_seconds
+
+    async def frames() -> AsyncIterator[bytes]:
+        position = after
+        yield b": connected\n\n"
+        while not runtime.stopping.is_set():
+            events = await runtime.store.read_all(position, _STREAM_PAGE)
+            for event in events:
+                body = _encoder.encode(event_out(event))
+                yield b"id: %d\nevent: %s\ndata: %s\n\n" % (
+                    event.position,
+                    event.type.encode(),
+                    body,
+                )
+                position = event.position
+            if not events and not await runtime.store.wait_for_events(position, keepalive):
+                yield b": keep-alive\n\n"
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(frames(), media_type="text/event-stream", headers=headers)
