@@ -10,6 +10,7 @@ eventstore/errors.py  EventStoreError
                         ConcurrencyConflict  409 conflict (stream, expected, actual)
                         StoreUnavailable     503 store_unavailable
 http/errors.py        InvalidInput           422 validation_error (field, reason)
+                      VersionNotFound        404 not_found
                       PayloadTooLarge        413 payload_too_large
 msgspec               ValidationError        422 validation_error
                       DecodeError            422 invalid_json
@@ -49,6 +50,10 @@ class InvalidInput(Exception):
         super().__init__(detail)
 
 
+class VersionNotFound(Exception):
+    """Time travel to a version the stream does not have (yet)."""
+
+
 class PayloadTooLarge(Exception):
     """The request body is larger than MAX_BODY_BYTES."""
 
@@ -73,6 +78,7 @@ _TABLE: dict[type[Exception], tuple[int, str]] = {
     ConcurrencyConflict: (409, "conflict"),
     StoreUnavailable: (503, "store_unavailable"),
     InvalidInput: (422, "validation_error"),
+    VersionNotFound: (404, "not_found"),
     PayloadTooLarge: (413, "payload_too_large"),
     msgspec.ValidationError: (422, "validation_error"),
     msgspec.DecodeError: (422, "invalid_json"),

@@ -18,7 +18,7 @@ from orchestrator.domain.events import stream_id
 from orchestrator.domain.workflow import Workflow, evolve
 from orchestrator.eventstore.base import RecordedEvent
 from orchestrator.http.endpoints import path_id
-from orchestrator.http.errors import InvalidInput
+from orchestrator.http.errors import InvalidInput, VersionNotFound
 from orchestrator.http.routes import existing_workflow, json_response, runtime_of
 from orchestrator.http.schemas import (
     EventOut,
@@ -64,9 +64,9 @@ async def get_workflow(request: Request, query: WorkflowReadQuery) -> Response:
     store = runtime_of(request).store
     recorded = await store.read_stream(stream_id(workflow.workflow_id), query.at_version)
     if len(recorded) < query.at_version:
-        raise InvalidInput(
-            f"at_version {query.at_version} is past the end: workflow {workflow.workflow_id} "
-            f"has {len(recorded)} events"
+        raise VersionNotFound(
+            f"workflow {workflow.workflow_id} has no version {query.at_version}: "
+            f"it has {len(recorded)} events"
         )
     state: Workflow | None = None
     for item in recorded:
