@@ -278,7 +278,12 @@ def decide(workflow: Workflow | None, command: Command, now: datetime) -> list[E
         raise WorkflowNotFound(workflow.workflow_id if workflow else 0)
     if isinstance(command, LaunchWorkflow):
         if not is_waiting_to_launch(workflow):
-            hint = "it was started already" if workflow.launched else "a step is running"
+            if workflow.launched:
+                hint = "it was started already"
+            elif workflow.step is not None:
+                hint = "a step is running"
+            else:
+                hint = "it is no longer waiting to start"
             raise InvalidTransition(
                 workflow.workflow_id,
                 workflow.state.value,
