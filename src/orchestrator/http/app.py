@@ -14,6 +14,7 @@ from orchestrator.http.docs import docs_routes
 from orchestrator.http.endpoints import build_routes
 from orchestrator.http.errors import exception_handlers
 from orchestrator.http.limits import BodyLimitMiddleware
+from orchestrator.http.routes import EncodedReads
 from orchestrator.runtime import Runtime, build_runtime
 from orchestrator.settings import Settings
 
@@ -37,6 +38,7 @@ def create_app(settings: Settings | None = None, registry: TaskRegistry | None =
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.state.encoded_reads = EncodedReads()
     return app
 
 

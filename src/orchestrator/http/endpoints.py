@@ -65,6 +65,8 @@ async def decode_body(request: Request, body_type: type[Any]) -> Any:
     raw = await request.body()
     try:
         value = msgspec.json.decode(raw, type=body_type)
+    except UnicodeDecodeError as exc:  # msgspec raises it for bad UTF-8 inside a string
+        raise msgspec.DecodeError(f"invalid UTF-8 in a string: {exc.reason}") from None
     except RecursionError:
         raise InvalidInput(
             f"the request body is nested deeper than {MAX_JSON_DEPTH} levels"
@@ -74,15 +76,33 @@ async def decode_body(request: Request, body_type: type[Any]) -> Any:
     return value
 
 
+_defaults: dict[type[Any], Any] = {}
+_enum_fields_of: dict[type[Any], tuple[tuple[str, type[enum.Enum]], ...]] = {}
+
+
+def _query_defaults(query_type: type[Any]) -> Any:
+    if query_type not in _defaults:
+        _defaults[query_type] = query_type()
+    return _defaults[query_type]
+
+
+def _enum_fields(query_type: type[Any]) -> tuple[tuple[str, type[enum.Enum]], ...]:
+    if query_type not in _enum_fields_of:
+        found = ((f.encode_name, _enum_of(f.type)) for f in msgspec.structs.fields(query_type))
+        _enum_fields_of[query_type] = tuple((n, c) for n, c in found if c is not None)
+    return _enum_fields_of[query_type]
+
+
 def decode_query(request: Request, query_type: type[Any]) -> Any:
     """Query parameters as `query_type` (strings converted); a 422 names a bad parameter."""
+    if not request.scope.get("query_string"):
+        return _query_defaults(query_type)  # the common case costs nothing
     params = dict(request.query_params)
-    for field in msgspec.structs.fields(query_type):
-        choices = _enum_of(field.type)
-        raw = params.get(field.encode_name)
-        if choices is not None and raw is not None and raw not in {m.value for m in choices}:
+    for name, choices in _enum_fields(query_type):
+        raw = params.get(name)
+        if raw is not None and raw not in {m.value for m in choices}:
             allowed = ", ".join(str(m.value) for m in choices)
-            raise InvalidInput(f"{field.encode_name} must be one of {allowed}; got {raw[:40]!r}")
+            raise InvalidInput(f"{name} must be one of {allowed}; got {raw[:40]!r}")
     try:
         return msgspec.convert(params, query_type, strict=False)
     except msgspec.ValidationError as exc:

@@ -19,7 +19,12 @@ from orchestrator.domain.workflow import Workflow, evolve
 from orchestrator.eventstore.base import RecordedEvent
 from orchestrator.http.endpoints import path_id
 from orchestrator.http.errors import InvalidInput, VersionNotFound
-from orchestrator.http.routes import existing_workflow, json_response, runtime_of
+from orchestrator.http.routes import (
+    existing_workflow,
+    json_response,
+    runtime_of,
+    workflow_response,
+)
 from orchestrator.http.schemas import (
     EventOut,
     EventPage,
@@ -60,7 +65,7 @@ async def get_workflow(request: Request, query: WorkflowReadQuery) -> Response:
     """GET /workflow/{id}: the current read model, or with `at_version` the state back then."""
     workflow = await existing_workflow(request)
     if query.at_version is None:
-        return json_response(workflow_out(workflow))
+        return workflow_response(request, workflow)
     store = runtime_of(request).store
     recorded = await store.read_stream(stream_id(workflow.workflow_id), query.at_version)
     if len(recorded) < query.at_version:

@@ -6,6 +6,7 @@ projection, and encodes the answer. Handlers raise errors; http/errors.py turns 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import msgspec
@@ -96,9 +97,37 @@ async def start_workflow(request: Request, body: StartWorkflowRequest) -> Respon
     return json_response(answer, 201)
 
 
+class EncodedReads:
+    """Encoded reads of recent workflow versions, one cache per app.
+
+    A version of a workflow never changes, so neither does its body: it is encoded once.
+    """
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._bodies: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+        self._size = size
+
+    def body(self, workflow: Workflow) -> bytes:
+        """The JSON body of `workflow_out(workflow)`."""
+        key = (workflow.workflow_id, workflow.version)
+        body = self._bodies.get(key)
+        if body is None:
+            body = _encoder.encode(workflow_out(workflow))
+            self._bodies[key] = body
+            if len(self._bodies) > self._size:
+                self._bodies.popitem(last=False)
+        return body
+
+
+def workflow_response(request: Request, workflow: Workflow) -> Response:
+    """The workflow read as a JSON response."""
+    encoded: EncodedReads = request.app.state.encoded_reads
+    return Response(encoded.body(workflow), media_type="application/json")
+
+
 async def get_workflow(request: Request) -> Response:
-    """GET /workflow/{id} and GET /workflows/{id}."""
-    return json_response(workflow_out(await existing_workflow(request)))
+    """GET /workflows/{id}."""
+    return workflow_response(request, await existing_workflow(request))
 
 
 async def next_step(request: Request) -> Response:
