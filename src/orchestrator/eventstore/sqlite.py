@@ -34,7 +34,8 @@ from orchestrator.eventstore.base import (
 from orchestrator.eventstore.chain import GENESIS, event_hash
 from orchestrator.eventstore.errors import ConcurrencyConflict, SchemaTooNew, StoreUnavailable
 
-SCHEMA_VERSION = 1
+#: 1: the first release (no hash chain); 2: adds `schema_version` and the chain `hash`.
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -160,6 +161,8 @@ class SQLiteEventStore:
                     f"{self.path} has event schema {found}; this release knows up to "
                     f"{SCHEMA_VERSION}"
                 )
+            if found == 1:
+                await _migrate_1_to_2(conn)
             for statement in _split_statements(_SCHEMA):
                 await conn.execute(statement)
             await conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -429,6 +432,32 @@ class SQLiteEventStore:
             return list(await reader.execute_fetchall(sql, params))
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"read from {self.path} failed: {exc}") from exc
+
+
+async def _migrate_1_to_2(conn: aiosqlite.Connection) -> None:
+    """Add the schema and hash columns and chain the events already stored.
+
+    Their payloads are in the event schema that release wrote (2: the same shapes as now). The
+    append-only trigger is dropped for the length of this transaction only: the schema
+    statements that follow create it again before the commit.
+    """
+    await conn.execute("ALTER TABLE events ADD COLUMN schema_version INTEGER NOT NULL DEFAULT 2")
+    await conn.execute("ALTER TABLE events ADD COLUMN hash TEXT NOT NULL DEFAULT ''")
+    await conn.execute("DROP TRIGGER IF EXISTS events_refuse_update")
+    previous, after = GENESIS, 0
+    while rows := list(
+        await conn.execute_fetchall(
+            f"SELECT {_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT 5000",
+            (after,),
+        )
+    ):
+        hashes = []
+        for row in rows:
+            event = _row_to_event(row)
+            previous = event_hash(previous, **event.stored_fields())
+            hashes.append((previous, event.position))
+        await conn.executemany("UPDATE events SET hash = ? WHERE position = ?", hashes)
+        after = rows[-1][0]
 
 
 def _row_to_event(row: sqlite3.Row) -> RecordedEvent:

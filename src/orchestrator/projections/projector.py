@@ -119,12 +119,16 @@ class Projector:
             # again from what is stored instead of adding this batch on top a second time.
             log.warning("%s; reloading the read models", moved)
             await self._reload()
+            self._wake()
             return
         for key, state in changed:
             self._remember(key, state)
         for name, delta in deltas.items():
             self._counters[name] = self._counters.get(name, 0) + delta
         self.position = last
+        self._wake()
+
+    def _wake(self) -> None:
         self._advanced.set()
         self._advanced = asyncio.Event()
 

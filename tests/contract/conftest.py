@@ -1,0 +1,62 @@
+"""The `store` fixture: every contract test runs once per event-store backend, on fresh storage."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator.eventstore.base import EventStore
+from orchestrator.eventstore.memory import InMemoryEventStore
+from orchestrator.eventstore.sqlite import SQLiteEventStore
+
+BACKENDS = [
+    "memory",
+    "sqlite",
+    # "postgres" goes here once PostgresEventStore exists: add
+    # pytest.param("postgres", marks=pytest.mark.postgres) and build the store in `make_store`
+    # from TEST_DATABASE_URL on a fresh schema per test, calling
+    # pytest.skip("TEST_DATABASE_URL is unset: no PostgreSQL server to test against")
+    # when the variable is missing (STYLE.md, Tests).
+]
+
+
+def make_store(backend: str, tmp_path: Path) -> EventStore:
+    """A new, unopened store of `backend` on storage no other test uses."""
+    if backend == "memory":
+        return InMemoryEventStore()
+    if backend == "sqlite":
+        return SQLiteEventStore(str(tmp_path / "events.db"))
+    raise ValueError(f"unknown event-store backend {backend!r}; known: {BACKENDS}")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The name of the backend under test."""
+    name: str = request.param
+    return name
+
+
+@pytest.fixture
+async def store(backend: str, tmp_path: Path) -> AsyncIterator[EventStore]:
+    """An open, empty event store of each backend, closed after the test."""
+    event_store = make_store(backend, tmp_path)
+    await event_store.open()
+    try:
+        yield event_store
+    finally:
+        await event_store.close()
+
+
+@pytest.fixture
+async def second_store(backend: str, tmp_path: Path) -> AsyncIterator[EventStore]:
+    """Another open, empty store of the same backend, on storage of its own (a second log)."""
+    directory = tmp_path / "second"
+    directory.mkdir()
+    event_store = make_store(backend, directory)
+    await event_store.open()
+    try:
+        yield event_store
+    finally:
+        await event_store.close()
