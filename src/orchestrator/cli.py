@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import logging
 import sys
 from collections.abc import Sequence
+from types import FrameType
 
 from orchestrator import __version__
 from orchestrator.settings import Settings, SettingsError
@@ -28,7 +31,7 @@ def serve(settings: Settings) -> int:
     """Run the HTTP server until interrupted."""
     import uvicorn
 
-    from orchestrator.http.app import create_app
+    from orchestrator.http.app import create_app, runtime_of
 
     configure_logging(settings)
     logging.getLogger(__name__).info(
@@ -41,16 +44,32 @@ def serve(settings: Settings) -> int:
     )
     if settings.api_reload:
         logging.getLogger(__name__).warning("API_RELOAD is ignored: the engine must not restart")
-    uvicorn.run(
-        create_app(settings),
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
         host=settings.api_host,
         port=settings.api_port,
         log_level=settings.log_level.lower(),
         log_config=None,
-        # Open event streams never end by themselves; give them a few seconds, then close them.
-        timeout_graceful_shutdown=3,
+        # A last resort: streams are told to end at once (below); nothing should need this.
+        timeout_graceful_shutdown=10,
         access_log=False,
     )
+    stopping = runtime_of(app).stopping
+
+    class Server(uvicorn.Server):
+        """Tells open event streams to end as soon as a shutdown begins.
+
+        uvicorn waits for every response to finish before the app's shutdown runs, and an
+        event stream never finishes by itself.
+        """
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop may be gone already
+                asyncio.get_event_loop().call_soon_threadsafe(stopping.set)
+            super().handle_exit(sig, frame)
+
+    Server(config).run()
     return 0
 
 
@@ -102,8 +121,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _history(args: argparse.Namespace, settings: Settings) -> int:
-    import asyncio
-
     from orchestrator import cli_history as history
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

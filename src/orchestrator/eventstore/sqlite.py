@@ -441,8 +441,13 @@ async def _migrate_1_to_2(conn: aiosqlite.Connection) -> None:
     append-only trigger is dropped for the length of this transaction only: the schema
     statements that follow create it again before the commit.
     """
-    await conn.execute("ALTER TABLE events ADD COLUMN schema_version INTEGER NOT NULL DEFAULT 2")
-    await conn.execute("ALTER TABLE events ADD COLUMN hash TEXT NOT NULL DEFAULT ''")
+    columns = {row[1] for row in await conn.execute_fetchall("PRAGMA table_info(events)")}
+    if "schema_version" not in columns:
+        await conn.execute(
+            "ALTER TABLE events ADD COLUMN schema_version INTEGER NOT NULL DEFAULT 2"
+        )
+    if "hash" not in columns:
+        await conn.execute("ALTER TABLE events ADD COLUMN hash TEXT NOT NULL DEFAULT ''")
     await conn.execute("DROP TRIGGER IF EXISTS events_refuse_update")
     previous, after = GENESIS, 0
     while rows := list(

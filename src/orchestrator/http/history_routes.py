@@ -5,6 +5,7 @@ These read the log itself, not the projections: they answer "what happened", eve
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -34,10 +35,25 @@ from orchestrator.http.schemas import (
     workflow_out,
 )
 from orchestrator.projections.models import read_model_of
+from orchestrator.runtime import Runtime
 
 _encoder = msgspec.json.Encoder()
 #: Events one SSE connection reads at a time: its memory stays bounded however slow it is.
 _STREAM_PAGE = 200
+
+
+async def _wait_or_stop(runtime: Runtime, position: int, timeout: float) -> bool:
+    """Wait for an event past `position`; give up early when the server begins to stop."""
+    if runtime.stopping.is_set():
+        return False
+    arrival = asyncio.ensure_future(runtime.store.wait_for_events(position, timeout))
+    stop = asyncio.ensure_future(runtime.stopping.wait())
+    try:
+        await asyncio.wait({arrival, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in (arrival, stop):
+            waiter.cancel()
+    return arrival.done() and not arrival.cancelled() and arrival.result()
 
 
 def event_out(recorded: RecordedEvent) -> EventOut:
@@ -135,7 +151,7 @@ async def stream_events(request: Request, query: StreamQuery) -> Response:
                     body,
                 )
                 position = event.position
-            if not events and not await runtime.store.wait_for_events(position, keepalive):
+            if not events and not await _wait_or_stop(runtime, position, keepalive):
                 yield b": keep-alive\n\n"
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
