@@ -269,7 +269,8 @@ def test_advancing_a_finished_workflow_says_it_has_finished(state: State) -> Non
         when(in_state(state), AdvanceWorkflow(task="anything"))
 
     assert str(caught.value) == (
-        f"workflow {WORKFLOW_ID} is {state.value}; cannot next; allowed: edit, delete (it has finished)"
+        f"workflow {WORKFLOW_ID} is {state.value}; cannot next; "
+        "allowed: edit, delete (it has finished)"
     )
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -126,11 +126,11 @@ class EventStore(Protocol):
     async def head_position(self) -> int:
         """The position of the last committed event (0 for an empty log)."""
 
-    async def import_events(self, events: Sequence[RecordedEvent]) -> None:
+    async def import_events(self, events: Iterable[RecordedEvent]) -> None:
         """Copy events from another log as they are (positions, times, hashes), after the head.
 
-        Each must continue the chain and its stream; InvalidEvent otherwise, and nothing of the
-        batch is stored.
+        Each must continue the chain and its stream; InvalidEvent otherwise, and none of them is
+        stored.
         """
 
     async def wait_for_events(self, after: int, timeout: float) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 from orchestrator.eventstore.base import (
@@ -74,8 +74,9 @@ class InMemoryEventStore:
         self._store(recorded)
         return AppendResult(version=recorded[-1].version, position=recorded[-1].position)
 
-    async def import_events(self, events: Sequence[RecordedEvent]) -> None:
-        """Copy events from another log, checking that each continues the chain and stream."""
+    async def import_events(self, events: Iterable[RecordedEvent]) -> None:
+        """Copy events from another log, checking each; if any is refused, none is stored."""
+        events = list(events)
         head, previous = self._head(), self._log[-1].hash if self._log else GENESIS
         versions = {stream: len(events) for stream, events in self._streams.items()}
         for event in events:

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import sqlite3
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -372,30 +372,33 @@ class SQLiteEventStore:
         sql = f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY position LIMIT ?"
         return [_row_to_event(row) for row in await self._read(sql, (*params, limit))]
 
-    async def import_events(self, events: Sequence[RecordedEvent]) -> None:
-        """Copy events from another log (positions, times, hashes kept), checking each one."""
+    async def import_events(self, events: Iterable[RecordedEvent]) -> None:
+        """Copy events from another log (positions, times, hashes kept), checking each one.
+
+        All of them in one transaction: if any is refused, none is stored.
+        """
 
         async def insert(conn: aiosqlite.Connection) -> None:
             rows = await conn.execute_fetchall(
                 "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1"
             )
             head, previous = next(iter(rows), (0, GENESIS))
-            streams = sorted({event.stream_id for event in events})
             versions: dict[str, int] = {}
-            for start in range(0, len(streams), 500):
-                chunk = streams[start : start + 500]
-                found = await conn.execute_fetchall(
-                    "SELECT stream_id, MAX(version) FROM events WHERE stream_id IN "
-                    f"({','.join('?' * len(chunk))}) GROUP BY stream_id",
-                    chunk,
-                )
-                versions.update((stream, int(version)) for stream, version in found)
             values: list[tuple[object, ...]] = []
             for event in events:
+                if event.stream_id not in versions:
+                    found = await conn.execute_fetchall(
+                        "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?",
+                        (event.stream_id,),
+                    )
+                    versions[event.stream_id] = int(next(iter(found))[0])
                 head, previous = check_continues(event, head, previous, versions)
-                fields = event.stored_fields()
-                values.append((*fields.values(), event.hash))
-            await conn.executemany(_INSERT, values)
+                values.append((*event.stored_fields().values(), event.hash))
+                if len(values) >= 5000:
+                    await conn.executemany(_INSERT, values)
+                    values = []
+            if values:
+                await conn.executemany(_INSERT, values)
 
         await self.write_transaction(insert)
         self._head = await self._read_head()

@@ -6,7 +6,7 @@ so the hash chain can be checked again on the other side.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -76,20 +76,20 @@ def parse_line(line: bytes, number: int) -> RecordedEvent:
 
 
 async def import_lines(store: EventStore, lines: Iterable[bytes]) -> int:
-    """Append the exported events to an empty log, checking the chain; the count imported."""
+    """Append the exported events to an empty log, checking the chain; the count imported.
+
+    One transaction: a refused line anywhere leaves the target as empty as it was.
+    """
     if await store.head_position() != 0:
         raise InvalidEvent("the target log is not empty; import only into a new database")
-    batch: list[RecordedEvent] = []
     count = 0
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        batch.append(parse_line(line, number))
-        if len(batch) >= _PAGE:
-            await store.import_events(batch)
-            count += len(batch)
-            batch = []
-    if batch:
-        await store.import_events(batch)
-        count += len(batch)
+
+    def parsed() -> Iterator[RecordedEvent]:
+        nonlocal count
+        for number, line in enumerate(lines, start=1):
+            if line.strip():
+                count += 1
+                yield parse_line(line, number)
+
+    await store.import_events(parsed())
     return count

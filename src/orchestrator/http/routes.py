@@ -104,18 +104,21 @@ class EncodedReads:
     """
 
     def __init__(self, size: int = 10_000) -> None:
-        self._bodies: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+        self._bodies: OrderedDict[tuple[int, int], tuple[Workflow, bytes]] = OrderedDict()
         self._size = size
 
     def body(self, workflow: Workflow) -> bytes:
         """The JSON body of `workflow_out(workflow)`."""
         key = (workflow.workflow_id, workflow.version)
-        body = self._bodies.get(key)
-        if body is None:
-            body = _encoder.encode(workflow_out(workflow))
-            self._bodies[key] = body
-            if len(self._bodies) > self._size:
-                self._bodies.popitem(last=False)
+        cached = self._bodies.get(key)
+        # The same object, not only the same version: a rebuild reloads new objects, and what
+        # it repaired must not be served from an old encoding.
+        if cached is not None and cached[0] is workflow:
+            return cached[1]
+        body = _encoder.encode(workflow_out(workflow))
+        self._bodies[key] = (workflow, body)
+        if len(self._bodies) > self._size:
+            self._bodies.popitem(last=False)
         return body
 
 

@@ -37,6 +37,7 @@ class Projector:
         self._cache_size = cache_size
         self._counters: dict[str, int] = {}
         self.position = 0
+        self._generation = 0
         self._advanced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._apply_lock = asyncio.Lock()
@@ -58,6 +59,7 @@ class Projector:
 
     async def _reload(self) -> None:
         self._cache.clear()
+        self._generation = await self._storage.load_generation()
         self.position = await self._storage.load_checkpoint()
         self._counters = await self._storage.load_counters()
 
@@ -72,13 +74,24 @@ class Projector:
     async def _follow(self) -> None:
         while True:
             try:
-                if not await self._apply_next_batch():
-                    await self._store.wait_for_events(self.position, timeout=1.0)
+                if await self._apply_next_batch():
+                    continue
+                if not await self._store.wait_for_events(self.position, timeout=1.0):
+                    await self._notice_rebuild()
             except asyncio.CancelledError:
                 raise
             except Exception:  # keep following: a database hiccup must not stop the read models
                 log.exception("projector failed to apply events after position %d", self.position)
                 await asyncio.sleep(0.5)
+
+    async def _notice_rebuild(self) -> None:
+        # Idle: a rebuild may have swapped the tables in at the very position we are at, which
+        # the next save would not notice. One small read a second keeps reads from going stale.
+        async with self._apply_lock:
+            if await self._storage.load_generation() != self._generation:
+                log.warning("the read models were rebuilt; reloading them")
+                await self._reload()
+                self._wake()
 
     async def _apply_next_batch(self, until: int | None = None) -> bool:
         async with self._apply_lock:
@@ -113,7 +126,7 @@ class Projector:
             _count(deltas, model, after, +1)
         last = events[-1].position
         try:
-            await self._storage.save(rows, deltas, last, self.position)
+            await self._storage.save(rows, deltas, last, self.position, self._generation)
         except ProjectionMoved as moved:
             # The tables were swapped by a rebuild (or written by another projector): start
             # again from what is stored instead of adding this batch on top a second time.

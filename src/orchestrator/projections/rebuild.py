@@ -17,7 +17,11 @@ import aiosqlite
 
 from orchestrator.eventstore.sqlite import SQLiteEventStore
 from orchestrator.projections.projector import Projector
-from orchestrator.projections.sqlite import SQLiteProjectionStorage, schema_statements
+from orchestrator.projections.sqlite import (
+    GENERATION,
+    SQLiteProjectionStorage,
+    schema_statements,
+)
 
 LIVE = "projection_"
 _TABLES = ("rows", "counters", "checkpoints")
@@ -101,6 +105,12 @@ async def _swap(conn: aiosqlite.Connection, rebuilt_to: int) -> bool:
     rows = await conn.execute_fetchall("SELECT COALESCE(MAX(position), 0) FROM events")
     if int(next(iter(rows))[0]) != rebuilt_to:
         return False  # events arrived since: catch up again, then retry
+    for statement in schema_statements(LIVE):  # a new database may have none yet
+        await conn.execute(statement)
+    found = await conn.execute_fetchall(
+        f"SELECT position FROM {LIVE}checkpoints WHERE name = ?", (GENERATION,)
+    )
+    generation = int(next(iter(found))[0]) + 1 if found else 1
     await _drop(conn, LIVE)
     for name in _INDEXES:
         await conn.execute(f"DROP INDEX IF EXISTS rebuild_{name}")
@@ -108,6 +118,11 @@ async def _swap(conn: aiosqlite.Connection, rebuilt_to: int) -> bool:
         await conn.execute(f"ALTER TABLE rebuild_{name} RENAME TO {LIVE}{name}")
     for statement in schema_statements(LIVE):
         await conn.execute(statement)
+    # A new generation tells running projectors the tables changed under them, even when the
+    # rebuild ended at the very position they were at.
+    await conn.execute(
+        f"INSERT INTO {LIVE}checkpoints (name, position) VALUES (?, ?)", (GENERATION, generation)
+    )
     return True
 
 

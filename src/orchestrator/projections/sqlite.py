@@ -18,6 +18,8 @@ from orchestrator.projections.models import Row
 from orchestrator.projections.storage import ListQuery, ProjectionMoved
 
 _CHECKPOINT = "read_models"
+#: The row of the checkpoints table counting rebuild swaps (its `position` is the count).
+GENERATION = "generation"
 
 
 def schema_statements(prefix: str) -> tuple[str, ...]:
@@ -96,6 +98,13 @@ class SQLiteProjectionStorage:
         )
         return int(rows[0][0]) if rows else 0
 
+    async def load_generation(self) -> int:
+        """How many times a rebuild swapped these tables in."""
+        rows = await self._fetch(
+            f"SELECT position FROM {self.prefix}checkpoints WHERE name = ?", (GENERATION,)
+        )
+        return int(rows[0][0]) if rows else 0
+
     async def load_counters(self) -> dict[str, int]:
         """Counters by name."""
         rows = await self._fetch(f"SELECT name, count FROM {self.prefix}counters")
@@ -121,6 +130,7 @@ class SQLiteProjectionStorage:
         counter_deltas: Mapping[str, int],
         position: int,
         expected_checkpoint: int,
+        expected_generation: int = 0,
     ) -> None:
         """Rows, counter deltas and checkpoint in one transaction."""
         values = [
@@ -140,11 +150,11 @@ class SQLiteProjectionStorage:
         prefix = self.prefix
 
         async def write(conn: aiosqlite.Connection) -> None:
-            found = await conn.execute_fetchall(
-                f"SELECT position FROM {prefix}checkpoints WHERE name = ?", (_CHECKPOINT,)
-            )
-            stored = int(next(iter(found))[0]) if found else 0
-            if stored != expected_checkpoint:
+            rows = await conn.execute_fetchall(f"SELECT name, position FROM {prefix}checkpoints")
+            found = {str(name): int(at) for name, at in rows}
+            stored = int(found.get(_CHECKPOINT, 0))
+            generation = int(found.get(GENERATION, 0))
+            if stored != expected_checkpoint or generation != expected_generation:
                 raise ProjectionMoved(expected_checkpoint, stored)
             if values:
                 await conn.executemany(

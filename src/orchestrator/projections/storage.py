@@ -48,6 +48,9 @@ class ProjectionStorage(Protocol):
     async def load_counters(self) -> dict[str, int]:
         """Counters by name (`workflow:COMPLETE`, ...)."""
 
+    async def load_generation(self) -> int:
+        """How many times the tables were swapped by a rebuild (0 for never)."""
+
     async def load_rows(self, kind: str, ids: Iterable[int]) -> dict[int, bytes]:
         """Stored states for these ids (deleted ones included); missing ids are left out."""
 
@@ -57,11 +60,12 @@ class ProjectionStorage(Protocol):
         counter_deltas: Mapping[str, int],
         position: int,
         expected_checkpoint: int,
+        expected_generation: int = 0,
     ) -> None:
         """Store rows, add the deltas to the counters and move the checkpoint, atomically.
 
-        Raises ProjectionMoved, storing nothing, if the stored checkpoint is not
-        `expected_checkpoint` (a rebuild swapped the tables, or another projector wrote).
+        Raises ProjectionMoved, storing nothing, if the stored checkpoint or generation is not
+        the expected one (a rebuild swapped the tables, or another projector wrote).
         """
 
     async def list_rows(self, query: ListQuery) -> list[bytes]:
@@ -96,6 +100,10 @@ class InMemoryProjectionStorage:
         """Counters by name."""
         return dict(self._counters)
 
+    async def load_generation(self) -> int:
+        """In memory there is no rebuild to swap tables: always 0."""
+        return 0
+
     async def load_rows(self, kind: str, ids: Iterable[int]) -> dict[int, bytes]:
         """Stored states for these ids."""
         found = ((i, self._rows.get((kind, i))) for i in ids)
@@ -107,6 +115,7 @@ class InMemoryProjectionStorage:
         counter_deltas: Mapping[str, int],
         position: int,
         expected_checkpoint: int,
+        expected_generation: int = 0,
     ) -> None:
         """Store everything at once (nothing can interleave: no await inside)."""
         if self._checkpoint != expected_checkpoint:

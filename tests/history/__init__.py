@@ -1,0 +1,1 @@
+"""Tests of the history tools: replay, verify, export/import, rebuild, HTTP history, schemas."""
