@@ -1,4 +1,4 @@
-"""The `orchestrator` command: `serve` runs the HTTP server."""
+"""The `orchestrator` command: serve, demo, replay, verify, export, import, rebuild-projections."""
 
 from __future__ import annotations
 
