@@ -71,12 +71,23 @@ async def decode_body(request: Request, body_type: type[Any]) -> Any:
         raise InvalidInput(
             f"the request body is nested deeper than {MAX_JSON_DEPTH} levels"
         ) from None
-    for field in msgspec.structs.fields(body_type):
-        check_json_value(getattr(value, field.name), f"$.{field.encode_name}", 0)
+    for name, encode_name in _field_names(body_type):
+        check_json_value(getattr(value, name), f"$.{encode_name}", 0)
     return value
 
 
 _defaults: dict[type[Any], Any] = {}
+_field_names_of: dict[type[Any], tuple[tuple[str, str], ...]] = {}
+
+
+def _field_names(struct_type: type[Any]) -> tuple[tuple[str, str], ...]:
+    # msgspec.structs.fields evaluates the annotations on every call: far too slow per request.
+    if struct_type not in _field_names_of:
+        fields = msgspec.structs.fields(struct_type)
+        _field_names_of[struct_type] = tuple((f.name, f.encode_name) for f in fields)
+    return _field_names_of[struct_type]
+
+
 _enum_fields_of: dict[type[Any], tuple[tuple[str, type[enum.Enum]], ...]] = {}
 
 
