@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import socket
 import sys
 from collections.abc import Sequence
 from types import FrameType
@@ -33,6 +34,11 @@ def serve(settings: Settings) -> int:
 
     from orchestrator.http.app import create_app, runtime_of
 
+    try:
+        socket.getaddrinfo(settings.api_host, settings.api_port)
+    except OSError as exc:
+        print(f"orchestrator: bad setting: API_HOST {settings.api_host!r}: {exc}", file=sys.stderr)
+        return 2
     configure_logging(settings)
     logging.getLogger(__name__).info(
         "orchestrator %s on http://%s:%d with %s, %d workers",

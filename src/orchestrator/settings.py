@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -57,7 +56,7 @@ class Settings:
             max_workers=get("MAX_WORKERS", _positive_int, defaults.max_workers),
             task_timeout=get("TASK_TIMEOUT", _positive_float, defaults.task_timeout),
             log_level=get("LOG_LEVEL", _log_level, defaults.log_level),
-            log_file=get("LOG_FILE", _text, defaults.log_file),
+            log_file=get("LOG_FILE", _log_file, defaults.log_file),
             task_time_scale=get("TASK_TIME_SCALE", _non_negative_float, defaults.task_time_scale),
             max_body_bytes=get("MAX_BODY_BYTES", _positive_int, defaults.max_body_bytes),
             sse_keepalive_seconds=get(
@@ -89,8 +88,18 @@ def _text(name: str, raw: str) -> str:
     return raw
 
 
+def _log_file(name: str, raw: str) -> str:
+    folder = Path(raw).parent
+    if not folder.is_dir():
+        raise SettingsError(f"{name}: the folder {str(folder)!r} of {raw!r} does not exist")
+    return raw
+
+
 def _database_url(name: str, raw: str) -> str:
     if raw.startswith("sqlite:///") and len(raw) > len("sqlite:///"):
+        folder = Path(raw[len("sqlite:///") :]).parent
+        if not folder.is_dir():
+            raise SettingsError(f"{name}: the folder {str(folder)!r} of {raw!r} does not exist")
         return raw
     if raw == "memory://":
         return raw
@@ -152,9 +161,12 @@ def _boolean(name: str, raw: str) -> bool:
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
 
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 def _log_level(name: str, raw: str) -> str:
+    # Only the names every logger involved (ours, uvicorn's) understands.
     level = raw.upper()
-    if level not in logging.getLevelNamesMapping():
-        allowed = "DEBUG, INFO, WARNING, ERROR, CRITICAL"
-        raise SettingsError(f"{name} must be one of {allowed}, got {raw!r}")
+    if level not in _LOG_LEVELS:
+        raise SettingsError(f"{name} must be one of {', '.join(_LOG_LEVELS)}, got {raw!r}")
     return level

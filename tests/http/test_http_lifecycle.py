@@ -196,7 +196,8 @@ def test_next_while_an_automatic_step_runs_is_step_in_progress(
     assert response.status_code == 409
     assert response.json() == {
         "error": "step_in_progress",
-        "detail": f"workflow {workflow_id} is running its INIT step; wait for it to finish",
+        "detail": f"workflow {workflow_id} is running its INIT step; wait for it to finish; "
+        "allowed: cancel",
     }
     gate.set()
     assert settle(workflow_id)["status"] == "COMPLETE"
@@ -225,7 +226,8 @@ def test_next_while_a_manual_step_runs_is_step_in_progress(
     assert second.status_code == 409
     assert second.json() == {
         "error": "step_in_progress",
-        "detail": f"workflow {workflow_id} is running its INIT step; wait for it to finish",
+        "detail": f"workflow {workflow_id} is running its INIT step; wait for it to finish; "
+        "allowed: cancel",
     }
     assert first_response.status_code == 200
     assert first_response.json()["current_state"] == "PREPARE"

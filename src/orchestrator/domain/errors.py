@@ -51,9 +51,12 @@ class TaskNotFound(DomainError):
 class StepInProgress(DomainError):
     """A step of the workflow is already running, so another command must wait."""
 
-    def __init__(self, workflow_id: int, state: str) -> None:
+    def __init__(self, workflow_id: int, state: str, allowed: Sequence[str] = ("cancel",)) -> None:
         self.workflow_id = workflow_id
         self.state = state
+        self.allowed = list(allowed)
+        allowed_text = ", ".join(self.allowed) if self.allowed else "nothing"
         super().__init__(
-            f"workflow {workflow_id} is running its {state} step; wait for it to finish"
+            f"workflow {workflow_id} is running its {state} step; wait for it to finish; "
+            f"allowed: {allowed_text}"
         )

@@ -367,7 +367,7 @@ def _decide_begin(
             workflow.workflow_id, workflow.state.value, "next", allowed_actions(workflow), hint
         )
     if workflow.step is not None:
-        raise StepInProgress(workflow.workflow_id, workflow.step.value)
+        raise StepInProgress(workflow.workflow_id, workflow.step.value, allowed_actions(workflow))
     if not workflow.needs_step():
         raise InvalidTransition(
             workflow.workflow_id, workflow.state.value, "start a step", allowed_actions(workflow)

@@ -31,14 +31,19 @@ from orchestrator.domain.commands import (
     RetryWorkflow,
     StartWorkflow,
 )
-from orchestrator.domain.errors import DomainError, StepInProgress, WorkflowNotFound
+from orchestrator.domain.errors import (
+    DomainError,
+    InvalidTransition,
+    StepInProgress,
+    WorkflowNotFound,
+)
 from orchestrator.domain.states import State, is_running
 from orchestrator.domain.transitions import FORWARD_TRIGGER, target
-from orchestrator.domain.workflow import Workflow
+from orchestrator.domain.workflow import Workflow, allowed_actions
 from orchestrator.engine.drivers import Drivers
 from orchestrator.engine.executor import TaskTimedOut, WorkerPool
 from orchestrator.engine.service import Outcome, WorkflowService
-from orchestrator.engine.tasks import TaskContext, TaskRegistry
+from orchestrator.engine.tasks import TaskContext, TaskRegistry, check_config
 from orchestrator.eventstore.errors import EventStoreError
 
 log = logging.getLogger(__name__)
@@ -71,6 +76,7 @@ class Coordinator:
 
     async def start(self, command: StartWorkflow) -> Outcome:
         """Create a workflow; an automatic one starts its first step in the same append."""
+        check_config(command.config)
         then = [self._begin(State.INIT)] if command.auto_start else []
         outcome = await self.service.create(command, _API, then)
         if outcome.workflow.auto_start:
@@ -79,6 +85,7 @@ class Coordinator:
 
     async def create(self, command: CreateWorkflow) -> Outcome:
         """Create a workflow that waits in INIT until `launch`."""
+        check_config(command.config)
         return await self.service.create(command, _API)
 
     async def launch(self, workflow_id: int) -> Outcome:
@@ -90,6 +97,8 @@ class Coordinator:
 
     async def edit(self, workflow_id: int, command: EditWorkflow) -> Outcome:
         """Change name, description or config (refused mid-run)."""
+        if isinstance(command.config, dict):
+            check_config(command.config)
         return await self.service.execute(workflow_id, command, _API)
 
     async def advance(self, workflow_id: int) -> Outcome:
@@ -104,9 +113,18 @@ class Coordinator:
         if task is None:  # the engine picked it up meanwhile (a restart's resume): let it run
             raise StepInProgress(workflow_id, _step_name(begun.workflow))
         # Shielded: a client that disconnects must not abandon a step that has been recorded.
-        await asyncio.shield(task)
+        stepped = await asyncio.shield(task)
         latest = await self.service.load(workflow_id)
-        assert latest is not None
+        if latest is None or latest.deleted:
+            raise WorkflowNotFound(workflow_id)
+        if stepped is None:  # cancelled (or moved on elsewhere) while the task ran
+            raise InvalidTransition(
+                workflow_id,
+                latest.state.value,
+                "next",
+                allowed_actions(latest),
+                "its step's result was discarded: the workflow moved on while the step ran",
+            )
         return Outcome(latest, self.service.last_position, ())
 
     async def retry(self, workflow_id: int) -> Outcome:
@@ -159,11 +177,12 @@ class Coordinator:
         return workflow
 
     async def _finish_manual_step(self, begun: Workflow) -> Workflow | None:
-        workflow = await self._run_task(begun)
+        """Run a `next` step; the workflow after it, or None if its result was discarded."""
+        stepped = await self._run_task(begun)
         # Entering COMPLETE runs finalize, for manual workflows too.
-        if workflow is not None and workflow.step is State.COMPLETE:
-            workflow = await self._run_task(workflow)
-        return workflow
+        if stepped is not None and stepped.step is State.COMPLETE:
+            await self._run_task(stepped)
+        return stepped
 
     def _begin(self, state: State) -> BeginStep:
         return BeginStep(task=self.registry.lookup(state)[0])

@@ -7,9 +7,7 @@ from starlette.responses import Response
 
 from orchestrator.domain.errors import TaskNotFound
 from orchestrator.domain.tasks import CreateTask, Task
-from orchestrator.engine.task_types import InvalidTaskConfig
 from orchestrator.http.endpoints import path_id
-from orchestrator.http.errors import InvalidInput
 from orchestrator.http.routes import json_response, runtime_of, settled
 from orchestrator.http.schemas import CreateTaskRequest, TaskListQuery, task_out
 from orchestrator.projections.models import TASKS
@@ -28,11 +26,7 @@ async def create_task(request: Request, body: CreateTaskRequest) -> Response:
         config=body.config or {},
         max_retries=body.max_retries,
     )
-    try:
-        outcome = await runtime.tasks.create(command)
-    except InvalidTaskConfig as exc:
-        raise InvalidInput(str(exc)) from None
-    task: Task = await settled(runtime, outcome)
+    task: Task = await settled(runtime, await runtime.tasks.create(command))
     return json_response(task_out(task), 201)
 
 
