@@ -6,8 +6,10 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import sys
+import threading
 from collections.abc import Sequence
 from types import FrameType
 
@@ -32,6 +34,7 @@ def serve(settings: Settings) -> int:
     """Run the HTTP server until interrupted."""
     import uvicorn
 
+    from orchestrator.engine.executor import TASK_THREAD_PREFIX
     from orchestrator.http.app import create_app, runtime_of
 
     try:
@@ -76,6 +79,12 @@ def serve(settings: Settings) -> int:
             super().handle_exit(sig, frame)
 
     Server(config).run()
+    if any(t.name.startswith(TASK_THREAD_PREFIX) and t.is_alive() for t in threading.enumerate()):
+        # A task still running in a worker thread (one past its timeout, say) would hold the
+        # process open until it returns. Its step is recorded as started and runs again at the
+        # next start, so nothing is lost by leaving now.
+        logging.shutdown()
+        os._exit(0)
     return 0
 
 

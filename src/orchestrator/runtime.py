@@ -39,7 +39,18 @@ class Runtime:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def start(self) -> None:
-        """Open storage, catch the read models up, and resume everything that was in flight."""
+        """Open storage, catch the read models up, and resume everything that was in flight.
+
+        If any of it fails, what was opened is closed again (its threads would otherwise keep
+        the process alive), and the error is raised.
+        """
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start(self) -> None:
         await self.store.open()
         await self.projections.open()
         await self.projector.start()

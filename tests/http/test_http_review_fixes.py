@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from orchestrator.domain.states import State
-from orchestrator.engine.tasks import MAX_ITERATIONS, TaskFunction, TaskRegistry
+from orchestrator.engine.tasks import MAX_ITERATIONS, TaskContext, TaskFunction, TaskRegistry
+from orchestrator.eventstore.base import AppendResult, NewEvent
+from orchestrator.eventstore.errors import StoreUnavailable
+from orchestrator.http.app import runtime_of
 
 DEADLINE = 5.0
 
@@ -115,3 +119,65 @@ def test_an_edit_to_config_the_tasks_cannot_run_is_refused(client: TestClient) -
     assert response.status_code == 422
     assert response.json()["detail"] == "config iterations must be an integer, got 1.5"
     assert client.get(f"/workflows/{created['workflow_id']}").json()["version"] == 1
+
+
+@pytest.mark.parametrize(
+    ("raised", "named"),
+    [
+        (SystemExit(3), "SystemExit"),
+        (StopIteration(), "StopIteration"),
+        (KeyboardInterrupt(), "KeyboardInterrupt"),
+    ],
+)
+def test_a_task_that_raises_something_other_than_an_exception_fails_its_step(
+    client: TestClient,
+    registry: TaskRegistry,
+    start: Callable[[dict[str, Any]], int],
+    settle: Callable[[int], dict[str, Any]],
+    raised: BaseException,
+    named: str,
+) -> None:
+    def misbehave(context: TaskContext) -> dict[str, Any]:
+        raise raised
+
+    registry.register(State.PREPARE, misbehave)
+    workflow_id = start({"name": "misbehaving"})
+
+    body = settle(workflow_id)
+
+    assert body["status"] == "FAILED"
+    assert body["error_message"].startswith(f"TaskAborted: the task raised {named}")
+    assert client.get("/health").status_code == 200
+
+
+def test_an_outcome_the_store_fails_to_record_is_recorded_on_a_later_attempt(
+    app: Starlette,
+    client: TestClient,
+    start: Callable[[dict[str, Any]], int],
+    settle: Callable[[int], dict[str, Any]],
+) -> None:
+    store = runtime_of(app).store
+    real_append = store.append
+    failures = {"left": 2}
+
+    async def flaky_append(
+        stream_id: str, expected_version: int, events: Sequence[NewEvent]
+    ) -> AppendResult:
+        if any(event.type == "StepSucceeded" for event in events) and failures["left"]:
+            failures["left"] -= 1
+            raise StoreUnavailable("disk briefly full")
+        return await real_append(stream_id, expected_version, events)
+
+    store.append = flaky_append  # type: ignore[method-assign]
+    workflow_id = start({"name": "survives"})
+
+    body = settle(workflow_id)
+
+    assert failures["left"] == 0
+    assert body["status"] == "COMPLETE"
+    assert [t["to_state"] for t in body["transitions"]] == [
+        "PREPARE",
+        "EXECUTE",
+        "VALIDATE",
+        "COMPLETE",
+    ]

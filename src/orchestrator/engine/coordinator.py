@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 _API = {"actor": "api"}
 _ENGINE = {"actor": "engine"}
 _result_encoder = msgspec.json.Encoder()
+#: Back-off between attempts to record an outcome while the store fails, in seconds.
+_FIRST_RETRY, _LAST_RETRY = 0.1, 5.0
 
 
 class Coordinator:
@@ -169,11 +171,18 @@ class Coordinator:
         while workflow is not None and not workflow.deleted:
             if workflow.step is not None:
                 # Also the path of a step resumed after a restart: it runs again.
-                workflow = await self._run_task(workflow)
+                after = await self._run_task(workflow)
             elif workflow.needs_step() and workflow.is_driven_automatically():
-                workflow = await self._record(workflow_id, [self._begin(workflow.state)])
+                after = await self._record(workflow_id, [self._begin(workflow.state)])
             else:
                 break
+            if after is None:
+                # Refused: the workflow moved on (cancelled, or an append that reported an
+                # error had committed). Look again; stop if nothing changed, not to spin.
+                after = await self.service.load(workflow_id, fresh=True)
+                if after is None or after.version == workflow.version:
+                    break
+            workflow = after
         return workflow
 
     async def _finish_manual_step(self, begun: Workflow) -> Workflow | None:
@@ -236,14 +245,25 @@ class Coordinator:
         self, workflow_id: int, commands: list[BeginStep | FinishStep | FailStep]
     ) -> Workflow | None:
         names = "+".join(type(command).__name__ for command in commands)
-        try:
-            return (await self.service.execute_all(workflow_id, commands, _ENGINE)).workflow
-        except DomainError as exc:
-            log.info("workflow %d: discarded %s: %s", workflow_id, names, exc)
-            return None
-        except EventStoreError:
-            log.exception("workflow %d: could not record %s", workflow_id, names)
-            raise
+        delay = _FIRST_RETRY
+        while True:
+            try:
+                return (await self.service.execute_all(workflow_id, commands, _ENGINE)).workflow
+            except DomainError as exc:
+                log.info("workflow %d: discarded %s: %s", workflow_id, names, exc)
+                return None
+            except EventStoreError as exc:
+                # The outcome must not be lost to a passing failure (a busy or full disk):
+                # try again, decided afresh each time, until it is recorded or refused.
+                log.warning(
+                    "workflow %d: could not record %s (%s); retrying in %.1fs",
+                    workflow_id,
+                    names,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _LAST_RETRY)
 
     async def _current(self, workflow_id: int) -> Workflow:
         workflow = await self.service.load(workflow_id)

@@ -12,6 +12,10 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+#: Worker threads are named with this prefix (the CLI looks for them at exit).
+TASK_THREAD_PREFIX = "orchestrator-task"
+
+
 class TaskTimedOut(Exception):
     """The task ran longer than the task timeout."""
 
@@ -20,12 +24,16 @@ class TaskTimedOut(Exception):
         super().__init__(f"task timed out after {seconds:g} s")
 
 
+class TaskAborted(RuntimeError):
+    """A task ended with something other than an ordinary exception (SystemExit, ...)."""
+
+
 class WorkerPool:
     """A ThreadPoolExecutor of MAX_WORKERS threads with a count of running and queued tasks."""
 
     def __init__(self, max_workers: int) -> None:
         self.max_workers = max_workers
-        self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="orchestrator-task")
+        self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix=TASK_THREAD_PREFIX)
         self._lock = threading.Lock()
         self._submitted = 0
         self._running = 0
@@ -76,8 +84,14 @@ class WorkerPool:
             failed = False
             try:
                 value: Any = function()
-            except BaseException as exc:  # handed to the awaiting coroutine, which decides
+            except Exception as exc:  # an ordinary task failure: the step fails with it
                 value, failed = exc, True
+                if isinstance(exc, StopIteration):  # a Future refuses to carry StopIteration
+                    value = TaskAborted(f"the task raised StopIteration: {exc}")
+            except BaseException as exc:
+                # SystemExit or KeyboardInterrupt from a task must fail its step, not end the
+                # server (and, as the step would resume at every start, end it again and again).
+                value, failed = TaskAborted(f"the task raised {type(exc).__name__}: {exc}"), True
             finally:
                 with self._lock:
                     self._running -= 1

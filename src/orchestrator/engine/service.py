@@ -19,7 +19,7 @@ import msgspec
 from orchestrator.domain import tasks as task_domain
 from orchestrator.domain import workflow as workflow_domain
 from orchestrator.domain.commands import Command
-from orchestrator.domain.errors import TaskNotFound, WorkflowNotFound
+from orchestrator.domain.errors import DomainError, TaskNotFound, WorkflowNotFound
 from orchestrator.domain.events import Event, WorkflowTransitioned, decode_event, encode_event
 from orchestrator.domain.events import stream_id as workflow_stream_id
 from orchestrator.domain.upcasting import CURRENT_SCHEMA
@@ -144,9 +144,17 @@ class AggregateService(Generic[S, C, E]):
         fresh = False
         for _ in range(_MAX_ATTEMPTS):
             state = await self.load(aggregate_id, fresh=fresh)
-            if state is None or state.deleted:
-                raise self.kind.not_found(aggregate_id)
-            events = self._decide_all(state, commands)
+            try:
+                if state is None or state.deleted:
+                    raise self.kind.not_found(aggregate_id)
+                events = self._decide_all(state, commands)
+            except DomainError:
+                if fresh:
+                    raise
+                # A refusal is only final against the stream itself, not a remembered state
+                # that another writer (or an append whose caller gave up) may have outdated.
+                fresh = True
+                continue
             try:
                 return await self._append(state, aggregate_id, events, metadata, commands)
             except ConcurrencyConflict:
@@ -194,6 +202,9 @@ class AggregateService(Generic[S, C, E]):
         return Outcome(after, result.position, tuple(events))
 
     def _remember(self, aggregate_id: int, state: S) -> None:
+        cached = self._cache.get(aggregate_id)
+        if cached is not None and cached.version > state.version:
+            return  # a slower read must not replace what a newer append already left here
         self._cache[aggregate_id] = state
         self._cache.move_to_end(aggregate_id)
         while len(self._cache) > self._cache_size:

@@ -6,6 +6,7 @@ next start, and its outcome is recorded once (the append carries the expected ve
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Iterable
@@ -24,6 +25,7 @@ from orchestrator.engine.drivers import Drivers
 from orchestrator.engine.executor import TaskTimedOut, WorkerPool
 from orchestrator.engine.service import Outcome, TaskService, WorkflowService
 from orchestrator.engine.task_types import prepare_work
+from orchestrator.eventstore.errors import EventStoreError
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +85,14 @@ class TaskRunner:
         task = await self.service.load(task_id, fresh=True)
         while task is not None and task.needs_run():
             if task.status is TaskStatus.PENDING:
-                task = await self._record(task_id, BeginTaskRun())
+                after = await self._record(task_id, BeginTaskRun())
             else:
-                task = await self._run(task)
+                after = await self._run(task)
+            if after is None:  # refused: look again, stop if nothing changed
+                after = await self.service.load(task_id, fresh=True)
+                if after is None or after.version == task.version:
+                    break
+            task = after
         return task
 
     async def _run(self, task: Task) -> Task | None:
@@ -116,8 +123,19 @@ class TaskRunner:
     async def _record(
         self, task_id: int, command: BeginTaskRun | FinishTaskRun | FailTaskRun
     ) -> Task | None:
-        try:
-            return (await self.service.execute(task_id, command, _ENGINE)).task
-        except DomainError as exc:
-            log.info("task %d: discarded %s: %s", task_id, type(command).__name__, exc)
-            return None
+        delay = 0.1
+        while True:
+            try:
+                return (await self.service.execute(task_id, command, _ENGINE)).task
+            except DomainError as exc:
+                log.info("task %d: discarded %s: %s", task_id, type(command).__name__, exc)
+                return None
+            except EventStoreError as exc:  # as for workflow steps: never lose an outcome
+                log.warning(
+                    "task %d: could not record %s (%s); retrying",
+                    task_id,
+                    type(command).__name__,
+                    exc,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)

@@ -14,6 +14,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import msgspec
+
 from orchestrator.domain.tasks import Task
 from orchestrator.domain.workflow import Workflow
 from orchestrator.eventstore.base import EventStore, RecordedEvent
@@ -153,8 +155,21 @@ class Projector:
                 by_model.setdefault(model, []).append(aggregate_id)
         for model, ids in by_model.items():
             for aggregate_id, data in (await self._storage.load_rows(model.kind, ids)).items():
-                loaded[(model.kind, aggregate_id)] = model.decode_state(data)
+                try:
+                    state = model.decode_state(data)
+                except (msgspec.DecodeError, ValueError):
+                    # One unreadable row must not stop every read model: fold that aggregate
+                    # again from its stream, as far as the checkpoint, and carry on.
+                    log.error(
+                        "unreadable %s row %d; folding it from its stream", model.kind, aggregate_id
+                    )
+                    state = await self._fold_stream(model, aggregate_id)
+                loaded[(model.kind, aggregate_id)] = state
         return loaded
+
+    async def _fold_stream(self, model: ReadModel, aggregate_id: int) -> Any:
+        recorded = await self._store.read_stream(f"{model.stream_prefix}{aggregate_id}")
+        return _fold_onto(model, None, [e for e in recorded if e.position <= self.position])
 
     def _remember(self, key: tuple[str, int], state: Any) -> None:
         self._cache[key] = state
@@ -181,12 +196,16 @@ class Projector:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
+        seen = (self.position, self._generation)
         data = (await self._storage.load_rows(model.kind, [aggregate_id])).get(aggregate_id)
         if data is None:
             return None
-        if key not in self._cache:  # the projector may have stored a newer one meanwhile
-            self._remember(key, model.decode_state(data))
-        return self._cache[key]
+        state = model.decode_state(data)
+        # Remember it only if nothing was applied meanwhile: a row read before a batch (or a
+        # rebuild) landed would otherwise sit in the cache behind the log for good.
+        if key not in self._cache and (self.position, self._generation) == seen:
+            self._remember(key, state)
+        return self._cache.get(key, state)
 
     async def workflow(self, workflow_id: int) -> Workflow | None:
         """One workflow's read model (deleted ones included)."""
