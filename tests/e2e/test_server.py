@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 import pytest
 
+from tests.e2e.conftest import wait_for
+
 if TYPE_CHECKING:
     from tests.e2e.conftest import RunServe, ServerProcess, StartServer
 
@@ -38,27 +40,6 @@ DEADLINE = 15.0
 
 
 # Waiting ---------------------------------------------------------------------------------------
-
-
-def wait_for(
-    probe: Callable[[], T],
-    done: Callable[[T], bool],
-    *,
-    what: str,
-    timeout: float = DEADLINE,
-    interval: float = 0.02,
-) -> T:
-    """Call `probe` until `done` accepts its value; fail naming `what` and the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if done(value):
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(
-                f"timed out after {timeout:g} s waiting for {what}; last: {value!r}"
-            )
-        time.sleep(interval)
 
 
 async def wait_for_async(

@@ -15,18 +15,17 @@ import json
 import sqlite3
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import httpx
 import pytest
 
 from tests.e2e.conftest import ServerProcess, free_port, server_environment
+from tests.e2e.conftest import wait_for as wait_for
 
-T = TypeVar("T")
 Json = dict[str, Any]
 
 #: How long any wait on a server may take before it counts as a failure.
@@ -40,27 +39,6 @@ WORKFLOW_ROLES = ("automatic", "manual", "retried", "cancelled", "deleted", "wai
 
 
 # Waiting ---------------------------------------------------------------------------------------
-
-
-def wait_for(
-    probe: Callable[[], T],
-    done: Callable[[T], bool],
-    *,
-    what: str,
-    timeout: float = DEADLINE,
-    interval: float = 0.01,
-) -> T:
-    """Call `probe` until `done` accepts its value; fail naming `what` and the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if done(value):
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(
-                f"timed out after {timeout:g} s waiting for {what}; last: {value!r}"
-            )
-        time.sleep(interval)  # poll interval; the deadline above bounds the wait
 
 
 # HTTP ------------------------------------------------------------------------------------------
