@@ -74,13 +74,14 @@ async def replay_command(
     out: TextIO = sys.stdout,
 ) -> int:
     """Print the workflow's events and states; say whether the read model agrees."""
-    replayed = await replay(store, workflow_id, at_version)
-    if not replayed:
+    whole = await replay(store, workflow_id)
+    if not whole:
         raise CommandFailed(f"workflow {workflow_id} has no events in {store.path}")
+    replayed = whole if at_version is None else whole[:at_version]
     final = replayed[-1].after
     agrees: bool | None = None
     mismatched: list[str] = []
-    if at_version is None or at_version >= len(await store.read_stream(f"workflow-{workflow_id}")):
+    if len(replayed) == len(whole):  # the read model holds the latest state only
         live = SQLiteProjectionStorage(store)
         await live.open()
         try:

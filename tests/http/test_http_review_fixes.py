@@ -12,7 +12,8 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from orchestrator.domain.states import State
-from orchestrator.engine.tasks import MAX_ITERATIONS, TaskContext, TaskFunction, TaskRegistry
+from orchestrator.engine.task_types import MAX_ITERATIONS
+from orchestrator.engine.tasks import TaskContext, TaskFunction, TaskRegistry
 from orchestrator.eventstore.base import AppendResult, NewEvent
 from orchestrator.eventstore.errors import StoreUnavailable
 from orchestrator.http.app import runtime_of

@@ -98,18 +98,6 @@ Event = (
     | WorkflowDeleted
 )
 
-EVENT_TYPES: tuple[type[Event], ...] = (
-    WorkflowStarted,
-    WorkflowCreated,
-    WorkflowLaunched,
-    WorkflowEdited,
-    StepStarted,
-    StepSucceeded,
-    StepFailed,
-    WorkflowTransitioned,
-    WorkflowDeleted,
-)
-
 _encoder = msgspec.json.Encoder()
 _decoder: msgspec.json.Decoder[Event] = msgspec.json.Decoder(Event)
 

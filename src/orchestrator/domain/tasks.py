@@ -7,7 +7,6 @@ CANCELLED. A failed run is retried while `retry_count < max_retries`. Pure, like
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -233,14 +232,6 @@ def evolve_task(task: Task | None, event: TaskEvent) -> Task:
     if isinstance(event, TaskDeleted):
         return replace(task, version=version, deleted=True, updated_at=event.at)
     raise TypeError(f"unknown task event {event!r}")
-
-
-def fold_task(events: Iterable[TaskEvent]) -> Task | None:
-    """The task after all of `events`, or None for an empty stream."""
-    task: Task | None = None
-    for event in events:
-        task = evolve_task(task, event)
-    return task
 
 
 def decide_task(task: Task | None, command: TaskCommand, now: datetime) -> list[TaskEvent]:

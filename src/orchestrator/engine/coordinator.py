@@ -127,7 +127,7 @@ class Coordinator:
                 allowed_actions(latest),
                 "its step's result was discarded: the workflow moved on while the step ran",
             )
-        return Outcome(latest, self.service.last_position, ())
+        return Outcome(latest, self.service.last_position)
 
     async def retry(self, workflow_id: int) -> Outcome:
         """FAILED -> INIT with one more retry; an automatic workflow runs again."""

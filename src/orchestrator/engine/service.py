@@ -70,7 +70,6 @@ class Outcome(msgspec.Struct, frozen=True):
 
     state: Any
     position: int
-    events: tuple[Any, ...]
 
     @property
     def workflow(self) -> workflow_domain.Workflow:
@@ -199,7 +198,7 @@ class AggregateService(Generic[S, C, E]):
                 self.kind.on_event(aggregate_id, event, after)
         assert after is not None
         self._remember(aggregate_id, after)
-        return Outcome(after, result.position, tuple(events))
+        return Outcome(after, result.position)
 
     def _remember(self, aggregate_id: int, state: S) -> None:
         cached = self._cache.get(aggregate_id)

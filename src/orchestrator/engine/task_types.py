@@ -9,7 +9,9 @@ from typing import Any
 
 #: Longest `sleep` a task may ask for, in seconds.
 MAX_SLEEP_SECONDS = 3600.0
-#: Most `compute` iterations a task may ask for (about a minute of work on these machines).
+#: Most `iterations` a compute task or a workflow's EXECUTE step may be asked for (about a
+#: minute of work on these machines; a thread past TASK_TIMEOUT cannot be stopped, so unbounded
+#: work would tie the pool up).
 MAX_ITERATIONS = 100_000_000
 
 TaskWork = Callable[[], dict[str, Any]]
@@ -41,15 +43,21 @@ def sleep_work(config: dict[str, Any]) -> TaskWork:
     return work
 
 
-def compute_work(config: dict[str, Any]) -> TaskWork:
-    """`compute`: the sum of i*i for i below `iterations` (default 1000)."""
-    iterations = config.get("iterations", 1000)
+def iterations_of(config: dict[str, Any], default: int) -> int:
+    """Config `iterations`: an integer from 0 to MAX_ITERATIONS, else InvalidTaskConfig."""
+    iterations = config.get("iterations", default)
     if isinstance(iterations, bool) or not isinstance(iterations, int):
         raise InvalidTaskConfig(f"config iterations must be an integer, got {iterations!r}")
     if not 0 <= iterations <= MAX_ITERATIONS:
         raise InvalidTaskConfig(
             f"config iterations must be between 0 and {MAX_ITERATIONS}, got {iterations}"
         )
+    return iterations
+
+
+def compute_work(config: dict[str, Any]) -> TaskWork:
+    """`compute`: the sum of i*i for i below `iterations` (default 1000)."""
+    iterations = iterations_of(config, 1000)
 
     def work() -> dict[str, Any]:
         total = sum(i * i for i in range(iterations))

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.domain.states import State
+from orchestrator.engine.task_types import InvalidTaskConfig, iterations_of
 
 
 @dataclass(frozen=True)
@@ -37,29 +38,14 @@ TaskFunction = Callable[[TaskContext], dict[str, Any]]
 DEFAULT_ITERATIONS = 5000
 
 
-#: Most `iterations` the EXECUTE task may be asked for (a thread past TASK_TIMEOUT cannot be
-#: stopped, so unbounded work would tie the pool up).
-MAX_ITERATIONS = 100_000_000
-
-
-class InvalidWorkflowConfig(ValueError):
-    """A workflow's config asks the built-in tasks for something they cannot do."""
-
-
 def check_config(config: dict[str, Any]) -> None:
     """Refuse, before anything is recorded, config values the built-in tasks would choke on."""
-    iterations = config.get("iterations", DEFAULT_ITERATIONS)
-    if isinstance(iterations, bool) or not isinstance(iterations, int):
-        raise InvalidWorkflowConfig(f"config iterations must be an integer, got {iterations!r}")
-    if not 0 <= iterations <= MAX_ITERATIONS:
-        raise InvalidWorkflowConfig(
-            f"config iterations must be between 0 and {MAX_ITERATIONS}, got {iterations}"
-        )
+    iterations_of(config, DEFAULT_ITERATIONS)
     if not isinstance(config.get("simulate_failure", False), bool):
-        raise InvalidWorkflowConfig("config simulate_failure must be true or false")
+        raise InvalidTaskConfig("config simulate_failure must be true or false")
     fail_until = config.get("fail_until_retry", 1)
     if isinstance(fail_until, bool) or not isinstance(fail_until, int) or fail_until < 0:
-        raise InvalidWorkflowConfig(
+        raise InvalidTaskConfig(
             f"config fail_until_retry must be a non-negative integer, got {fail_until!r}"
         )
 
@@ -90,9 +76,7 @@ def prepare(ctx: TaskContext) -> dict[str, Any]:
 def execute(ctx: TaskContext) -> dict[str, Any]:
     """EXECUTE: real work, the sum of i*i for i below `iterations` (config, default 5000)."""
     ctx.simulate_work(1.0)
-    iterations = ctx.config.get("iterations", DEFAULT_ITERATIONS)
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
-        raise ValueError(f"config iterations must be a non-negative integer, not {iterations!r}")
+    iterations = iterations_of(ctx.config, DEFAULT_ITERATIONS)
     total = sum(i * i for i in range(iterations))
     return {"status": "executed", "computation_result": total, "iterations": iterations}
 

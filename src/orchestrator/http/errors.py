@@ -9,8 +9,7 @@ domain/errors.py      DomainError
 eventstore/errors.py  EventStoreError
                         ConcurrencyConflict  409 conflict (stream, expected, actual)
                         StoreUnavailable     503 store_unavailable
-engine                InvalidWorkflowConfig  422 validation_error (config key, reason)
-                      InvalidTaskConfig      422 validation_error
+engine                InvalidTaskConfig      422 validation_error (config key, reason)
 http/errors.py        InvalidInput           422 validation_error (field, reason)
                       VersionNotFound        404 not_found
                       PayloadTooLarge        413 payload_too_large
@@ -40,7 +39,6 @@ from orchestrator.domain.errors import (
     WorkflowNotFound,
 )
 from orchestrator.engine.task_types import InvalidTaskConfig
-from orchestrator.engine.tasks import InvalidWorkflowConfig
 from orchestrator.eventstore.errors import ConcurrencyConflict, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -82,7 +80,6 @@ _TABLE: dict[type[Exception], tuple[int, str]] = {
     ConcurrencyConflict: (409, "conflict"),
     StoreUnavailable: (503, "store_unavailable"),
     InvalidInput: (422, "validation_error"),
-    InvalidWorkflowConfig: (422, "validation_error"),
     InvalidTaskConfig: (422, "validation_error"),
     VersionNotFound: (404, "not_found"),
     PayloadTooLarge: (413, "payload_too_large"),

@@ -14,11 +14,9 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from orchestrator.domain.errors import WorkflowNotFound
-from orchestrator.domain.events import stream_id
+from orchestrator.domain.events import decode_event, stream_id
 from orchestrator.domain.workflow import Workflow, evolve
 from orchestrator.eventstore.base import RecordedEvent
-from orchestrator.http.endpoints import path_id
 from orchestrator.http.errors import InvalidInput, VersionNotFound
 from orchestrator.http.routes import (
     existing_workflow,
@@ -58,12 +56,14 @@ async def _wait_or_stop(runtime: Runtime, position: int, timeout: float) -> bool
 
 def event_out(recorded: RecordedEvent) -> EventOut:
     """A stored event as the API shows it; `data` is upcast to the current shape when known."""
-    data: Any = msgspec.json.decode(recorded.data)
+    data: Any = None
     found = read_model_of(recorded.stream_id)
     if found is not None:
         # A payload that does not decode is shown as stored; `orchestrator verify` reports it.
         with contextlib.suppress(msgspec.DecodeError, ValueError):
             data = found[0].decode_event(recorded.data, recorded.schema_version)
+    if data is None:
+        data = msgspec.json.decode(recorded.data)
     return EventOut(
         position=recorded.position,
         stream_id=recorded.stream_id,
@@ -91,19 +91,15 @@ async def get_workflow(request: Request, query: WorkflowReadQuery) -> Response:
         )
     state: Workflow | None = None
     for item in recorded:
-        state = evolve(state, event_out(item).data)
+        state = evolve(state, decode_event(item.data, item.schema_version))
     assert state is not None
     return json_response(workflow_out(state))
 
 
 async def workflow_events(request: Request) -> Response:
     """GET /workflow/{id}/events: every event of the workflow, in version order."""
-    workflow_id = path_id(request, "workflow_id")
-    runtime = runtime_of(request)
-    workflow = await runtime.projector.workflow(workflow_id)
-    if workflow is None or workflow.deleted:
-        raise WorkflowNotFound(workflow_id)
-    recorded = await runtime.store.read_stream(stream_id(workflow_id))
+    workflow = await existing_workflow(request)
+    recorded = await runtime_of(request).store.read_stream(stream_id(workflow.workflow_id))
     return json_response([event_out(item) for item in recorded])
 
 

@@ -113,13 +113,6 @@ class StreamQuery(msgspec.Struct, kw_only=True):
     after: Skip | None = None
 
 
-class PageQuery(msgspec.Struct, kw_only=True):
-    """Paging query parameters."""
-
-    skip: Skip = 0
-    limit: Limit = 100
-
-
 # Responses --------------------------------------------------------------------------------------
 
 
