@@ -22,7 +22,6 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import aiosqlite
-import msgspec
 
 from orchestrator.eventstore.base import (
     AppendResult,
@@ -32,66 +31,19 @@ from orchestrator.eventstore.base import (
     encode_for_storage,
 )
 from orchestrator.eventstore.chain import GENESIS, event_hash
-from orchestrator.eventstore.errors import ConcurrencyConflict, SchemaTooNew, StoreUnavailable
-
-#: 1: the first release (no hash chain); 2: adds `schema_version` and the chain `hash`.
-SCHEMA_VERSION = 2
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    position    INTEGER PRIMARY KEY,
-    stream_id   TEXT    NOT NULL,
-    version     INTEGER NOT NULL CHECK (version >= 1),
-    type        TEXT    NOT NULL,
-    data        TEXT    NOT NULL,
-    metadata    TEXT    NOT NULL,
-    recorded_at TEXT    NOT NULL,
-    schema_version INTEGER NOT NULL DEFAULT 1,
-    hash        TEXT    NOT NULL,
-    UNIQUE (stream_id, version)
-);
-CREATE TRIGGER IF NOT EXISTS events_refuse_update BEFORE UPDATE ON events
-BEGIN SELECT RAISE(ABORT, 'events are append-only: UPDATE refused'); END;
-CREATE TRIGGER IF NOT EXISTS events_refuse_delete BEFORE DELETE ON events
-BEGIN SELECT RAISE(ABORT, 'events are append-only: DELETE refused'); END;
-CREATE TRIGGER IF NOT EXISTS events_refuse_replace BEFORE INSERT ON events
-WHEN EXISTS (SELECT 1 FROM events WHERE position = NEW.position)
-    OR EXISTS (SELECT 1 FROM events WHERE stream_id = NEW.stream_id AND version = NEW.version)
-BEGIN SELECT RAISE(ABORT, 'events are append-only: an insert may not replace an event'); END;
-"""
+from orchestrator.eventstore.errors import ConcurrencyConflict, StoreUnavailable
+from orchestrator.eventstore.sqlite_schema import (
+    COLUMNS,
+    INSERT,
+    connect,
+    migrate,
+    row_to_event,
+)
+from orchestrator.eventstore.sqlite_schema import SCHEMA_VERSION as SCHEMA_VERSION
+from orchestrator.eventstore.sqlite_schema import sqlite_path as sqlite_path
 
 T = TypeVar("T")
-_COLUMNS = "position, stream_id, version, type, data, metadata, recorded_at, schema_version, hash"
-_INSERT = f"INSERT INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _MAX_BATCH = 512
-_metadata_decoder = msgspec.json.Decoder(dict)
-
-
-def sqlite_path(url: str) -> str:
-    """The file path of a `sqlite:///relative` or `sqlite:////absolute` URL."""
-    prefix = "sqlite:///"
-    if not url.startswith(prefix) or len(url) == len(prefix):
-        raise ValueError(f"not a SQLite URL with a file path: {url!r}")
-    path = url[len(prefix) :]
-    if path == ":memory:":
-        raise ValueError("an in-memory SQLite database cannot be shared; use memory:// instead")
-    return path
-
-
-async def connect(path: str, busy_timeout_ms: int) -> aiosqlite.Connection:
-    """A connection in autocommit mode (we issue BEGIN ourselves) with WAL and FULL sync."""
-    try:
-        conn = await aiosqlite.connect(path, isolation_level=None)
-    except sqlite3.Error as exc:
-        raise StoreUnavailable(f"cannot open SQLite database {path!r}: {exc}") from exc
-    try:
-        await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        await conn.execute("PRAGMA journal_mode = WAL")
-        await conn.execute("PRAGMA synchronous = FULL")
-    except sqlite3.Error as exc:
-        await conn.close()  # its thread would otherwise keep the process alive
-        raise StoreUnavailable(f"cannot open SQLite database {path!r}: {exc}") from exc
-    return conn
 
 
 class _Append:
@@ -141,7 +93,7 @@ class SQLiteEventStore:
         """Connect, create or check the schema, and start the group-commit writer."""
         try:
             self._writer = await connect(self.path, self._busy_timeout_ms)
-            await self._migrate(self._writer)
+            await migrate(self._writer, self.path)
             self._reader = await connect(self.path, self._busy_timeout_ms)
             self._head = await self._read_head()
         except BaseException:
@@ -149,30 +101,6 @@ class SQLiteEventStore:
             raise
         self._closing = False
         self._writer_task = asyncio.create_task(self._write_loop(), name="sqlite-group-commit")
-
-    async def _migrate(self, conn: aiosqlite.Connection) -> None:
-        try:
-            await conn.execute("BEGIN IMMEDIATE")
-            rows = await conn.execute_fetchall("PRAGMA user_version")
-            found = next(iter(rows))[0]
-            if found > SCHEMA_VERSION:
-                await conn.execute("ROLLBACK")
-                raise SchemaTooNew(
-                    f"{self.path} has event schema {found}; this release knows up to "
-                    f"{SCHEMA_VERSION}"
-                )
-            if found == 1:
-                await _migrate_1_to_2(conn)
-            for statement in _split_statements(_SCHEMA):
-                await conn.execute(statement)
-            await conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            await conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                await conn.execute("ROLLBACK")
-            raise StoreUnavailable(
-                f"cannot prepare the event schema in {self.path}: {exc}"
-            ) from exc
 
     async def close(self) -> None:
         """Commit what is queued, stop the writer and close both connections."""
@@ -315,7 +243,7 @@ class SQLiteEventStore:
                 versions[item.stream_id] = actual
                 outcomes.append(AppendResult(version=actual, position=head))
             if inserts:
-                await writer.executemany(_INSERT, inserts)
+                await writer.executemany(INSERT, inserts)
             await writer.execute("COMMIT")
         except Exception as exc:  # the writer must survive anything, or every append would hang
             with contextlib.suppress(sqlite3.Error):
@@ -342,15 +270,15 @@ class SQLiteEventStore:
     ) -> list[RecordedEvent]:
         """The stream's events in version order."""
         if up_to_version is None:
-            sql = f"SELECT {_COLUMNS} FROM events WHERE stream_id = ? ORDER BY version"
+            sql = f"SELECT {COLUMNS} FROM events WHERE stream_id = ? ORDER BY version"
             params: tuple[object, ...] = (stream_id,)
         else:
             sql = (
-                f"SELECT {_COLUMNS} FROM events WHERE stream_id = ? AND version <= ? "
+                f"SELECT {COLUMNS} FROM events WHERE stream_id = ? AND version <= ? "
                 "ORDER BY version"
             )
             params = (stream_id, up_to_version)
-        return [_row_to_event(row) for row in await self._read(sql, params)]
+        return [row_to_event(row) for row in await self._read(sql, params)]
 
     async def read_all(
         self,
@@ -369,8 +297,8 @@ class SQLiteEventStore:
         if stream_id is not None:
             where.append("stream_id = ?")
             params.append(stream_id)
-        sql = f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY position LIMIT ?"
-        return [_row_to_event(row) for row in await self._read(sql, (*params, limit))]
+        sql = f"SELECT {COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY position LIMIT ?"
+        return [row_to_event(row) for row in await self._read(sql, (*params, limit))]
 
     async def import_events(self, events: Iterable[RecordedEvent]) -> None:
         """Copy events from another log (positions, times, hashes kept), checking each one.
@@ -395,10 +323,10 @@ class SQLiteEventStore:
                 head, previous = check_continues(event, head, previous, versions)
                 values.append((*event.stored_fields().values(), event.hash))
                 if len(values) >= 5000:
-                    await conn.executemany(_INSERT, values)
+                    await conn.executemany(INSERT, values)
                     values = []
             if values:
-                await conn.executemany(_INSERT, values)
+                await conn.executemany(INSERT, values)
 
         await self.write_transaction(insert)
         self._head = await self._read_head()
@@ -435,61 +363,3 @@ class SQLiteEventStore:
             return list(await reader.execute_fetchall(sql, params))
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"read from {self.path} failed: {exc}") from exc
-
-
-async def _migrate_1_to_2(conn: aiosqlite.Connection) -> None:
-    """Add the schema and hash columns and chain the events already stored.
-
-    Their payloads are in the event schema that release wrote (2: the same shapes as now). The
-    append-only trigger is dropped for the length of this transaction only: the schema
-    statements that follow create it again before the commit.
-    """
-    columns = {row[1] for row in await conn.execute_fetchall("PRAGMA table_info(events)")}
-    if "schema_version" not in columns:
-        await conn.execute(
-            "ALTER TABLE events ADD COLUMN schema_version INTEGER NOT NULL DEFAULT 2"
-        )
-    if "hash" not in columns:
-        await conn.execute("ALTER TABLE events ADD COLUMN hash TEXT NOT NULL DEFAULT ''")
-    await conn.execute("DROP TRIGGER IF EXISTS events_refuse_update")
-    previous, after = GENESIS, 0
-    while rows := list(
-        await conn.execute_fetchall(
-            f"SELECT {_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT 5000",
-            (after,),
-        )
-    ):
-        hashes = []
-        for row in rows:
-            event = _row_to_event(row)
-            previous = event_hash(previous, **event.stored_fields())
-            hashes.append((previous, event.position))
-        await conn.executemany("UPDATE events SET hash = ? WHERE position = ?", hashes)
-        after = rows[-1][0]
-
-
-def _row_to_event(row: sqlite3.Row) -> RecordedEvent:
-    position, stream_id, version, type_, data, metadata, recorded_at, schema, hash_ = row
-    return RecordedEvent(
-        position=position,
-        stream_id=stream_id,
-        version=version,
-        type=type_,
-        data=data.encode() if isinstance(data, str) else bytes(data),
-        metadata=_metadata_decoder.decode(metadata),
-        recorded_at=datetime.fromisoformat(recorded_at),
-        schema_version=schema,
-        hash=hash_,
-    )
-
-
-def _split_statements(script: str) -> list[str]:
-    # Triggers contain inner semicolons, so split on the statement-ending "END;" and ");" lines.
-    statements: list[str] = []
-    current: list[str] = []
-    for line in script.strip().splitlines():
-        current.append(line)
-        if line.rstrip().endswith(("END;", ");")):
-            statements.append("\n".join(current))
-            current = []
-    return statements

@@ -13,7 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 import aiosqlite
 
 from orchestrator.eventstore.errors import StoreUnavailable
-from orchestrator.eventstore.sqlite import SQLiteEventStore, connect
+from orchestrator.eventstore.sqlite import SQLiteEventStore
+from orchestrator.eventstore.sqlite_schema import connect
 from orchestrator.projections.models import Row
 from orchestrator.projections.storage import ListQuery, ProjectionMoved
 

@@ -1,0 +1,153 @@
+"""The SQLite log's schema: its tables and triggers, connections, migrations, row decoding."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from datetime import datetime
+
+import aiosqlite
+import msgspec
+
+from orchestrator.eventstore.base import RecordedEvent
+from orchestrator.eventstore.chain import GENESIS, event_hash
+from orchestrator.eventstore.errors import SchemaTooNew, StoreUnavailable
+
+#: 1: the first release (no hash chain); 2: adds `schema_version` and the chain `hash`.
+SCHEMA_VERSION = 2
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    position    INTEGER PRIMARY KEY,
+    stream_id   TEXT    NOT NULL,
+    version     INTEGER NOT NULL CHECK (version >= 1),
+    type        TEXT    NOT NULL,
+    data        TEXT    NOT NULL,
+    metadata    TEXT    NOT NULL,
+    recorded_at TEXT    NOT NULL,
+    schema_version INTEGER NOT NULL DEFAULT 1,
+    hash        TEXT    NOT NULL,
+    UNIQUE (stream_id, version)
+);
+CREATE TRIGGER IF NOT EXISTS events_refuse_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'events are append-only: UPDATE refused'); END;
+CREATE TRIGGER IF NOT EXISTS events_refuse_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'events are append-only: DELETE refused'); END;
+CREATE TRIGGER IF NOT EXISTS events_refuse_replace BEFORE INSERT ON events
+WHEN EXISTS (SELECT 1 FROM events WHERE position = NEW.position)
+    OR EXISTS (SELECT 1 FROM events WHERE stream_id = NEW.stream_id AND version = NEW.version)
+BEGIN SELECT RAISE(ABORT, 'events are append-only: an insert may not replace an event'); END;
+"""
+
+COLUMNS = "position, stream_id, version, type, data, metadata, recorded_at, schema_version, hash"
+INSERT = f"INSERT INTO events ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_metadata_decoder = msgspec.json.Decoder(dict)
+
+
+def sqlite_path(url: str) -> str:
+    """The file path of a `sqlite:///relative` or `sqlite:////absolute` URL."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise ValueError(f"not a SQLite URL with a file path: {url!r}")
+    path = url[len(prefix) :]
+    if path == ":memory:":
+        raise ValueError("an in-memory SQLite database cannot be shared; use memory:// instead")
+    return path
+
+
+async def connect(path: str, busy_timeout_ms: int) -> aiosqlite.Connection:
+    """A connection in autocommit mode (we issue BEGIN ourselves) with WAL and FULL sync."""
+    try:
+        conn = await aiosqlite.connect(path, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StoreUnavailable(f"cannot open SQLite database {path!r}: {exc}") from exc
+    try:
+        await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        await conn.execute("PRAGMA journal_mode = WAL")
+        await conn.execute("PRAGMA synchronous = FULL")
+    except sqlite3.Error as exc:
+        await conn.close()  # its thread would otherwise keep the process alive
+        raise StoreUnavailable(f"cannot open SQLite database {path!r}: {exc}") from exc
+    return conn
+
+
+async def migrate(conn: aiosqlite.Connection, path: str) -> None:
+    """Create the schema, or bring an older file up to SCHEMA_VERSION; refuse a newer one."""
+    try:
+        await conn.execute("BEGIN IMMEDIATE")
+        rows = await conn.execute_fetchall("PRAGMA user_version")
+        found = next(iter(rows))[0]
+        if found > SCHEMA_VERSION:
+            await conn.execute("ROLLBACK")
+            raise SchemaTooNew(
+                f"{path} has event schema {found}; this release knows up to {SCHEMA_VERSION}"
+            )
+        if found == 1:
+            await _migrate_1_to_2(conn)
+        for statement in _split_statements(_SCHEMA):
+            await conn.execute(statement)
+        await conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        await conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        with contextlib.suppress(sqlite3.Error):
+            await conn.execute("ROLLBACK")
+        raise StoreUnavailable(f"cannot prepare the event schema in {path}: {exc}") from exc
+
+
+async def _migrate_1_to_2(conn: aiosqlite.Connection) -> None:
+    """Add the schema and hash columns and chain the events already stored.
+
+    Their payloads are in the event schema that release wrote (2: the same shapes as now). The
+    append-only trigger is dropped for the length of this transaction only: the schema
+    statements that follow create it again before the commit.
+    """
+    columns = {row[1] for row in await conn.execute_fetchall("PRAGMA table_info(events)")}
+    if "schema_version" not in columns:
+        await conn.execute(
+            "ALTER TABLE events ADD COLUMN schema_version INTEGER NOT NULL DEFAULT 2"
+        )
+    if "hash" not in columns:
+        await conn.execute("ALTER TABLE events ADD COLUMN hash TEXT NOT NULL DEFAULT ''")
+    await conn.execute("DROP TRIGGER IF EXISTS events_refuse_update")
+    previous, after = GENESIS, 0
+    while rows := list(
+        await conn.execute_fetchall(
+            f"SELECT {COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT 5000",
+            (after,),
+        )
+    ):
+        hashes = []
+        for row in rows:
+            event = row_to_event(row)
+            previous = event_hash(previous, **event.stored_fields())
+            hashes.append((previous, event.position))
+        await conn.executemany("UPDATE events SET hash = ? WHERE position = ?", hashes)
+        after = rows[-1][0]
+
+
+def row_to_event(row: sqlite3.Row) -> RecordedEvent:
+    """A stored row (in COLUMNS order) as an event."""
+    position, stream_id, version, type_, data, metadata, recorded_at, schema, hash_ = row
+    return RecordedEvent(
+        position=position,
+        stream_id=stream_id,
+        version=version,
+        type=type_,
+        data=data.encode() if isinstance(data, str) else bytes(data),
+        metadata=_metadata_decoder.decode(metadata),
+        recorded_at=datetime.fromisoformat(recorded_at),
+        schema_version=schema,
+        hash=hash_,
+    )
+
+
+def _split_statements(script: str) -> list[str]:
+    # Triggers contain inner semicolons, so split on the statement-ending "END;" and ");" lines.
+    statements: list[str] = []
+    current: list[str] = []
+    for line in script.strip().splitlines():
+        current.append(line)
+        if line.rstrip().endswith(("END;", ");")):
+            statements.append("\n".join(current))
+            current = []
+    return statements
