@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 
 from orchestrator.engine.coordinator import Coordinator
 from orchestrator.engine.executor import WorkerPool
+from orchestrator.engine.http_task import HTTP_REQUEST, HttpTaskPolicy
 from orchestrator.engine.service import TASK_KIND, WORKFLOW_KIND, TaskService, WorkflowService
 from orchestrator.engine.task_runner import TaskRunner
+from orchestrator.engine.task_types import TaskTypes
 from orchestrator.engine.tasks import TaskRegistry
 from orchestrator.eventstore.base import EventStore
 from orchestrator.eventstore.memory import InMemoryEventStore
@@ -93,8 +95,17 @@ def build_runtime(settings: Settings, registry: TaskRegistry | None = None) -> R
         task_timeout=settings.task_timeout,
         time_scale=settings.task_time_scale,
     )
+    http_policy = HttpTaskPolicy(
+        allowed_hosts=frozenset(settings.http_task_allowed_hosts),
+        max_response_bytes=settings.http_task_max_response_bytes,
+        max_timeout=settings.http_task_max_timeout,
+    )
     runner = TaskRunner(
-        TaskService(TASK_KIND, store), service, pool, task_timeout=settings.task_timeout
+        TaskService(TASK_KIND, store),
+        service,
+        pool,
+        task_timeout=settings.task_timeout,
+        types=TaskTypes({HTTP_REQUEST: http_policy.prepare}),
     )
     return Runtime(
         settings=settings,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,10 @@ class Settings:
     task_time_scale: float = 1.0
     max_body_bytes: int = 1024 * 1024
     sse_keepalive_seconds: float = 15.0
+    #: Lower-case `host` or `host:port` entries `http_request` tasks may call; empty: none.
+    http_task_allowed_hosts: tuple[str, ...] = ()
+    http_task_max_response_bytes: int = 1024 * 1024
+    http_task_max_timeout: float = 60.0
 
     @classmethod
     def from_env(
@@ -61,6 +66,17 @@ class Settings:
             max_body_bytes=get("MAX_BODY_BYTES", _positive_int, defaults.max_body_bytes),
             sse_keepalive_seconds=get(
                 "SSE_KEEPALIVE_SECONDS", _positive_float, defaults.sse_keepalive_seconds
+            ),
+            http_task_allowed_hosts=get(
+                "HTTP_TASK_ALLOWED_HOSTS", _host_list, defaults.http_task_allowed_hosts
+            ),
+            http_task_max_response_bytes=get(
+                "HTTP_TASK_MAX_RESPONSE_BYTES",
+                _positive_int,
+                defaults.http_task_max_response_bytes,
+            ),
+            http_task_max_timeout=get(
+                "HTTP_TASK_MAX_TIMEOUT", _positive_float, defaults.http_task_max_timeout
             ),
         )
 
@@ -159,6 +175,29 @@ def _boolean(name: str, raw: str) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+# A host name or IPv4 address, or an IPv6 address in brackets, then an optional :port.
+_HOST_ENTRY = re.compile(
+    r"(?P<host>[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_])?|\[[0-9a-f:.]+\])(?::(?P<port>[0-9]{1,5}))?"
+)
+
+
+def _host_list(name: str, raw: str) -> tuple[str, ...]:
+    # Entries are matched exactly against URLs' hosts: lower-case, ports without leading zeros.
+    hosts: list[str] = []
+    for entry in raw.lower().split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        match = _HOST_ENTRY.fullmatch(entry)
+        if match is None or not 1 <= int(match["port"] or 1) <= 65535:
+            raise SettingsError(
+                f"{name} must be comma-separated host names or host:port, got {entry!r}"
+            )
+        host, port = match["host"], match["port"]
+        hosts.append(host if port is None else f"{host}:{int(port)}")
+    return tuple(hosts)
 
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

@@ -231,7 +231,7 @@ def test_the_events_pages_walk_the_whole_log_in_order(client: TestClient) -> Non
     task = json_of(client.post("/tasks", json={"name": "sum", "task_type": "compute"}), 201)
     wait_for(
         lambda: json_of(client.get(f"/tasks/{task['task_id']}"), 200)["status"],
-        lambda status: status == "COMPLETED",
+        lambda status: status == "completed",
         what="the task to complete",
     )
     everything = json_of(client.get("/events", params={"limit": 1000}), 200)

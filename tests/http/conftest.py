@@ -33,6 +33,11 @@ BACKSTOP = 10.0
 TERMINAL = frozenset({"COMPLETE", "FAILED", "CANCELLED"})
 
 
+def task_result(flat: dict[str, Any], task_type: str) -> dict[str, Any]:
+    """A `task_results` entry as the API shows it: the flat result plus the original's wrapper."""
+    return {**flat, "success": True, "result": flat, "task_type": task_type}
+
+
 @pytest.fixture
 def settings() -> Settings:
     """In-memory store, instant built-in tasks, no log file; modules override it as needed."""

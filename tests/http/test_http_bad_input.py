@@ -444,11 +444,12 @@ QUERY_CASES = [
     ("/workflows", "limit", "1.5", "Expected `int`, got `str`"),
     ("/workflows", "limit", "", "Expected `int`, got `str`"),
     ("/workflows", "status_filter", "nope", "must be one of INIT, PREPARE"),
-    ("/workflows", "status_filter", "init", "must be one of INIT, PREPARE"),
+    ("/workflows", "status_filter", "INITIAL", "must be one of INIT, PREPARE"),
     ("/tasks", "skip", "-1", "Expected `int` >= 0"),
     ("/tasks", "limit", "0", "Expected `int` >= 1"),
     ("/tasks", "limit", "x", "Expected `int`, got `str`"),
-    ("/tasks", "status", "nope", "must be one of PENDING, RUNNING"),
+    ("/tasks", "status", "nope", "must be one of pending, running"),
+    ("/tasks", "status_filter", "done", "must be one of pending, running"),
     *[("/tasks", "workflow_id", raw, "") for raw in BAD_IDS],
 ]
 

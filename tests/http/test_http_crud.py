@@ -102,6 +102,7 @@ def test_create_answers_201_with_a_workflow_waiting_in_init(client: TestClient) 
         "completed_at": None,
         "error_message": None,
         "next_trigger": "prepare",
+        "created_at": ANY,
         "transitions": [],
         "task_results": {},
         "id": 1,
@@ -273,7 +274,9 @@ def test_status_filter_lists_only_workflows_in_that_state(
     assert listed_ids(client, "?status_filter=COMPLETE&skip=1&limit=1") == [also_done]
 
 
-@pytest.mark.parametrize("value", ["DONE", "complete", ""], ids=["unknown", "lower-case", "empty"])
+@pytest.mark.parametrize(
+    "value", ["DONE", "COMPLETED", ""], ids=["unknown", "task-status", "empty"]
+)
 def test_an_unknown_status_filter_is_refused_naming_the_allowed_states(
     client: TestClient, value: str
 ) -> None:

@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 
 from orchestrator.domain.states import State
 from orchestrator.engine.tasks import DEFAULT_ITERATIONS, TaskFunction, TaskRegistry
+from tests.http.conftest import task_result
 
 DEADLINE = 5.0
 FORWARD = [
@@ -96,19 +97,22 @@ def test_an_automatic_workflow_runs_to_complete_with_every_task_result(
     assert [(t["from_state"], t["to_state"], t["trigger"]) for t in body["transitions"]] == FORWARD
     results = body["task_results"]
     assert list(results) == ["INIT", "PREPARE", "EXECUTE", "VALIDATE", "COMPLETE"]
-    assert results["INIT"] == {"status": "initialized", "message": ANY}
-    assert results["PREPARE"] == {"status": "prepared", "files_created": 3, "message": ANY}
-    assert results["EXECUTE"] == {
-        "status": "executed",
-        "computation_result": sum(i * i for i in range(expected_iterations)),
-        "iterations": expected_iterations,
-    }
-    assert results["VALIDATE"] == {
-        "status": "validated",
-        "validation_passed": True,
-        "checks_performed": 5,
-    }
-    assert results["COMPLETE"] == {"status": "completed", "message": ANY}
+    assert results["INIT"] == task_result({"status": "initialized", "message": ANY}, "initialize")
+    assert results["PREPARE"] == task_result(
+        {"status": "prepared", "files_created": 3, "message": ANY}, "prepare"
+    )
+    assert results["EXECUTE"] == task_result(
+        {
+            "status": "executed",
+            "computation_result": sum(i * i for i in range(expected_iterations)),
+            "iterations": expected_iterations,
+        },
+        "execute",
+    )
+    assert results["VALIDATE"] == task_result(
+        {"status": "validated", "validation_passed": True, "checks_performed": 5}, "validate"
+    )
+    assert results["COMPLETE"] == task_result({"status": "completed", "message": ANY}, "finalize")
 
 
 def test_each_transition_carries_its_time_as_both_timestamp_and_created_at(
@@ -119,7 +123,17 @@ def test_each_transition_carries_its_time_as_both_timestamp_and_created_at(
     times = [t["timestamp"] for t in body["transitions"]]
     assert len(times) == 4
     for transition in body["transitions"]:
-        assert set(transition) == {"from_state", "to_state", "trigger", "timestamp", "created_at"}
+        assert set(transition) == {
+            "id",
+            "workflow_id",
+            "from_state",
+            "to_state",
+            "trigger",
+            "transition_metadata",
+            "timestamp",
+            "created_at",
+        }
+        assert transition["workflow_id"] == body["workflow_id"]
         assert transition["timestamp"] == transition["created_at"]
         assert transition["timestamp"].endswith("Z")
     assert times == sorted(times)
@@ -232,5 +246,7 @@ def test_next_while_a_manual_step_runs_is_step_in_progress(
     assert first_response.status_code == 200
     assert first_response.json()["current_state"] == "PREPARE"
     body = client.get(f"/workflow/{workflow_id}").json()
-    assert body["task_results"]["INIT"] == {"status": "released", "state": "INIT"}
+    assert body["task_results"]["INIT"] == task_result(
+        {"status": "released", "state": "INIT"}, "wait_for_gate"
+    )
     assert len(body["transitions"]) == 1

@@ -35,7 +35,7 @@ from orchestrator.http.schemas import EventOut
 #: How long any wait here may take before it counts as a failure.
 DEADLINE = 5.0
 #: Routes that serve the documentation itself rather than the API.
-DOCS_PATHS = frozenset({"/openapi.json", "/docs", "/docs/static"})
+DOCS_PATHS = frozenset({"/openapi.json", "/docs", "/docs/static", "/redoc", "/redoc/static"})
 DOCUMENT_URI = "urn:openapi"
 EVENT_STREAM = "text/event-stream"
 
@@ -194,7 +194,7 @@ class Api:
         body = {"name": "sum", "task_type": "compute", "config": {"iterations": 10}}
         task_id = self.post("/tasks", {**body, "workflow_id": workflow_id}, "task_id")
         deadline = time.monotonic() + DEADLINE
-        while (task := self.client.get(f"/tasks/{task_id}").json())["status"] != "COMPLETED":
+        while (task := self.client.get(f"/tasks/{task_id}").json())["status"] != "completed":
             assert time.monotonic() < deadline, f"task {task_id} did not complete: {task}"
             time.sleep(0.005)  # poll interval; the deadline above bounds the wait
         return task_id
@@ -229,7 +229,7 @@ def _task_list(api: Api) -> list[httpx2.Response]:
     api.finished_task(workflow_id)
     return [
         api.client.get("/tasks"),
-        api.client.get(f"/tasks?status=COMPLETED&workflow_id={workflow_id}&limit=5"),
+        api.client.get(f"/tasks?status=completed&workflow_id={workflow_id}&limit=5"),
     ]
 
 
@@ -570,12 +570,13 @@ def test_every_documented_error_status_uses_the_error_body_schema(document: dict
 
 
 class AssetLinks(HTMLParser):
-    """The URLs a page loads through <script src> and <link href>."""
+    """The URLs a page loads through <script src> and <link href> (stylesheets among them)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.scripts: list[str] = []
         self.links: list[str] = []
+        self.stylesheets: list[str] = []
         self.attributes: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -589,12 +590,14 @@ class AssetLinks(HTMLParser):
             self.attributes += values.values()
             if "href" in values:
                 self.links.append(values["href"])
+                if values.get("rel") == "stylesheet":
+                    self.stylesheets.append(values["href"])
 
 
-@pytest.fixture
-def docs_page(client: TestClient) -> AssetLinks:
-    """GET /docs, parsed."""
-    response = client.get("/docs")
+@pytest.fixture(params=["/docs", "/redoc"])
+def docs_page(request: pytest.FixtureRequest, client: TestClient) -> AssetLinks:
+    """GET /docs (Swagger UI) and GET /redoc (ReDoc), parsed."""
+    response = client.get(request.param)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/html")
     page = AssetLinks()
@@ -608,20 +611,24 @@ def test_the_docs_page_loads_only_local_assets(docs_page: AssetLinks) -> None:
     remote = [value for value in docs_page.attributes if "http://" in value or "https://" in value]
     assert remote == []
     assets = docs_page.scripts + docs_page.links
-    assert [url for url in assets if not url.startswith("/docs/static/")] == []
+    assert [url for url in assets if not url.startswith(("/docs/static/", "/redoc/static/"))] == []
 
 
+@pytest.mark.parametrize(
+    ("path", "reads_the_document"),
+    [("/docs", 'url: "/openapi.json"'), ("/redoc", 'Redoc.init("/openapi.json"')],
+)
 def test_the_docs_page_reads_the_local_document_and_names_no_remote_url(
-    client: TestClient,
+    client: TestClient, path: str, reads_the_document: str
 ) -> None:
-    page = client.get("/docs").text
+    page = client.get(path).text
 
-    assert 'url: "/openapi.json"' in page
+    assert reads_the_document in page
     assert "http://" not in page
     assert "https://" not in page
 
 
-def test_the_docs_assets_are_served_as_javascript_and_css(
+def test_the_docs_assets_are_served_as_javascript_css_and_images(
     client: TestClient, docs_page: AssetLinks
 ) -> None:
     answers = {url: client.get(url) for url in docs_page.scripts + docs_page.links}
@@ -632,5 +639,7 @@ def test_the_docs_assets_are_served_as_javascript_and_css(
         content_type = response.headers["content-type"]
         if url in docs_page.scripts:
             assert content_type.startswith(("text/javascript", "application/javascript")), url
-        else:
+        elif url in docs_page.stylesheets:
             assert content_type.startswith("text/css"), url
+        else:  # the icon
+            assert content_type.startswith("image/"), url

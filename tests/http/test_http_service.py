@@ -69,6 +69,7 @@ def test_root_names_the_service_its_version_and_its_docs(client: TestClient) -> 
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
     assert response.json() == {
+        "message": "Workflow Orchestrator API",
         "name": "Workflow Orchestrator",
         "version": __version__,
         "docs": "/docs",

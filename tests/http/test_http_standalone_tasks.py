@@ -25,7 +25,7 @@ from orchestrator.runtime import Runtime
 
 DEADLINE = 5.0
 BACKSTOP = 10.0
-FINISHED = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+FINISHED = frozenset({"completed", "failed", "cancelled"})
 #: How long the real `sleep` task deleted mid-run sleeps: long next to a DELETE, short for a test.
 SLEEP_SECONDS = 1.0
 
@@ -145,7 +145,9 @@ def flaky_compute(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
 # POST /tasks and running -----------------------------------------------------------------------
 
 
-def test_create_answers_201_with_the_task_already_running(client: TestClient) -> None:
+def test_create_answers_201_with_the_task_pending_until_a_worker_picks_it_up(
+    client: TestClient,
+) -> None:
     response = client.post(
         "/tasks",
         json={
@@ -166,13 +168,14 @@ def test_create_answers_201_with_the_task_already_running(client: TestClient) ->
         "task_type": "compute",
         "description": "sum of squares",
         "config": {"iterations": 10},
-        "status": "RUNNING",
+        "status": "pending",
         "result": None,
         "error": None,
+        "error_message": None,
         "retry_count": 0,
         "max_retries": 0,
         "created_at": ANY,
-        "started_at": ANY,
+        "started_at": None,
         "completed_at": None,
         "updated_at": ANY,
     }
@@ -188,7 +191,7 @@ def test_a_compute_task_completes_with_the_sum_of_squares(
 
     body = wait_for_task(client, task_id, FINISHED)
 
-    assert body["status"] == "COMPLETED"
+    assert body["status"] == "completed"
     assert body["result"] == {
         "status": "computed",
         "iterations": iterations,
@@ -218,7 +221,7 @@ def test_a_short_sleep_task_completes(client: TestClient) -> None:
 
     body = wait_for_task(client, task_id, FINISHED)
 
-    assert body["status"] == "COMPLETED"
+    assert body["status"] == "completed"
     assert body["result"] == {"status": "slept", "duration": 0.01}
     assert body["completed_at"] is not None
 
@@ -231,7 +234,7 @@ def test_max_retries_is_echoed_and_a_first_time_success_counts_no_retry(
     body = wait_for_task(client, created["task_id"], FINISHED)
 
     assert (created["max_retries"], created["retry_count"]) == (3, 0)
-    assert (body["status"], body["max_retries"], body["retry_count"]) == ("COMPLETED", 3, 0)
+    assert (body["status"], body["max_retries"], body["retry_count"]) == ("completed", 3, 0)
 
 
 def test_a_failing_run_is_retried_up_to_max_retries_and_then_succeeds(
@@ -250,7 +253,7 @@ def test_a_failing_run_is_retried_up_to_max_retries_and_then_succeeds(
     body = wait_for_task(client, task_id, FINISHED)
 
     assert flaky_compute == [1, 2, 3]
-    assert (body["status"], body["retry_count"], body["max_retries"]) == ("COMPLETED", 2, 2)
+    assert (body["status"], body["retry_count"], body["max_retries"]) == ("completed", 2, 2)
     assert body["result"] == {"status": "computed", "iterations": 4, "computation_result": 14}
     assert body["error"] is None
 
@@ -266,7 +269,7 @@ def test_a_task_that_fails_more_often_than_max_retries_ends_failed_with_its_erro
     body = wait_for_task(client, task_id, FINISHED)
 
     assert flaky_compute == [1, 2]
-    assert (body["status"], body["retry_count"], body["max_retries"]) == ("FAILED", 1, 1)
+    assert (body["status"], body["retry_count"], body["max_retries"]) == ("failed", 1, 1)
     assert body["error"] == "RuntimeError: boom on attempt 2"
     assert body["result"] is None
     assert body["completed_at"] is not None
@@ -283,7 +286,7 @@ def test_a_failing_task_without_retries_fails_at_once(
 
     assert flaky_compute == [1]
     assert (body["status"], body["retry_count"], body["error"]) == (
-        "FAILED",
+        "failed",
         0,
         "RuntimeError: boom on attempt 1",
     )
@@ -477,21 +480,21 @@ def test_the_task_list_filters_by_workflow_and_by_status(
         running["task_id"],
     ]
     assert listed_task_ids(client, f"?workflow_id={second}") == [done_second["task_id"]]
-    assert listed_task_ids(client, "?status=COMPLETED") == [
+    assert listed_task_ids(client, "?status=completed") == [
         done_first["task_id"],
         done_second["task_id"],
         loose["task_id"],
     ]
-    assert listed_task_ids(client, "?status=FAILED") == [failed_first["task_id"]]
-    assert listed_task_ids(client, "?status=RUNNING") == [running["task_id"]]
-    assert listed_task_ids(client, f"?workflow_id={first}&status=COMPLETED") == [
+    assert listed_task_ids(client, "?status=failed") == [failed_first["task_id"]]
+    assert listed_task_ids(client, "?status=running") == [running["task_id"]]
+    assert listed_task_ids(client, f"?workflow_id={first}&status=completed") == [
         done_first["task_id"]
     ]
-    assert listed_task_ids(client, f"?workflow_id={second}&status=RUNNING") == []
+    assert listed_task_ids(client, f"?workflow_id={second}&status=running") == []
     assert listed_task_ids(client, "?workflow_id=12345") == []
     gate.set()
     assert wait_for_task(client, running["task_id"], FINISHED)["result"] == {"status": "released"}
-    assert listed_task_ids(client, "?status=RUNNING") == []
+    assert listed_task_ids(client, "?status=running") == []
 
 
 def test_an_unknown_status_is_refused_naming_the_allowed_ones(client: TestClient) -> None:
@@ -500,7 +503,7 @@ def test_an_unknown_status_is_refused_naming_the_allowed_ones(client: TestClient
     assert response.status_code == 422
     assert response.json() == {
         "error": "validation_error",
-        "detail": "status must be one of PENDING, RUNNING, COMPLETED, FAILED, CANCELLED; "
+        "detail": "status must be one of pending, running, completed, failed, cancelled; "
         "got 'DONE'",
     }
 
@@ -548,7 +551,7 @@ def test_delete_of_a_finished_task_answers_204_and_takes_it_out_of_the_lists(
     assert response.status_code == 204
     assert response.content == b""
     assert listed_task_ids(client) == [kept]
-    assert listed_task_ids(client, "?status=COMPLETED") == [kept]
+    assert listed_task_ids(client, "?status=completed") == [kept]
     assert client.get(f"/workflows/{workflow_id}/tasks").json() == []
 
 
@@ -579,7 +582,8 @@ def test_delete_of_a_running_sleep_task_cancels_it_at_once(
         client, {"name": "long nap", "task_type": "sleep", "config": {"duration": SLEEP_SECONDS}}
     )["task_id"]
     wait_for_active_workers(client, 1)
-    assert client.get(f"/tasks/{task_id}").json()["status"] == "RUNNING"
+    running = wait_for_task(client, task_id, frozenset({"running"}))
+    assert running["started_at"] is not None
 
     began = time.monotonic()
     response = client.delete(f"/tasks/{task_id}")
@@ -590,11 +594,12 @@ def test_delete_of_a_running_sleep_task_cancels_it_at_once(
     assert listed_task_ids(client) == []
     wait_until_no_task_runs(client, app)  # the sleep has ended and its result was handled
     assert listed_task_ids(client) == []
-    assert listed_task_ids(client, "?status=COMPLETED") == []
-    assert listed_task_ids(client, "?status=CANCELLED") == []
+    assert listed_task_ids(client, "?status=completed") == []
+    assert listed_task_ids(client, "?status=cancelled") == []
     assert event_types(client, app, task_id) == [
         "TaskCreated",
         "TaskRunStarted",
+        "TaskRunPickedUp",
         "TaskCancelled",
         "TaskDeleted",
     ]

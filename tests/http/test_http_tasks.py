@@ -13,6 +13,7 @@ from starlette.testclient import TestClient
 from orchestrator.domain.states import State
 from orchestrator.engine.tasks import TaskContext, TaskRegistry
 from orchestrator.settings import Settings
+from tests.http.conftest import task_result
 
 TIMEOUT = 0.2
 
@@ -42,12 +43,15 @@ def test_a_registered_task_result_shows_up_in_task_results(
     body = settle(workflow_id)
 
     assert body["status"] == "COMPLETE"
-    assert body["task_results"]["PREPARE"] == {
-        "status": "prepared",
-        "workflow": workflow_id,
-        "state": "PREPARE",
-        "files": ["a.txt", "b.txt"],
-    }
+    assert body["task_results"]["PREPARE"] == task_result(
+        {
+            "status": "prepared",
+            "workflow": workflow_id,
+            "state": "PREPARE",
+            "files": ["a.txt", "b.txt"],
+        },
+        "count_files",
+    )
     assert body["task_results"]["INIT"]["status"] == "initialized"
 
 
@@ -61,7 +65,7 @@ def test_a_registered_task_runs_on_manual_next_too(
 
     assert response.json()["current_state"] == "PREPARE"
     body = client.get(f"/workflow/{workflow_id}").json()
-    assert body["task_results"] == {"INIT": {"retries_seen": 0}}
+    assert body["task_results"] == {"INIT": task_result({"retries_seen": 0}, "<lambda>")}
 
 
 def test_a_task_that_raises_fails_the_workflow_with_its_error(

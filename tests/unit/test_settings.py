@@ -8,6 +8,8 @@ import pytest
 
 from orchestrator.settings import Settings, SettingsError
 
+HOSTS_ERROR = "HTTP_TASK_ALLOWED_HOSTS must be comma-separated host names or host:port"
+
 
 @pytest.mark.parametrize(
     ("name", "value", "message"),
@@ -22,6 +24,28 @@ from orchestrator.settings import Settings, SettingsError
         ("DATABASE_URL", "sqlite:///./no/such/folder/w.db", "DATABASE_URL: the folder"),
         ("DATABASE_URL", "postgresql://localhost/db", "DATABASE_URL: the PostgreSQL backend"),
         ("LOG_FILE", "/no/such/folder/x.log", "LOG_FILE: the folder '/no/such/folder'"),
+        (
+            "HTTP_TASK_ALLOWED_HOSTS",
+            "example.com, http://api.example.com",
+            f"{HOSTS_ERROR}, got 'http://api.example.com'",
+        ),
+        ("HTTP_TASK_ALLOWED_HOSTS", "a b", f"{HOSTS_ERROR}, got 'a b'"),
+        ("HTTP_TASK_ALLOWED_HOSTS", "user@host", f"{HOSTS_ERROR}, got 'user@host'"),
+        ("HTTP_TASK_ALLOWED_HOSTS", "host:0", f"{HOSTS_ERROR}, got 'host:0'"),
+        ("HTTP_TASK_ALLOWED_HOSTS", "h:65536", f"{HOSTS_ERROR}, got 'h:65536'"),
+        ("HTTP_TASK_ALLOWED_HOSTS", "host:", f"{HOSTS_ERROR}, got 'host:'"),
+        (
+            "HTTP_TASK_MAX_RESPONSE_BYTES",
+            "0",
+            "HTTP_TASK_MAX_RESPONSE_BYTES must be a positive integer, got '0'",
+        ),
+        (
+            "HTTP_TASK_MAX_RESPONSE_BYTES",
+            "1MB",
+            "HTTP_TASK_MAX_RESPONSE_BYTES must be a positive integer, got '1MB'",
+        ),
+        ("HTTP_TASK_MAX_TIMEOUT", "0", "HTTP_TASK_MAX_TIMEOUT must be a positive number of"),
+        ("HTTP_TASK_MAX_TIMEOUT", "inf", "HTTP_TASK_MAX_TIMEOUT must be a positive number of"),
     ],
 )
 def test_a_bad_setting_is_refused_with_its_name(name: str, value: str, message: str) -> None:
@@ -52,3 +76,31 @@ def test_a_line_of_the_env_file_that_is_not_key_value_names_its_line(tmp_path: P
 
     with pytest.raises(SettingsError, match=r"\.env:2: expected KEY=VALUE"):
         Settings.from_env({}, env_file=env_file)
+
+
+def test_the_http_task_settings_default_to_refusing_every_host() -> None:
+    settings = Settings.from_env({}, env_file=None)
+
+    assert settings.http_task_allowed_hosts == ()
+    assert settings.http_task_max_response_bytes == 1024 * 1024
+    assert settings.http_task_max_timeout == 60.0
+
+
+def test_the_allowed_hosts_are_read_lower_case_with_blanks_and_empty_entries_dropped() -> None:
+    settings = Settings.from_env(
+        {
+            "HTTP_TASK_ALLOWED_HOSTS": " Example.COM, 127.0.0.1:08080 ,,[::1]:80,api_1.local ",
+            "HTTP_TASK_MAX_RESPONSE_BYTES": "2048",
+            "HTTP_TASK_MAX_TIMEOUT": "2.5",
+        },
+        env_file=None,
+    )
+
+    assert settings.http_task_allowed_hosts == (
+        "example.com",
+        "127.0.0.1:8080",
+        "[::1]:80",
+        "api_1.local",
+    )
+    assert settings.http_task_max_response_bytes == 2048
+    assert settings.http_task_max_timeout == 2.5

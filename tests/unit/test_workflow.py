@@ -172,15 +172,18 @@ def test_folding_workflow_started_yields_a_fresh_workflow_in_init() -> None:
         version=1,
         state=State.INIT,
         retries=0,
+        created_at=START,
         started_at=START,
         completed_at=None,
         updated_at=START,
         error_message=None,
         step=None,
         step_started_at=None,
+        step_task=None,
         finalized=False,
         transitions=(),
         task_results={},
+        task_names={},
         deleted=False,
     )
 
@@ -304,8 +307,9 @@ def test_finishing_a_step_records_its_result_and_fires_the_forward_trigger(state
     assert workflow.step is None
     assert workflow.step_started_at is None
     assert workflow.task_results[state.value] == {"rows": 12}
+    assert workflow.task_names[state.value] == TASKS[state]
     assert workflow.transitions[-1] == Transition(
-        from_state=state, to_state=to_state, trigger=trigger, at=NOW
+        from_state=state, to_state=to_state, trigger=trigger, at=NOW, version=workflow.version
     )
 
 

@@ -27,6 +27,7 @@ from orchestrator.domain.tasks import (
     TaskDeleted,
     TaskEvent,
     TaskRunFailed,
+    TaskRunPickedUp,
     TaskRunStarted,
     TaskRunSucceeded,
     TaskStatus,
@@ -82,11 +83,17 @@ def task_violation(task: Task | None, event: TaskEvent) -> str | None:
     if task.deleted:
         return f"{type(event).__name__} after the task was deleted"
     if isinstance(event, TaskRunStarted):
-        ok = task.status is TaskStatus.PENDING and event.attempt == task.attempt + 1
+        ok = (
+            task.status is TaskStatus.PENDING
+            and not task.in_run
+            and event.attempt == task.attempt + 1
+        )
         return None if ok else f"run {event.attempt} started while {task.status.value}"
+    if isinstance(event, TaskRunPickedUp):
+        ok = task.in_run and task.status is TaskStatus.PENDING and event.attempt == task.attempt
+        return None if ok else f"run {event.attempt} picked up while {task.status.value}"
     if isinstance(event, TaskRunSucceeded | TaskRunFailed):
-        ok = task.status is TaskStatus.RUNNING
-        return None if ok else f"a run outcome while {task.status.value}"
+        return None if task.in_run else f"a run outcome while {task.status.value}"
     if isinstance(event, TaskCancelled):
         ok = task.status in ACTIVE_STATUSES
         return None if ok else f"cancelled while {task.status.value}"

@@ -1,13 +1,15 @@
 """Standalone tasks: small jobs (`sleep`, `compute`, ...) with an event stream of their own.
 
-A task is created PENDING, runs in the worker pool (RUNNING), and ends COMPLETED, FAILED or
-CANCELLED. A failed run is retried while `retry_count < max_retries`. Pure, like the workflow.
+A task is created PENDING and stays PENDING while its run waits in the worker pool's queue; it is
+RUNNING from the moment a worker thread picks the run up (`started_at`), and ends COMPLETED,
+FAILED or CANCELLED. A failed run is retried while `retry_count < max_retries`. Pure, like the
+workflow.
 """
 
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -46,7 +48,16 @@ class TaskCreated(_TaskEventBase, frozen=True, kw_only=True, tag=True):
 
 
 class TaskRunStarted(_TaskEventBase, frozen=True, kw_only=True, tag=True):
-    """Recorded just before a run of the task is handed to the worker pool."""
+    """Recorded just before a run of the task is handed to the worker pool (it is queued)."""
+
+    attempt: int
+
+
+class TaskRunPickedUp(_TaskEventBase, frozen=True, kw_only=True, tag=True):
+    """Recorded when a worker thread begins the queued run: the task is RUNNING from then on.
+
+    Logs written before this event existed go straight from TaskRunStarted to the outcome.
+    """
 
     attempt: int
 
@@ -76,7 +87,13 @@ class TaskDeleted(_TaskEventBase, frozen=True, kw_only=True, tag=True):
 
 
 TaskEvent = (
-    TaskCreated | TaskRunStarted | TaskRunSucceeded | TaskRunFailed | TaskCancelled | TaskDeleted
+    TaskCreated
+    | TaskRunStarted
+    | TaskRunPickedUp
+    | TaskRunSucceeded
+    | TaskRunFailed
+    | TaskCancelled
+    | TaskDeleted
 )
 
 _encoder = msgspec.json.Encoder()
@@ -114,6 +131,9 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
     error: str | None = None
     retry_count: int = 0
     attempt: int = 0
+    #: True from TaskRunStarted until that run's outcome (or the task's cancellation): a run is
+    #: queued (PENDING) or in a worker (RUNNING), and only its outcome may be recorded.
+    in_run: bool = False
     created_at: datetime | None = None
     started_at: datetime | None = None
     completed_at: datetime | None = None
@@ -141,6 +161,12 @@ class BeginTaskRun(msgspec.Struct, frozen=True, kw_only=True):
     """Start a run of a pending task."""
 
 
+class PickUpTaskRun(msgspec.Struct, frozen=True, kw_only=True):
+    """Record that a worker thread began the queued run."""
+
+    attempt: int
+
+
 class FinishTaskRun(msgspec.Struct, frozen=True, kw_only=True):
     """Record the result of the running run."""
 
@@ -162,7 +188,7 @@ class DeleteTask(msgspec.Struct, frozen=True, kw_only=True):
     """Stop the task if it is pending or running, then hide it from reads."""
 
 
-TaskCommand = CreateTask | BeginTaskRun | FinishTaskRun | FailTaskRun | DeleteTask
+TaskCommand = CreateTask | BeginTaskRun | PickUpTaskRun | FinishTaskRun | FailTaskRun | DeleteTask
 
 
 def evolve_task(task: Task | None, event: TaskEvent) -> Task:
@@ -188,37 +214,41 @@ def evolve_task(task: Task | None, event: TaskEvent) -> Task:
         return replace(
             task,
             version=version,
-            status=TaskStatus.RUNNING,
+            status=TaskStatus.PENDING,
             attempt=event.attempt,
+            in_run=True,
+            updated_at=event.at,
+        )
+    if isinstance(event, TaskRunPickedUp):
+        return replace(
+            task,
+            version=version,
+            status=TaskStatus.RUNNING,
             started_at=task.started_at or event.at,
             updated_at=event.at,
         )
-    if isinstance(event, TaskRunSucceeded):
+    if isinstance(event, TaskRunSucceeded | TaskRunFailed):
+        # A log without TaskRunPickedUp (written before it existed) still gets a start time:
+        # the run began `duration` seconds before its outcome.
+        started_at = task.started_at or event.at - timedelta(seconds=event.duration)
+        result: dict[str, Any] | None
+        if isinstance(event, TaskRunSucceeded):
+            status, result, error = TaskStatus.COMPLETED, event.result, None
+        elif event.will_retry:
+            status, result, error = TaskStatus.PENDING, task.result, event.error
+        else:
+            status, result, error = TaskStatus.FAILED, task.result, event.error
+        retrying = isinstance(event, TaskRunFailed) and event.will_retry
         return replace(
             task,
             version=version,
-            status=TaskStatus.COMPLETED,
-            result=event.result,
-            error=None,
-            completed_at=event.at,
-            updated_at=event.at,
-        )
-    if isinstance(event, TaskRunFailed):
-        if event.will_retry:
-            return replace(
-                task,
-                version=version,
-                status=TaskStatus.PENDING,
-                error=event.error,
-                retry_count=task.retry_count + 1,
-                updated_at=event.at,
-            )
-        return replace(
-            task,
-            version=version,
-            status=TaskStatus.FAILED,
-            error=event.error,
-            completed_at=event.at,
+            status=status,
+            result=result,
+            error=error,
+            in_run=False,
+            started_at=started_at,
+            retry_count=task.retry_count + 1 if retrying else task.retry_count,
+            completed_at=task.completed_at if retrying else event.at,
             updated_at=event.at,
         )
     if isinstance(event, TaskCancelled):
@@ -226,6 +256,7 @@ def evolve_task(task: Task | None, event: TaskEvent) -> Task:
             task,
             version=version,
             status=TaskStatus.CANCELLED,
+            in_run=False,
             completed_at=event.at,
             updated_at=event.at,
         )
@@ -254,12 +285,17 @@ def decide_task(task: Task | None, command: TaskCommand, now: datetime) -> list[
     if task is None or task.deleted:
         raise TaskNotFound(task.task_id if task else 0)
     if isinstance(command, BeginTaskRun):
-        if task.status is not TaskStatus.PENDING:
+        if task.status is not TaskStatus.PENDING or task.in_run:
             raise _refuse(task, "start a run")
         return [TaskRunStarted(at=now, attempt=task.attempt + 1)]
+    if isinstance(command, PickUpTaskRun):
+        queued = task.in_run and task.status is TaskStatus.PENDING
+        if not queued or task.attempt != command.attempt:
+            raise _refuse(task, f"record that run {command.attempt} was picked up")
+        return [TaskRunPickedUp(at=now, attempt=command.attempt)]
     if isinstance(command, FinishTaskRun | FailTaskRun):
-        # Only the run that is running now may record its outcome; a late one is discarded.
-        if task.status is not TaskStatus.RUNNING or task.attempt != command.attempt:
+        # Only the run that is open now may record its outcome; a late one is discarded.
+        if not task.in_run or task.attempt != command.attempt:
             raise _refuse(task, f"record the outcome of run {command.attempt}")
         if isinstance(command, FinishTaskRun):
             return [TaskRunSucceeded(at=now, result=command.result, duration=command.duration)]

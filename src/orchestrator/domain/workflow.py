@@ -49,6 +49,11 @@ class Transition(msgspec.Struct, frozen=True, kw_only=True):
     to_state: State
     trigger: Trigger
     at: datetime
+    #: The version of the WorkflowTransitioned event in the workflow's stream (0 in read models
+    #: written before it was kept); the API shows it as the transition's `id`.
+    version: int = 0
+    #: Why the move happened when the log says: the error of the step that failed.
+    reason: str | None = None
 
 
 class Workflow(msgspec.Struct, frozen=True, kw_only=True):
@@ -64,6 +69,7 @@ class Workflow(msgspec.Struct, frozen=True, kw_only=True):
     version: int = 0
     state: State = State.INIT
     retries: int = 0
+    created_at: datetime | None = None
     started_at: datetime | None = None
     completed_at: datetime | None = None
     updated_at: datetime | None = None
@@ -71,10 +77,14 @@ class Workflow(msgspec.Struct, frozen=True, kw_only=True):
     #: The state whose task has started and not yet finished, if any.
     step: State | None = None
     step_started_at: datetime | None = None
+    #: The name of the task running as `step` (the StepStarted event's `task`).
+    step_task: str | None = None
     #: True once finalize has run (or failed) after reaching COMPLETE.
     finalized: bool = False
     transitions: tuple[Transition, ...] = ()
     task_results: dict[str, dict[str, Any]] = {}
+    #: The name of the task that produced each entry of `task_results`, by state.
+    task_names: dict[str, str] = {}
     deleted: bool = False
 
     def needs_step(self) -> bool:
@@ -141,6 +151,7 @@ def evolve(workflow: Workflow | None, event: Event) -> Workflow:
             config=event.config,
             auto_start=event.auto_start,
             version=1,
+            created_at=event.at,
             started_at=event.at,
             updated_at=event.at,
         )
@@ -153,6 +164,7 @@ def evolve(workflow: Workflow | None, event: Event) -> Workflow:
             auto_start=False,
             launched=False,
             version=1,
+            created_at=event.at,
             updated_at=event.at,
         )
     if workflow is None:
@@ -183,16 +195,22 @@ def evolve(workflow: Workflow | None, event: Event) -> Workflow:
             version=version,
             step=event.state,
             step_started_at=event.at,
+            step_task=event.task,
             updated_at=event.at,
         )
     if isinstance(event, StepSucceeded):
         results = {**workflow.task_results, event.state.value: event.result}
+        names = workflow.task_names
+        if workflow.step_task is not None:
+            names = {**names, event.state.value: workflow.step_task}
         return replace(
             workflow,
             version=version,
             step=None,
             step_started_at=None,
+            step_task=None,
             task_results=results,
+            task_names=names,
             finalized=workflow.finalized or event.state is State.COMPLETE,
             updated_at=event.at,
         )
@@ -202,6 +220,7 @@ def evolve(workflow: Workflow | None, event: Event) -> Workflow:
             version=version,
             step=None,
             step_started_at=None,
+            step_task=None,
             error_message=event.error,
             finalized=workflow.finalized or event.state is State.COMPLETE,
             updated_at=event.at,
@@ -215,7 +234,12 @@ def evolve(workflow: Workflow | None, event: Event) -> Workflow:
 
 def _evolve_transition(workflow: Workflow, event: WorkflowTransitioned, version: int) -> Workflow:
     move = Transition(
-        from_state=event.from_state, to_state=event.to_state, trigger=event.trigger, at=event.at
+        from_state=event.from_state,
+        to_state=event.to_state,
+        trigger=event.trigger,
+        at=event.at,
+        version=version,
+        reason=workflow.error_message if event.trigger is Trigger.FAIL else None,
     )
     changes: dict[str, Any] = {
         "version": version,
@@ -225,7 +249,7 @@ def _evolve_transition(workflow: Workflow, event: WorkflowTransitioned, version:
     }
     if event.trigger is Trigger.CANCEL:
         # A cancelled step's result will be discarded, so the step no longer counts as running.
-        changes.update(step=None, step_started_at=None)
+        changes.update(step=None, step_started_at=None, step_task=None)
     if event.trigger is Trigger.RETRY:
         changes.update(
             retries=workflow.retries + 1, completed_at=None, error_message=None, finalized=False

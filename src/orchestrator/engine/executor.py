@@ -49,10 +49,16 @@ class WorkerPool:
         """Tasks handed to the pool and waiting for a free thread."""
         return self._submitted - self._running - self._finished
 
-    async def run(self, function: Callable[[], T], timeout: float) -> T:
+    async def run(
+        self,
+        function: Callable[[], T],
+        timeout: float,
+        on_start: Callable[[], None] | None = None,
+    ) -> T:
         """Run `function` in a thread; the timeout counts from when a thread picks it up.
 
-        On timeout the thread cannot be stopped, so it runs on and its result is dropped.
+        `on_start` is called on the event loop when a thread picks the function up. On timeout
+        the thread cannot be stopped, so it runs on and its result is dropped.
         """
         loop = asyncio.get_running_loop()
         outcome: asyncio.Future[T] = loop.create_future()
@@ -66,6 +72,8 @@ class WorkerPool:
             nonlocal timer
             if not outcome.done():
                 timer = loop.call_later(timeout, expire)
+                if on_start is not None:
+                    on_start()
 
         def settle(value: Any, failed: bool) -> None:
             if timer is not None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from orchestrator.domain.errors import DomainError, WorkflowNotFound
 from orchestrator.domain.tasks import (
@@ -18,13 +19,14 @@ from orchestrator.domain.tasks import (
     DeleteTask,
     FailTaskRun,
     FinishTaskRun,
+    PickUpTaskRun,
     Task,
     TaskStatus,
 )
 from orchestrator.engine.drivers import Drivers
 from orchestrator.engine.executor import TaskTimedOut, WorkerPool
 from orchestrator.engine.service import Outcome, TaskService, WorkflowService
-from orchestrator.engine.task_types import prepare_work
+from orchestrator.engine.task_types import TaskTypes
 from orchestrator.eventstore.errors import EventStoreError
 
 log = logging.getLogger(__name__)
@@ -43,8 +45,10 @@ class TaskRunner:
         pool: WorkerPool,
         *,
         task_timeout: float,
+        types: TaskTypes | None = None,
     ) -> None:
         self.service = service
+        self._types = types or TaskTypes()
         self._workflows = workflows
         self._pool = pool
         self._task_timeout = task_timeout
@@ -52,7 +56,7 @@ class TaskRunner:
 
     async def create(self, command: CreateTask) -> Outcome:
         """Check type, config and workflow, record the task and its first run, and run it."""
-        prepare_work(command.task_type, command.config)  # refuses what could never run
+        self._types.prepare(command.task_type, command.config)  # refuses what could never run
         if command.workflow_id is not None:
             workflow = await self._workflows.load(command.workflow_id)
             if workflow is None or workflow.deleted:
@@ -84,7 +88,7 @@ class TaskRunner:
     async def _drive_loop(self, task_id: int) -> Task | None:
         task = await self.service.load(task_id, fresh=True)
         while task is not None and task.needs_run():
-            if task.status is TaskStatus.PENDING:
+            if not task.in_run:
                 after = await self._record(task_id, BeginTaskRun())
             else:
                 after = await self._run(task)
@@ -99,8 +103,8 @@ class TaskRunner:
         started = time.monotonic()
         command: FinishTaskRun | FailTaskRun
         try:
-            work = prepare_work(task.task_type, task.config)
-            result = await self._pool.run(work, self._task_timeout)
+            work = self._types.prepare(task.task_type, task.config)
+            result = await self._run_in_pool(task, work)
         except TaskTimedOut as exc:
             command = FailTaskRun(
                 attempt=task.attempt,
@@ -120,8 +124,32 @@ class TaskRunner:
             )
         return await self._record(task.task_id, command)
 
+    async def _run_in_pool(self, task: Task, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Run `work` in the pool, recording when a worker thread picks it up.
+
+        The task stays PENDING while its run waits in the queue, as the original service
+        showed it. The pick-up is recorded while the work already runs; the outcome is recorded
+        only after it, so the stream keeps its order.
+        """
+        picked_up = asyncio.Event()
+        running = asyncio.ensure_future(
+            self._pool.run(work, self._task_timeout, on_start=picked_up.set)
+        )
+        try:
+            if task.status is TaskStatus.PENDING:  # not already RUNNING before a restart
+                waiting = asyncio.ensure_future(picked_up.wait())
+                try:
+                    await asyncio.wait({running, waiting}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiting.cancel()
+                if picked_up.is_set():
+                    await self._record(task.task_id, PickUpTaskRun(attempt=task.attempt))
+            return await running
+        finally:
+            running.cancel()  # a no-op once it is done; else the driver is being stopped
+
     async def _record(
-        self, task_id: int, command: BeginTaskRun | FinishTaskRun | FailTaskRun
+        self, task_id: int, command: BeginTaskRun | PickUpTaskRun | FinishTaskRun | FailTaskRun
     ) -> Task | None:
         delay = 0.1
         while True:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 #: Longest `sleep` a task may ask for, in seconds.
@@ -15,6 +16,8 @@ MAX_SLEEP_SECONDS = 3600.0
 MAX_ITERATIONS = 100_000_000
 
 TaskWork = Callable[[], dict[str, Any]]
+#: Checks a task's config and returns its work (InvalidTaskConfig if it cannot be run).
+WorkFactory = Callable[[dict[str, Any]], TaskWork]
 
 
 class InvalidTaskConfig(ValueError):
@@ -66,16 +69,28 @@ def compute_work(config: dict[str, Any]) -> TaskWork:
     return work
 
 
-TASK_TYPES: dict[str, Callable[[dict[str, Any]], TaskWork]] = {
+#: The types that need no settings; tests swap entries here.
+TASK_TYPES: dict[str, WorkFactory] = {
     "sleep": sleep_work,
     "compute": compute_work,
 }
 
 
+@dataclass(frozen=True)
+class TaskTypes:
+    """The built-in TASK_TYPES plus the types built from settings (`http_request`)."""
+
+    configured: Mapping[str, WorkFactory] = field(default_factory=dict)
+
+    def prepare(self, task_type: str, config: dict[str, Any]) -> TaskWork:
+        """The work a task of this type and config does; InvalidTaskConfig if it cannot be run."""
+        factory = self.configured.get(task_type) or TASK_TYPES.get(task_type)
+        if factory is None:
+            allowed = ", ".join(sorted({*TASK_TYPES, *self.configured}))
+            raise InvalidTaskConfig(f"task_type must be one of {allowed}, got {task_type!r}")
+        return factory(config)
+
+
 def prepare_work(task_type: str, config: dict[str, Any]) -> TaskWork:
-    """The work a task of this type and config does; InvalidTaskConfig if it cannot be run."""
-    factory = TASK_TYPES.get(task_type)
-    if factory is None:
-        allowed = ", ".join(sorted(TASK_TYPES))
-        raise InvalidTaskConfig(f"task_type must be one of {allowed}, got {task_type!r}")
-    return factory(config)
+    """As TaskTypes().prepare: the built-in types only, none that needs settings."""
+    return TaskTypes().prepare(task_type, config)

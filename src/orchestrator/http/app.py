@@ -14,6 +14,7 @@ from orchestrator.http.docs import docs_routes
 from orchestrator.http.endpoints import build_routes
 from orchestrator.http.errors import exception_handlers
 from orchestrator.http.limits import BodyLimitMiddleware
+from orchestrator.http.paths import TrailingSlashMiddleware
 from orchestrator.http.routes import EncodedReads
 from orchestrator.runtime import Runtime, build_runtime
 from orchestrator.settings import Settings
@@ -34,7 +35,10 @@ def create_app(settings: Settings | None = None, registry: TaskRegistry | None =
     app = Starlette(
         routes=[*build_routes(ENDPOINTS), *docs_routes()],
         exception_handlers=exception_handlers(),
-        middleware=[Middleware(BodyLimitMiddleware, max_bytes=runtime.settings.max_body_bytes)],
+        middleware=[
+            Middleware(TrailingSlashMiddleware),
+            Middleware(BodyLimitMiddleware, max_bytes=runtime.settings.max_body_bytes),
+        ],
         lifespan=lifespan,
     )
     app.state.runtime = runtime

@@ -1,14 +1,15 @@
-"""GET /openapi.json and GET /docs: Swagger UI served from the packaged swagger-ui-bundle.
+"""GET /openapi.json, GET /docs (Swagger UI 5) and GET /redoc (ReDoc 2), served offline.
 
-The scripts and styles come from this app, not a CDN: the machines that run it may have no
-internet access.
+The viewers' scripts and styles are vendored under `static/` (see its README for versions and
+origin) and served by this app, not a CDN: the machines that run it may have no internet access.
+Swagger UI 5 is the first major version that renders OpenAPI 3.1, the version of our document.
+Neither page links web fonts or any other remote resource, and the ReDoc bundle is changed so
+that it does not fetch its logo from Redocly's CDN (static/README.md); tests/browser checks both
+pages in Chromium.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import swagger_ui_bundle
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
@@ -18,18 +19,45 @@ from orchestrator.http.api import ENDPOINTS
 from orchestrator.http.openapi import openapi_document
 from orchestrator.http.routes import json_response
 
-_PAGE = """<!DOCTYPE html>
+_TITLE = "Workflow Orchestrator API"
+
+# validatorUrl: null, so that no layout ever shows Swagger UI's online-validator badge, which sends
+# the document's URL to swagger.io whenever the page is not served from localhost.
+_SWAGGER_UI_PAGE = f"""<!DOCTYPE html>
 <html lang="en">
 <head>
   <meta charset="utf-8">
-  <title>Workflow Orchestrator API</title>
+  <title>{_TITLE}</title>
+  <link rel="icon" type="image/png" href="/docs/static/favicon-32x32.png">
   <link rel="stylesheet" href="/docs/static/swagger-ui.css">
 </head>
 <body>
   <div id="swagger-ui"></div>
   <script src="/docs/static/swagger-ui-bundle.js"></script>
   <script>
-    window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui"});
+    window.ui = SwaggerUIBundle({{
+      url: "/openapi.json", dom_id: "#swagger-ui", validatorUrl: null
+    }});
+  </script>
+</body>
+</html>
+"""
+
+# Unlike FastAPI's ReDoc page, no Google Fonts link: ReDoc falls back to the system's fonts.
+_REDOC_PAGE = f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <meta name="viewport" content="width=device-width, initial-scale=1">
+  <title>{_TITLE} - ReDoc</title>
+  <link rel="icon" type="image/png" href="/docs/static/favicon-32x32.png">
+  <style>body {{ margin: 0; padding: 0; }}</style>
+</head>
+<body>
+  <div id="redoc"></div>
+  <script src="/redoc/static/redoc.standalone.js"></script>
+  <script>
+    Redoc.init("/openapi.json", {{}}, document.getElementById("redoc"));
   </script>
 </body>
 </html>
@@ -37,18 +65,30 @@ _PAGE = """<!DOCTYPE html>
 
 
 def docs_routes() -> list[BaseRoute]:
-    """The document, the page and its static files."""
+    """The document, the two pages and their static files."""
     document = json_response(openapi_document(ENDPOINTS)).body
 
     async def openapi_json(request: Request) -> Response:
         return Response(document, media_type="application/json")
 
-    async def docs_page(request: Request) -> Response:
-        return HTMLResponse(_PAGE)
+    async def swagger_ui_page(request: Request) -> Response:
+        return HTMLResponse(_SWAGGER_UI_PAGE)
 
-    assets = Path(swagger_ui_bundle.swagger_ui_path)
+    async def redoc_page(request: Request) -> Response:
+        return HTMLResponse(_REDOC_PAGE)
+
     return [
         Route("/openapi.json", openapi_json, methods=["GET"]),
-        Route("/docs", docs_page, methods=["GET"]),
-        Mount("/docs/static", app=StaticFiles(directory=assets), name="docs-static"),
+        Route("/docs", swagger_ui_page, methods=["GET"]),
+        Mount(
+            "/docs/static",
+            app=StaticFiles(packages=[("orchestrator.http", "static/swagger-ui")]),
+            name="docs-static",
+        ),
+        Route("/redoc", redoc_page, methods=["GET"]),
+        Mount(
+            "/redoc/static",
+            app=StaticFiles(packages=[("orchestrator.http", "static/redoc")]),
+            name="redoc-static",
+        ),
     ]

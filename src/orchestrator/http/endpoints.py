@@ -111,13 +111,27 @@ def decode_query(request: Request, query_type: type[Any]) -> Any:
     params = dict(request.query_params)
     for name, choices in _enum_fields(query_type):
         raw = params.get(name)
-        if raw is not None and raw not in {m.value for m in choices}:
+        if raw is None:
+            continue
+        # Values in any case, as the original service's clients send them (`completed`, ...).
+        value = _enum_values(choices).get(raw.casefold())
+        if value is None:
             allowed = ", ".join(str(m.value) for m in choices)
             raise InvalidInput(f"{name} must be one of {allowed}; got {raw[:40]!r}")
+        params[name] = value
     try:
         return msgspec.convert(params, query_type, strict=False)
     except msgspec.ValidationError as exc:
         raise InvalidInput(f"invalid query parameter: {exc}") from None
+
+
+_enum_values_of: dict[type[enum.Enum], dict[str, Any]] = {}
+
+
+def _enum_values(choices: type[enum.Enum]) -> dict[str, Any]:
+    if choices not in _enum_values_of:
+        _enum_values_of[choices] = {str(m.value).casefold(): m.value for m in choices}
+    return _enum_values_of[choices]
 
 
 def check_json_value(value: Any, where: str, depth: int) -> None:

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import msgspec
 
 from orchestrator.domain.states import State
-from orchestrator.domain.tasks import Task, TaskStatus
+from orchestrator.domain.tasks import Task
 from orchestrator.domain.transitions import next_trigger
 from orchestrator.domain.workflow import Workflow, allowed_actions
 
@@ -29,11 +29,22 @@ Limit = Annotated[int, msgspec.Meta(ge=1, le=1000)]
 Id = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
 
 
+class TaskState(enum.Enum):
+    """A standalone task's status as the API shows it: the original's lower-case values."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
 class TaskType(enum.Enum):
-    """The standalone task types (one per entry of engine.task_types.TASK_TYPES)."""
+    """The standalone task types (engine.task_types.TASK_TYPES, and http_request)."""
 
     COMPUTE = "compute"
     SLEEP = "sleep"
+    HTTP_REQUEST = "http_request"
 
 
 # Requests ---------------------------------------------------------------------------------------
@@ -89,7 +100,9 @@ class TaskListQuery(msgspec.Struct, kw_only=True):
     skip: Skip = 0
     limit: Limit = 100
     workflow_id: Id | None = None
-    status: TaskStatus | None = None
+    status: TaskState | None = None
+    #: The original service's name for `status`; `status` wins when both are given.
+    status_filter: TaskState | None = None
 
 
 class WorkflowReadQuery(msgspec.Struct, kw_only=True):
@@ -127,11 +140,18 @@ class WorkflowStartedResponse(msgspec.Struct, kw_only=True):
 
 
 class TransitionOut(msgspec.Struct, kw_only=True):
-    """One recorded transition; `timestamp` and `created_at` carry the same time."""
+    """One recorded transition; `timestamp` and `created_at` carry the same time.
 
+    `id` is the version of the transition's event in the workflow's stream (unique within the
+    workflow); `transition_metadata` holds that version and, for `fail`, the error.
+    """
+
+    id: int
+    workflow_id: int
     from_state: str
     to_state: str
     trigger: str
+    transition_metadata: dict[str, Any]
     timestamp: datetime
     created_at: datetime
 
@@ -149,6 +169,7 @@ class WorkflowOut(msgspec.Struct, kw_only=True):
     completed_at: datetime | None
     error_message: str | None
     next_trigger: str | None
+    created_at: datetime | None
     transitions: list[TransitionOut]
     task_results: dict[str, dict[str, Any]]
     id: int
@@ -208,9 +229,11 @@ class TaskOut(msgspec.Struct, kw_only=True):
     task_type: str
     description: str | None
     config: dict[str, Any]
-    status: str
+    status: TaskState
     result: dict[str, Any] | None
     error: str | None
+    #: The original's name for `error`.
+    error_message: str | None
     retry_count: int
     max_retries: int
     created_at: datetime | None
@@ -282,6 +305,7 @@ class Health(msgspec.Struct, kw_only=True):
 class ServiceInfo(msgspec.Struct, kw_only=True):
     """GET /."""
 
+    message: str
     name: str
     version: str
     docs: str
@@ -326,8 +350,9 @@ def workflow_out(workflow: Workflow) -> WorkflowOut:
         completed_at=workflow.completed_at,
         error_message=workflow.error_message,
         next_trigger=trigger.value if trigger else None,
+        created_at=workflow.created_at,
         transitions=transitions_out(workflow),
-        task_results=workflow.task_results,
+        task_results=task_results_out(workflow),
         id=workflow.workflow_id,
         config=workflow.config,
         auto_start=workflow.auto_start,
@@ -343,14 +368,43 @@ def transitions_out(workflow: Workflow) -> list[TransitionOut]:
     """The workflow's transitions as the API shows them."""
     return [
         TransitionOut(
+            id=t.version,
+            workflow_id=workflow.workflow_id,
             from_state=t.from_state.value,
             to_state=t.to_state.value,
             trigger=t.trigger.value,
+            transition_metadata=(
+                {"version": t.version}
+                if t.reason is None
+                else {"version": t.version, "error": t.reason}
+            ),
             timestamp=t.at,
             created_at=t.at,
         )
         for t in workflow.transitions
     ]
+
+
+#: The keys of the original worker's wrapper around a task result.
+WRAPPER_KEYS = ("success", "result", "task_type")
+
+
+def task_results_out(workflow: Workflow) -> dict[str, dict[str, Any]]:
+    """Each state's result, readable both ways the original's clients read it.
+
+    The original's documentation shows the flat result (`{"status": "prepared", ...}`) and its
+    demo client reads the worker's wrapper (`{"success": true, "result": {...}, "task_type":
+    "prepare"}`), so an entry is the flat result followed by the wrapper's keys. A result that
+    has a key of that name itself keeps its own value.
+    """
+    results: dict[str, dict[str, Any]] = {}
+    for state, result in workflow.task_results.items():
+        entry = dict(result)
+        entry.setdefault("success", True)
+        entry.setdefault("result", result)
+        entry.setdefault("task_type", workflow.task_names.get(state, state.lower()))
+        results[state] = entry
+    return results
 
 
 def execution_status(workflow: Workflow) -> ExecutionStatus:
@@ -383,9 +437,10 @@ def task_out(task: Task) -> TaskOut:
         task_type=task.task_type,
         description=task.description,
         config=task.config,
-        status=task.status.value,
+        status=TaskState[task.status.name],
         result=task.result,
         error=task.error,
+        error_message=task.error,
         retry_count=task.retry_count,
         max_retries=task.max_retries,
         created_at=task.created_at,

@@ -24,6 +24,7 @@ async def root(request: Request) -> Response:
     """GET /: name, version and where the docs are."""
     return json_response(
         ServiceInfo(
+            message="Workflow Orchestrator API",
             name="Workflow Orchestrator",
             version=__version__,
             docs="/docs",

@@ -6,7 +6,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from orchestrator.domain.errors import TaskNotFound
-from orchestrator.domain.tasks import CreateTask, Task
+from orchestrator.domain.tasks import CreateTask, Task, TaskStatus
 from orchestrator.http.endpoints import path_id
 from orchestrator.http.routes import json_response, runtime_of, settled
 from orchestrator.http.schemas import CreateTaskRequest, TaskListQuery, task_out
@@ -32,9 +32,11 @@ async def create_task(request: Request, body: CreateTaskRequest) -> Response:
 
 async def list_tasks(request: Request, query: TaskListQuery) -> Response:
     """GET /tasks: filtered by workflow_id and status, in id order."""
+    status = query.status or query.status_filter
     page = ListQuery(
         kind=TASKS.kind,
-        status=query.status.value if query.status else None,
+        # The read model files tasks under the domain's status names (PENDING, ...).
+        status=TaskStatus[status.name].value if status else None,
         parent_id=query.workflow_id,
         skip=query.skip,
         limit=query.limit,

@@ -19,13 +19,14 @@ from orchestrator.eventstore.sqlite import SQLiteEventStore
 from orchestrator.projections.projector import Projector
 from orchestrator.projections.sqlite import (
     GENERATION,
+    INDEXES,
+    TABLES,
     SQLiteProjectionStorage,
+    drop_tables,
     schema_statements,
 )
 
 LIVE = "projection_"
-_TABLES = ("rows", "counters", "checkpoints")
-_INDEXES = ("rows_by_status", "rows_by_parent", "rows_needing_engine")
 _SWAP_ATTEMPTS = 50
 
 
@@ -67,17 +68,10 @@ class Difference:
     rebuilt: str | None
 
 
-async def _drop(conn: aiosqlite.Connection, prefix: str) -> None:
-    for name in _INDEXES:
-        await conn.execute(f"DROP INDEX IF EXISTS {prefix}{name}")
-    for name in _TABLES:
-        await conn.execute(f"DROP TABLE IF EXISTS {prefix}{name}")
-
-
 async def _build(
     store: SQLiteEventStore, prefix: str, progress: Progress, until: int | None = None
 ) -> tuple[SQLiteProjectionStorage, Projector]:
-    await store.write_transaction(lambda conn: _drop(conn, prefix))
+    await store.write_transaction(lambda conn: drop_tables(conn, prefix))
     scratch = SQLiteProjectionStorage(store, prefix=prefix)
     await scratch.open()
     projector = Projector(store, scratch, cache_size=10_000)
@@ -111,10 +105,10 @@ async def _swap(conn: aiosqlite.Connection, rebuilt_to: int) -> bool:
         f"SELECT position FROM {LIVE}checkpoints WHERE name = ?", (GENERATION,)
     )
     generation = int(next(iter(found))[0]) + 1 if found else 1
-    await _drop(conn, LIVE)
-    for name in _INDEXES:
+    await drop_tables(conn, LIVE)
+    for name in INDEXES:
         await conn.execute(f"DROP INDEX IF EXISTS rebuild_{name}")
-    for name in _TABLES:
+    for name in TABLES:
         await conn.execute(f"ALTER TABLE rebuild_{name} RENAME TO {LIVE}{name}")
     for statement in schema_statements(LIVE):
         await conn.execute(statement)
@@ -145,7 +139,7 @@ async def check(
             await projector.catch_up(until=await live.load_checkpoint(), on_batch=progress)
         raise RuntimeError("the live read models kept moving; could not compare them")
     finally:
-        await store.write_transaction(lambda conn: _drop(conn, "check_"))
+        await store.write_transaction(lambda conn: drop_tables(conn, "check_"))
         await scratch.close()
         await live.close()
 

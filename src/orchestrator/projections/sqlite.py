@@ -7,6 +7,7 @@ locks. Table names carry a prefix so that a rebuild can fill fresh tables beside
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -21,6 +22,25 @@ from orchestrator.projections.storage import ListQuery, ProjectionMoved
 _CHECKPOINT = "read_models"
 #: The row of the checkpoints table counting rebuild swaps (its `position` is the count).
 GENERATION = "generation"
+#: The row of the checkpoints table holding READ_MODEL_FORMAT (in its `position` column).
+FORMAT = "format"
+#: The shape of the stored aggregates. Raise it when an aggregate gains a field that older rows
+#: lack (2: a workflow's `created_at`, transition versions and task names; a task's `in_run`):
+#: read models of another format are dropped at open and rebuilt from the log, which they can
+#: always be, rather than showing old rows without the new fields.
+READ_MODEL_FORMAT = 2
+TABLES = ("rows", "counters", "checkpoints")
+INDEXES = ("rows_by_status", "rows_by_parent", "rows_needing_engine")
+
+log = logging.getLogger(__name__)
+
+
+async def drop_tables(conn: aiosqlite.Connection, prefix: str) -> None:
+    """Drop the read-model tables and indexes under `prefix`."""
+    for name in INDEXES:
+        await conn.execute(f"DROP INDEX IF EXISTS {prefix}{name}")
+    for name in TABLES:
+        await conn.execute(f"DROP TABLE IF EXISTS {prefix}{name}")
 
 
 def schema_statements(prefix: str) -> tuple[str, ...]:
@@ -72,9 +92,30 @@ class SQLiteProjectionStorage:
         """Connect for reads and create the tables if they are missing (the store must be open)."""
         self._conn = await connect(self.path, self._busy_timeout_ms)
 
+        prefix = self.prefix
+
         async def create(conn: aiosqlite.Connection) -> None:
-            for statement in schema_statements(self.prefix):
+            for statement in schema_statements(prefix):
                 await conn.execute(statement)
+            rows = await conn.execute_fetchall(f"SELECT name, position FROM {prefix}checkpoints")
+            found = {str(name): int(at) for name, at in rows}
+            # Tables that hold rows but no format row were written before formats were kept.
+            stored = found.get(FORMAT, 1 if found else READ_MODEL_FORMAT)
+            if stored != READ_MODEL_FORMAT:
+                log.warning(
+                    "the read models in %s are of format %d, not %d; rebuilding them from the log",
+                    self.path,
+                    stored,
+                    READ_MODEL_FORMAT,
+                )
+                await drop_tables(conn, prefix)
+                for statement in schema_statements(prefix):
+                    await conn.execute(statement)
+            await conn.execute(
+                f"INSERT INTO {prefix}checkpoints (name, position) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+                (FORMAT, READ_MODEL_FORMAT),
+            )
 
         await self._store.write_transaction(create)
 
