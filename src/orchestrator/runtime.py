@@ -6,6 +6,7 @@ Nothing here connects or starts threads until `start()` is awaited.
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 
 from orchestrator.engine.coordinator import Coordinator
@@ -23,6 +24,8 @@ from orchestrator.projections.projector import Projector
 from orchestrator.projections.sqlite import SQLiteProjectionStorage
 from orchestrator.projections.storage import InMemoryProjectionStorage, ProjectionStorage
 from orchestrator.settings import Settings
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -58,8 +61,16 @@ class Runtime:
         await self.projector.start()
         self.service.reserve_ids_after(await self.projector.max_id(WORKFLOWS))
         self.tasks.service.reserve_ids_after(await self.projector.max_id(TASKS))
-        self.coordinator.resume(await self.projector.ids_needing_engine(WORKFLOWS))
-        self.tasks.resume(await self.projector.ids_needing_engine(TASKS))
+        workflows = await self.projector.ids_needing_engine(WORKFLOWS)
+        tasks = await self.projector.ids_needing_engine(TASKS)
+        self.coordinator.resume(workflows)
+        self.tasks.resume(tasks)
+        log.info(
+            "log at position %d; resumed %d workflow(s) and %d task(s) that were in flight",
+            self.projector.position,
+            len(workflows),
+            len(tasks),
+        )
 
     async def stop(self) -> None:
         """Stop driving workflows and tasks, then the projector, then close storage.

@@ -35,6 +35,10 @@ class Settings:
     http_task_allowed_hosts: tuple[str, ...] = ()
     http_task_max_response_bytes: int = 1024 * 1024
     http_task_max_timeout: float = 60.0
+    #: One log line per HTTP request (uvicorn's access log).
+    access_log: bool = False
+    #: Origins whose pages may call the API from a browser (CORS); empty: none.
+    cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_env(
@@ -61,7 +65,12 @@ class Settings:
             max_workers=get("MAX_WORKERS", _positive_int, defaults.max_workers),
             task_timeout=get("TASK_TIMEOUT", _positive_float, defaults.task_timeout),
             log_level=get("LOG_LEVEL", _log_level, defaults.log_level),
-            log_file=get("LOG_FILE", _log_file, defaults.log_file),
+            # Set but empty, LOG_FILE turns the file log off (absent, it takes the default).
+            log_file=(
+                ""
+                if values.get("LOG_FILE") is not None and not values["LOG_FILE"].strip()
+                else get("LOG_FILE", _log_file, defaults.log_file)
+            ),
             task_time_scale=get("TASK_TIME_SCALE", _non_negative_float, defaults.task_time_scale),
             max_body_bytes=get("MAX_BODY_BYTES", _positive_int, defaults.max_body_bytes),
             sse_keepalive_seconds=get(
@@ -78,11 +87,17 @@ class Settings:
             http_task_max_timeout=get(
                 "HTTP_TASK_MAX_TIMEOUT", _positive_float, defaults.http_task_max_timeout
             ),
+            access_log=get("ACCESS_LOG", _boolean, defaults.access_log),
+            cors_origins=get("CORS_ORIGINS", _origins, defaults.cors_origins),
         )
 
 
 def read_env_file(path: Path) -> dict[str, str]:
-    """KEY=VALUE lines; blank lines and `#` comments are skipped, quotes around a value removed."""
+    """KEY=VALUE lines; blank lines and `#` comments are skipped, quotes around a value removed.
+
+    A `#` after whitespace starts a comment on an unquoted value (`MAX_WORKERS=8  # busy box`);
+    inside quotes it is part of the value.
+    """
     values: dict[str, str] = {}
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         stripped = line.strip()
@@ -93,11 +108,39 @@ def read_env_file(path: Path) -> dict[str, str]:
         key, sep, value = stripped.partition("=")
         if not sep or not key.strip():
             raise SettingsError(f"{path}:{number}: expected KEY=VALUE, got {line!r}")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        values[key.strip()] = value
+        values[key.strip()] = _env_value(value.strip())
     return values
+
+
+def _env_value(value: str) -> str:
+    if value[:1] in ("'", '"'):
+        closing = value.find(value[0], 1)
+        if closing > 0 and (
+            not value[closing + 1 :].strip() or value[closing + 1 :].lstrip()[0] == "#"
+        ):
+            return value[1:closing]
+    for index, char in enumerate(value):
+        if char == "#" and (index == 0 or value[index - 1] in " \t"):
+            return value[:index].rstrip()
+    return value
+
+
+def _origins(name: str, raw: str) -> tuple[str, ...]:
+    origins: list[str] = []
+    for entry in raw.split(","):
+        origin = entry.strip().rstrip("/")
+        if not origin:
+            continue
+        scheme, sep, rest = origin.partition("://")
+        if origin != "*" and (
+            not sep or scheme not in ("http", "https") or not rest or "/" in rest
+        ):
+            raise SettingsError(
+                f"{name} must be comma-separated origins like https://app.example.com "
+                f"(scheme, host and optional port, no path), got {entry.strip()!r}"
+            )
+        origins.append(origin)
+    return tuple(origins)
 
 
 def _text(name: str, raw: str) -> str:

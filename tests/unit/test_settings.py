@@ -30,6 +30,9 @@ HOSTS_ERROR = "HTTP_TASK_ALLOWED_HOSTS must be comma-separated host names or hos
             f"{HOSTS_ERROR}, got 'http://api.example.com'",
         ),
         ("HTTP_TASK_ALLOWED_HOSTS", "a b", f"{HOSTS_ERROR}, got 'a b'"),
+        ("CORS_ORIGINS", "app.example.com", "CORS_ORIGINS must be comma-separated origins"),
+        ("CORS_ORIGINS", "https://a.example/path", "CORS_ORIGINS must be comma-separated"),
+        ("ACCESS_LOG", "sometimes", "ACCESS_LOG must be true or false"),
         ("HTTP_TASK_ALLOWED_HOSTS", "user@host", f"{HOSTS_ERROR}, got 'user@host'"),
         ("HTTP_TASK_ALLOWED_HOSTS", "host:0", f"{HOSTS_ERROR}, got 'host:0'"),
         ("HTTP_TASK_ALLOWED_HOSTS", "h:65536", f"{HOSTS_ERROR}, got 'h:65536'"),
@@ -104,3 +107,45 @@ def test_the_allowed_hosts_are_read_lower_case_with_blanks_and_empty_entries_dro
     )
     assert settings.http_task_max_response_bytes == 2048
     assert settings.http_task_max_timeout == 2.5
+
+
+def test_an_empty_log_file_setting_turns_the_file_log_off(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("LOG_FILE=\n")
+
+    assert Settings.from_env({}, env_file=tmp_path / ".env").log_file == ""
+    assert Settings.from_env({"LOG_FILE": ""}, env_file=None).log_file == ""
+    assert Settings.from_env({}, env_file=None).log_file == "workflow_orchestrator.log"
+
+
+def test_env_file_values_may_carry_an_inline_comment(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(
+        "MAX_WORKERS=8  # a busy box\n"
+        "LOG_LEVEL='DEBUG' # quoted, then a comment\n"
+        "LOG_FILE=  # no file log\n"
+        'API_HOST="127.0.0.1#not-a-comment"\n'
+        "TASK_TIMEOUT=30#no space before it: part of the value\n",
+    )
+
+    with pytest.raises(SettingsError, match="TASK_TIMEOUT must be a positive number"):
+        Settings.from_env({}, env_file=tmp_path / ".env")
+    (tmp_path / ".env").write_text(
+        (tmp_path / ".env").read_text().replace("TASK_TIMEOUT=30#no", "TASK_TIMEOUT=30 #no")
+    )
+    settings = Settings.from_env({}, env_file=tmp_path / ".env")
+    assert settings.max_workers == 8
+    assert settings.log_level == "DEBUG"
+    assert settings.log_file == ""
+    assert settings.api_host == "127.0.0.1#not-a-comment"
+    assert settings.task_timeout == 30
+
+
+def test_cors_origins_and_the_access_log_are_off_by_default_and_read_when_set() -> None:
+    defaults = Settings.from_env({}, env_file=None)
+    configured = Settings.from_env(
+        {"CORS_ORIGINS": "https://a.example.com, http://localhost:3000/", "ACCESS_LOG": "on"},
+        env_file=None,
+    )
+
+    assert (defaults.cors_origins, defaults.access_log) == ((), False)
+    assert configured.cors_origins == ("https://a.example.com", "http://localhost:3000")
+    assert configured.access_log is True

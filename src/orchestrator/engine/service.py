@@ -20,8 +20,16 @@ from orchestrator.domain import tasks as task_domain
 from orchestrator.domain import workflow as workflow_domain
 from orchestrator.domain.commands import Command
 from orchestrator.domain.errors import DomainError, TaskNotFound, WorkflowNotFound
-from orchestrator.domain.events import Event, WorkflowTransitioned, decode_event, encode_event
+from orchestrator.domain.events import (
+    Event,
+    StepFailed,
+    StepSucceeded,
+    WorkflowTransitioned,
+    decode_event,
+    encode_event,
+)
 from orchestrator.domain.events import stream_id as workflow_stream_id
+from orchestrator.domain.states import State
 from orchestrator.domain.upcasting import CURRENT_SCHEMA
 from orchestrator.eventstore.base import EventStore, NewEvent
 from orchestrator.eventstore.errors import ConcurrencyConflict
@@ -210,19 +218,37 @@ class AggregateService(Generic[S, C, E]):
             self._cache.popitem(last=False)
 
 
+#: The outcome just recorded for each workflow's step, until the transition it fires is logged
+#: (both are evolved one after the other from the same append, so this holds an entry only
+#: between two lines of `_log_transition`).
+_step_outcomes: dict[int, StepSucceeded | StepFailed] = {}
+
+
 def _log_transition(workflow_id: int, event: Event, after: workflow_domain.Workflow) -> None:
+    # The duration logged is the step's own (measured while it ran), so a step resumed after a
+    # restart does not count the time the server was down.
+    if isinstance(event, StepSucceeded | StepFailed):
+        if event.state is not State.COMPLETE:  # finalize fires no transition
+            _step_outcomes[workflow_id] = event
+        if isinstance(event, StepFailed):
+            log.warning(
+                "workflow %d %s step failed after %.3fs: %s",
+                workflow_id,
+                event.state.value,
+                event.duration,
+                event.error,
+            )
+        return
     if not isinstance(event, WorkflowTransitioned):
         return
-    previous = after.transitions[-2].at if len(after.transitions) > 1 else after.started_at
-    duration = (event.at - previous).total_seconds() if previous else 0.0
-    log.info(
-        "workflow %d %s -> %s (%s) after %.3fs",
-        workflow_id,
-        event.from_state.value,
-        event.to_state.value,
-        event.trigger.value,
-        duration,
-    )
+    outcome = _step_outcomes.pop(workflow_id, None)
+    line = f"workflow {workflow_id} {event.from_state.value} -> {event.to_state.value} "
+    line += f"({event.trigger.value})"
+    if outcome is not None:
+        line += f" after {outcome.duration:.3f}s"
+    if isinstance(outcome, StepFailed):
+        line += f": {outcome.error}"
+    log.info("%s", line)
 
 
 def _workflow_with_id(command: Command, workflow_id: int) -> Command:

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 
 from orchestrator.engine.tasks import TaskRegistry
 from orchestrator.http.api import ENDPOINTS
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None, registry: TaskRegistry | None =
         routes=[*build_routes(ENDPOINTS), *docs_routes()],
         exception_handlers=exception_handlers(),
         middleware=[
+            *cors_middleware(runtime.settings.cors_origins),
             Middleware(TrailingSlashMiddleware),
             Middleware(BodyLimitMiddleware, max_bytes=runtime.settings.max_body_bytes),
         ],
@@ -44,6 +46,21 @@ def create_app(settings: Settings | None = None, registry: TaskRegistry | None =
     app.state.runtime = runtime
     app.state.encoded_reads = EncodedReads()
     return app
+
+
+def cors_middleware(origins: tuple[str, ...]) -> list[Middleware]:
+    """CORS for the configured origins only; with none, browsers keep the same-origin rule."""
+    if not origins:
+        return []
+    return [
+        Middleware(
+            CORSMiddleware,
+            allow_origins=list(origins),
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Content-Type", "Authorization", "Last-Event-ID", "Idempotency-Key"],
+            max_age=600,
+        )
+    ]
 
 
 def runtime_of(app: Starlette) -> Runtime:
