@@ -1,4 +1,5 @@
-"""The `orchestrator` command: serve, demo, replay, verify, export, import, rebuild-projections."""
+"""The `orchestrator` command: serve, demo, replay, verify, export, import, import-original,
+rebuild-projections."""
 
 from __future__ import annotations
 
@@ -42,6 +43,20 @@ def serve(settings: Settings) -> int:
     except OSError as exc:
         print(f"orchestrator: bad setting: API_HOST {settings.api_host!r}: {exc}", file=sys.stderr)
         return 2
+    if settings.database_url.startswith("sqlite:///"):
+        from orchestrator.eventstore.sqlite_schema import (
+            OriginalDatabase,
+            refuse_original_database,
+            sqlite_path,
+        )
+
+        try:
+            refuse_original_database(sqlite_path(settings.database_url))
+        except OriginalDatabase as exc:  # before uvicorn, which would bury it in a traceback
+            print(f"orchestrator: {exc}", file=sys.stderr)
+            return 2
+        except ValueError:
+            pass  # not a file path; the store reports it when it opens
     configure_logging(settings)
     logging.getLogger(__name__).info(
         "orchestrator %s on http://%s:%d with %s, %d workers",
@@ -106,6 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("verify", help="check the log: chain, versions, payloads, transitions")
     commands.add_parser("export", help="write the log as JSON lines to stdout")
     commands.add_parser("import", help="read JSON lines from stdin into an empty database")
+    original_parser = commands.add_parser(
+        "import-original", help="import the original orchestrator's SQLite database"
+    )
+    original_parser.add_argument("path", help="the original's database file")
     rebuild_parser = commands.add_parser(
         "rebuild-projections", help="rebuild the read models from the log and swap them in"
     )
@@ -120,6 +139,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command in ("replay", "verify", "export", "import", "rebuild-projections"):
         return _history(args, settings)
+    if args.command == "import-original":
+        from orchestrator import cli_history as history
+
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        return asyncio.run(history.import_original_command(settings, args.path))
     if args.command == "demo":
         from orchestrator.demo import run_demo
 

@@ -1,4 +1,5 @@
-"""The history commands of the CLI: replay, verify, export, import, rebuild-projections.
+"""The history commands of the CLI: replay, verify, export, import, import-original,
+rebuild-projections.
 
 Each opens the database named by DATABASE_URL directly (a SQLite file; the server may be running
 on it at the same time), does its work, and returns the process exit code.
@@ -6,6 +7,7 @@ on it at the same time), does its work, and returns the process exit code.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -16,12 +18,15 @@ import msgspec
 from orchestrator.domain.workflow import Workflow
 from orchestrator.eventstore.errors import EventStoreError
 from orchestrator.eventstore.sqlite import SQLiteEventStore, sqlite_path
+from orchestrator.history.import_original import plan_import, write_import
+from orchestrator.history.original_rows import ImportRefused, read_original
 from orchestrator.history.replay import differences, replay, table
 from orchestrator.history.transfer import export_lines, import_lines
 from orchestrator.history.verify import verify
 from orchestrator.http.schemas import workflow_out
 from orchestrator.projections import rebuild as rebuilding
 from orchestrator.projections.models import WORKFLOWS
+from orchestrator.projections.projector import Projector
 from orchestrator.projections.sqlite import SQLiteProjectionStorage
 from orchestrator.settings import Settings
 
@@ -165,6 +170,64 @@ async def import_command(store: SQLiteEventStore, source: Any = None) -> int:
     print(f"imported {count} events into {store.path}", file=sys.stderr)
     await rebuild_command(store, check_only=False)
     return 0
+
+
+async def import_original_command(
+    settings: Settings, source: str, out: TextIO | None = None
+) -> int:
+    """Import the original orchestrator's database at `source` into DATABASE_URL's log.
+
+    Everything is read and checked before the target is opened, so a refusal leaves it as it
+    was (not even created); then the read models catch up with what was appended.
+    """
+    out = out or sys.stdout
+    try:
+        target = open_store(settings, must_exist=False).path
+        if os.path.abspath(source) == os.path.abspath(target) or (
+            os.path.exists(source) and os.path.exists(target) and os.path.samefile(source, target)
+        ):
+            raise CommandFailed(
+                f"{source} is the target database itself (DATABASE_URL); "
+                "import it into a new database"
+            )
+        original = read_original(source)
+        plans = plan_import(original)
+    except (CommandFailed, ImportRefused) as exc:
+        print(f"orchestrator: {exc}", file=sys.stderr)
+        return 1
+
+    async def write(store: SQLiteEventStore) -> int:
+        try:
+            done = await write_import(store, plans)
+        except ImportRefused as exc:
+            raise CommandFailed(str(exc)) from None
+        if done.workflows or done.tasks:
+            live = SQLiteProjectionStorage(store)
+            await live.open()
+            try:
+                await Projector(store, live).start(follow=False)
+            finally:
+                await live.close()
+        print(
+            f"imported {done.workflows} workflows ({done.transitions} transitions) and "
+            f"{done.tasks} tasks from {source}",
+            file=out,
+        )
+        if done.skipped_workflows or done.skipped_tasks:
+            print(
+                f"skipped {done.skipped_workflows} workflows and {done.skipped_tasks} tasks "
+                "imported from it before",
+                file=out,
+            )
+        if original.orphan_transitions:
+            print(
+                f"left out {original.orphan_transitions} transitions of workflows the original "
+                "no longer has",
+                file=out,
+            )
+        return 0
+
+    return await with_store(settings, write, must_exist=False)
 
 
 async def rebuild_command(store: SQLiteEventStore, *, check_only: bool) -> int:

@@ -16,7 +16,13 @@ import anyio
 import msgspec
 import pytest
 
-from orchestrator.eventstore.base import AppendResult, EventStore, NewEvent, RecordedEvent
+from orchestrator.eventstore.base import (
+    AppendResult,
+    EventStore,
+    NewEvent,
+    RecordedEvent,
+    StreamAppend,
+)
 from orchestrator.eventstore.chain import GENESIS, event_hash
 from orchestrator.eventstore.errors import ConcurrencyConflict, EventStoreError, InvalidEvent
 
@@ -540,3 +546,85 @@ async def test_an_import_that_does_not_continue_the_log_is_refused_whole(
 
     assert await whole_log(second_store) == []
     assert await second_store.head_position() == 0
+
+
+# Atomic appends across streams --------------------------------------------------------------------
+
+
+def part(stream_id: str, expected: int, *numbers: int) -> StreamAppend:
+    """One stream's part of an `append_streams` call."""
+    return StreamAppend(
+        stream_id=stream_id, expected_version=expected, events=[new_event(n) for n in numbers]
+    )
+
+
+@pytest.mark.anyio
+async def test_appends_to_several_streams_land_together_in_order_and_chained(
+    store: EventStore,
+) -> None:
+    await store.append("workflow-1", 0, [new_event(0)])
+
+    results = await store.append_streams(
+        [part("workflow-1", 1, 1, 2), part("task-1", 0, 3), part("workflow-1", 3, 4)]
+    )
+
+    assert results == [
+        AppendResult(version=3, position=3),
+        AppendResult(version=1, position=4),
+        AppendResult(version=4, position=5),
+    ]
+    log = await whole_log(store)
+    assert_gap_free(log)
+    assert [(e.stream_id, msgspec.json.decode(e.data)["n"]) for e in log[1:]] == [
+        ("workflow-1", 1),
+        ("workflow-1", 2),
+        ("task-1", 3),
+        ("workflow-1", 4),
+    ]
+    previous = GENESIS
+    for event in log:
+        assert event.hash == event_hash(previous, **event.stored_fields()), event.position
+        previous = event.hash
+    assert await store.head_position() == 5
+    assert await store.wait_for_events(4, timeout=PROMPT)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("stale", ["first", "last", "repeated"])
+async def test_one_conflicting_part_leaves_no_trace_of_any_part(
+    store: EventStore, stale: str
+) -> None:
+    await store.append("workflow-1", 0, [new_event(1)])
+    log_before = await whole_log(store)
+    parts = {
+        "first": [part("workflow-1", 0, 2), part("workflow-2", 0, 3)],
+        "last": [part("workflow-2", 0, 3), part("workflow-3", 0, 4), part("workflow-1", 0, 5)],
+        # The second part expects the version the first one left: 2, not 1.
+        "repeated": [part("workflow-2", 0, 3), part("workflow-1", 1, 4), part("workflow-1", 1, 5)],
+    }[stale]
+
+    with pytest.raises(ConcurrencyConflict) as caught:
+        await store.append_streams(parts)
+
+    assert caught.value.stream_id == "workflow-1"
+    assert await whole_log(store) == log_before
+    assert await store.read_stream("workflow-2") == []
+    assert await store.head_position() == 1
+    assert await store.append("workflow-2", 0, [new_event(6)]) == AppendResult(
+        version=1, position=2
+    )
+
+
+@pytest.mark.anyio
+async def test_an_event_the_log_cannot_hold_refuses_every_part(store: EventStore) -> None:
+    unstorable = NewEvent(type="Broken", data=b"\xff\xfe", metadata={})
+
+    with pytest.raises(InvalidEvent):
+        await store.append_streams(
+            [
+                part("workflow-1", 0, 1),
+                StreamAppend(stream_id="workflow-2", expected_version=0, events=[unstorable]),
+            ]
+        )
+
+    assert await whole_log(store) == []

@@ -297,7 +297,7 @@ def drive_recorded_workflows(client: httpx.Client) -> tuple[dict[str, int], int]
     task_id: int = created["task_id"]
     wait_for(
         lambda: json_of(client.get(f"/tasks/{task_id}"), 200),
-        lambda task: task["status"] == "COMPLETED",
+        lambda task: task["status"] == "completed",
         what=f"task {task_id} to complete",
     )
     for role in ("automatic", "manual", "retried"):

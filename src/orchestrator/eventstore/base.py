@@ -52,6 +52,14 @@ class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
         }
 
 
+class StreamAppend(msgspec.Struct, frozen=True, kw_only=True):
+    """One stream's part of `append_streams`: its events and the version the writer expects."""
+
+    stream_id: str
+    expected_version: int
+    events: Sequence[NewEvent]
+
+
 class AppendResult(msgspec.Struct, frozen=True, kw_only=True):
     """Where an append landed: the stream's new version and the last event's global position."""
 
@@ -105,6 +113,14 @@ class EventStore(Protocol):
         """Append `events` atomically if the stream is at `expected_version` (0 = new stream).
 
         Raises ConcurrencyConflict otherwise, and appends nothing.
+        """
+
+    async def append_streams(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
+        """Append to several streams in one transaction: every part is stored, or none is.
+
+        Each part is checked against its stream's version (after the earlier parts, so a stream
+        may appear twice); a mismatch raises ConcurrencyConflict and nothing is appended. For
+        writes that must land whole across streams (an import), not for the hot path.
         """
 
     async def read_stream(

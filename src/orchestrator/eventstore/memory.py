@@ -11,6 +11,7 @@ from orchestrator.eventstore.base import (
     AppendResult,
     NewEvent,
     RecordedEvent,
+    StreamAppend,
     check_continues,
     encode_for_storage,
 )
@@ -36,43 +37,57 @@ class InMemoryEventStore:
         self, stream_id: str, expected_version: int, events: Sequence[NewEvent]
     ) -> AppendResult:
         """Append atomically if the stream is at `expected_version`."""
-        stream = self._streams.get(stream_id, [])
-        if len(stream) != expected_version:
-            raise ConcurrencyConflict(stream_id, expected_version, len(stream))
-        stored = [(event, *encode_for_storage(event)) for event in events]  # same refusals
-        if not events:
-            return AppendResult(version=expected_version, position=self._head())
+        part = StreamAppend(stream_id=stream_id, expected_version=expected_version, events=events)
+        return (await self.append_streams([part]))[0]
+
+    async def append_streams(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
+        """Append every part, each at its expected version, or none of them."""
+        versions: dict[str, int] = {}
+        for part in appends:
+            actual = versions.get(part.stream_id, len(self._streams.get(part.stream_id, [])))
+            if actual != part.expected_version:
+                raise ConcurrencyConflict(part.stream_id, part.expected_version, actual)
+            versions[part.stream_id] = actual + len(part.events)
+        # Encoded before anything is stored, so a refused event leaves the log as it was.
+        encoded = [[(e, *encode_for_storage(e)) for e in part.events] for part in appends]
         now = datetime.now(UTC)
-        previous = self._log[-1].hash if self._log else GENESIS
+        head, previous = self._head(), self._log[-1].hash if self._log else GENESIS
         recorded: list[RecordedEvent] = []
-        for i, (event, data, metadata) in enumerate(stored):
-            position, version = self._head() + i + 1, expected_version + i + 1
-            previous = event_hash(
-                previous,
-                position=position,
-                stream_id=stream_id,
-                version=version,
-                type=event.type,
-                data=data,
-                metadata=metadata,
-                recorded_at=now.isoformat(),
-                schema_version=event.schema_version,
-            )
-            recorded.append(
-                RecordedEvent(
-                    position=position,
-                    stream_id=stream_id,
+        results: list[AppendResult] = []
+        versions.clear()
+        for part, stored in zip(appends, encoded, strict=True):
+            version = versions.get(part.stream_id, part.expected_version)
+            for event, data, metadata in stored:
+                head, version = head + 1, version + 1
+                previous = event_hash(
+                    previous,
+                    position=head,
+                    stream_id=part.stream_id,
                     version=version,
                     type=event.type,
-                    data=event.data,
-                    metadata=dict(event.metadata),
-                    recorded_at=now,
+                    data=data,
+                    metadata=metadata,
+                    recorded_at=now.isoformat(),
                     schema_version=event.schema_version,
-                    hash=previous,
                 )
-            )
-        self._store(recorded)
-        return AppendResult(version=recorded[-1].version, position=recorded[-1].position)
+                recorded.append(
+                    RecordedEvent(
+                        position=head,
+                        stream_id=part.stream_id,
+                        version=version,
+                        type=event.type,
+                        data=event.data,
+                        metadata=dict(event.metadata),
+                        recorded_at=now,
+                        schema_version=event.schema_version,
+                        hash=previous,
+                    )
+                )
+            versions[part.stream_id] = version
+            results.append(AppendResult(version=version, position=head))
+        if recorded:
+            self._store(recorded)
+        return results
 
     async def import_events(self, events: Iterable[RecordedEvent]) -> None:
         """Copy events from another log, checking each; if any is refused, none is stored."""

@@ -27,6 +27,7 @@ from orchestrator.eventstore.base import (
     AppendResult,
     NewEvent,
     RecordedEvent,
+    StreamAppend,
     check_continues,
     encode_for_storage,
 )
@@ -37,6 +38,7 @@ from orchestrator.eventstore.sqlite_schema import (
     INSERT,
     connect,
     migrate,
+    refuse_original_database,
     row_to_event,
 )
 from orchestrator.eventstore.sqlite_schema import SCHEMA_VERSION as SCHEMA_VERSION
@@ -74,6 +76,37 @@ class _Transaction:
         self.future = future
 
 
+def _chain(
+    inserts: list[tuple[object, ...]],
+    stream_id: str,
+    version: int,
+    events: list[tuple[str, str, str, int]],
+    head: int,
+    previous: str,
+    recorded_at: str,
+) -> tuple[int, str]:
+    """Add the rows of `events` (after `version` of the stream, `head` of the log, whose last
+    hash is `previous`) to `inserts`; the new head and last hash."""
+    for type_, data, metadata, schema_version in events:
+        head += 1
+        version += 1
+        previous = event_hash(
+            previous,
+            position=head,
+            stream_id=stream_id,
+            version=version,
+            type=type_,
+            data=data,
+            metadata=metadata,
+            recorded_at=recorded_at,
+            schema_version=schema_version,
+        )
+        inserts.append(
+            (head, stream_id, version, type_, data, metadata, recorded_at, schema_version, previous)
+        )
+    return head, previous
+
+
 class SQLiteEventStore:
     """The event log in one SQLite file, append-only enforced by triggers."""
 
@@ -90,7 +123,13 @@ class SQLiteEventStore:
         self._closing = False
 
     async def open(self) -> None:
-        """Connect, create or check the schema, and start the group-commit writer."""
+        """Connect, create or check the schema, and start the group-commit writer.
+
+        Refuses (OriginalDatabase) a file of the original orchestrator before touching it.
+        """
+        # Called inline, not in a thread: one read of the schema table at start-up, bounded by a
+        # short timeout, and a thread of the default executor would outlive a refused open.
+        refuse_original_database(self.path)
         try:
             self._writer = await connect(self.path, self._busy_timeout_ms)
             await migrate(self._writer, self.path)
@@ -213,33 +252,10 @@ class SQLiteEventStore:
                 if actual != item.expected:
                     outcomes.append(ConcurrencyConflict(item.stream_id, item.expected, actual))
                     continue
-                for type_, data, metadata, schema_version in item.events:
-                    head += 1
-                    actual += 1
-                    previous = event_hash(
-                        previous,
-                        position=head,
-                        stream_id=item.stream_id,
-                        version=actual,
-                        type=type_,
-                        data=data,
-                        metadata=metadata,
-                        recorded_at=recorded_at,
-                        schema_version=schema_version,
-                    )
-                    inserts.append(
-                        (
-                            head,
-                            item.stream_id,
-                            actual,
-                            type_,
-                            data,
-                            metadata,
-                            recorded_at,
-                            schema_version,
-                            previous,
-                        )
-                    )
+                head, previous = _chain(
+                    inserts, item.stream_id, actual, item.events, head, previous, recorded_at
+                )
+                actual += len(item.events)
                 versions[item.stream_id] = actual
                 outcomes.append(AppendResult(version=actual, position=head))
             if inserts:
@@ -264,6 +280,54 @@ class SQLiteEventStore:
         if inserts:
             self._changed.set()
             self._changed = asyncio.Event()
+
+    async def append_streams(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
+        """Append every part in one write transaction; a conflict rolls all of them back.
+
+        Committed on its own between two group commits, like `write_transaction` work.
+        """
+        parts = [
+            (
+                a.stream_id,
+                a.expected_version,
+                [(e.type, *encode_for_storage(e), e.schema_version) for e in a.events],
+            )
+            for a in appends
+        ]
+
+        async def insert(conn: aiosqlite.Connection) -> list[AppendResult]:
+            rows = await conn.execute_fetchall(
+                "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1"
+            )
+            head, previous = next(iter(rows), (0, GENESIS))
+            recorded_at = datetime.now(UTC).isoformat()
+            versions: dict[str, int] = {}
+            inserts: list[tuple[object, ...]] = []
+            results: list[AppendResult] = []
+            for stream_id, expected, events in parts:
+                if stream_id not in versions:
+                    found = await conn.execute_fetchall(
+                        "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?",
+                        (stream_id,),
+                    )
+                    versions[stream_id] = int(next(iter(found))[0])
+                if versions[stream_id] != expected:
+                    raise ConcurrencyConflict(stream_id, expected, versions[stream_id])
+                head, previous = _chain(
+                    inserts, stream_id, expected, events, head, previous, recorded_at
+                )
+                versions[stream_id] = expected + len(events)
+                results.append(AppendResult(version=versions[stream_id], position=head))
+            if inserts:
+                await conn.executemany(INSERT, inserts)
+            return results
+
+        results = await self.write_transaction(insert)
+        if results and results[-1].position > self._head:
+            self._head = results[-1].position
+            self._changed.set()
+            self._changed = asyncio.Event()
+        return results
 
     async def read_stream(
         self, stream_id: str, up_to_version: int | None = None

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import shlex
 import sqlite3
+import urllib.parse
 from datetime import datetime
 
 import aiosqlite
@@ -11,7 +14,7 @@ import msgspec
 
 from orchestrator.eventstore.base import RecordedEvent
 from orchestrator.eventstore.chain import GENESIS, event_hash
-from orchestrator.eventstore.errors import SchemaTooNew, StoreUnavailable
+from orchestrator.eventstore.errors import EventStoreError, SchemaTooNew, StoreUnavailable
 
 #: 1: the first release (no hash chain); 2: adds `schema_version` and the chain `hash`.
 SCHEMA_VERSION = 2
@@ -53,6 +56,42 @@ def sqlite_path(url: str) -> str:
     if path == ":memory:":
         raise ValueError("an in-memory SQLite database cannot be shared; use memory:// instead")
     return path
+
+
+#: The tables of the original FastAPI orchestrator's database (its SQLAlchemy models). Ours are
+#: `events` and `projection_*`, so the names never collide.
+ORIGINAL_TABLES = ("workflows", "workflow_transitions", "tasks")
+
+
+class OriginalDatabase(EventStoreError):
+    """The file is the original orchestrator's database, not a log: opening it as one would add
+    our tables to it (and set WAL mode), so it is refused, naming the command that imports it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        super().__init__(
+            f"{path} is a database of the original orchestrator; import it into a new database "
+            f"with: DATABASE_URL=sqlite:///new.db orchestrator import-original {shlex.quote(path)}"
+        )
+
+
+def refuse_original_database(path: str) -> None:
+    """Raise OriginalDatabase if `path` holds the original's tables and no `events` table.
+
+    Looks through a read-only connection, so the file is left exactly as it was. A missing or
+    unreadable file passes: opening it for real reports what is wrong with it.
+    """
+    if not os.path.isfile(path):
+        return
+    uri = f"file:{urllib.parse.quote(os.path.abspath(path))}?mode=ro"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=1.0)) as conn:
+            found = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+    except sqlite3.Error:
+        return
+    names = {name for (name,) in found}
+    if names.issuperset(ORIGINAL_TABLES) and "events" not in names:
+        raise OriginalDatabase(path)
 
 
 async def connect(path: str, busy_timeout_ms: int) -> aiosqlite.Connection:
