@@ -8,10 +8,10 @@ import asyncio
 import contextlib
 import logging
 import os
-import socket
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 
 from orchestrator import __version__
@@ -37,26 +37,37 @@ def serve(settings: Settings) -> int:
 
     from orchestrator.engine.executor import TASK_THREAD_PREFIX
     from orchestrator.http.app import create_app, runtime_of
+    from orchestrator.serving import DatabaseLock, ServeRefused, bind_listener
 
+    # The port first: a busy port fails here, before the database is opened or anything resumed.
     try:
-        socket.getaddrinfo(settings.api_host, settings.api_port)
-    except OSError as exc:
-        print(f"orchestrator: bad setting: API_HOST {settings.api_host!r}: {exc}", file=sys.stderr)
+        listener = bind_listener(settings.api_host, settings.api_port)
+    except ServeRefused as exc:
+        print(f"orchestrator: {exc}", file=sys.stderr)
         return 2
-    if settings.database_url.startswith("sqlite:///"):
-        from orchestrator.eventstore.sqlite_schema import (
-            OriginalDatabase,
-            refuse_original_database,
-            sqlite_path,
-        )
+    lock: DatabaseLock | None = None
+    try:
+        if settings.database_url.startswith("sqlite:///"):
+            from orchestrator.eventstore.sqlite_schema import (
+                OriginalDatabase,
+                refuse_original_database,
+                sqlite_path,
+            )
 
-        try:
-            refuse_original_database(sqlite_path(settings.database_url))
-        except OriginalDatabase as exc:  # before uvicorn, which would bury it in a traceback
-            print(f"orchestrator: {exc}", file=sys.stderr)
-            return 2
-        except ValueError:
-            pass  # not a file path; the store reports it when it opens
+            try:
+                path = sqlite_path(settings.database_url)
+            except ValueError as exc:
+                raise ServeRefused(f"bad setting: DATABASE_URL: {exc}") from None
+            try:
+                refuse_original_database(path)
+            except OriginalDatabase as exc:  # before uvicorn, which would bury it in a traceback
+                raise ServeRefused(str(exc)) from None
+            lock = DatabaseLock(Path(path))
+            lock.acquire()
+    except ServeRefused as exc:
+        listener.close()
+        print(f"orchestrator: {exc}", file=sys.stderr)
+        return 2
     configure_logging(settings)
     logging.getLogger(__name__).info(
         "orchestrator %s on http://%s:%d with %s, %d workers",
@@ -77,7 +88,7 @@ def serve(settings: Settings) -> int:
         log_config=None,
         # A last resort: streams are told to end at once (below); nothing should need this.
         timeout_graceful_shutdown=10,
-        access_log=False,
+        access_log=settings.access_log,
     )
     stopping = runtime_of(app).stopping
 
@@ -93,7 +104,12 @@ def serve(settings: Settings) -> int:
                 asyncio.get_event_loop().call_soon_threadsafe(stopping.set)
             super().handle_exit(sig, frame)
 
-    Server(config).run()
+    try:
+        Server(config).run(sockets=[listener])
+    finally:
+        listener.close()
+        if lock is not None:
+            lock.release()
     if any(t.name.startswith(TASK_THREAD_PREFIX) and t.is_alive() for t in threading.enumerate()):
         # A task still running in a worker thread (one past its timeout, say) would hold the
         # process open until it returns. Its step is recorded as started and runs again at the
@@ -110,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serve_parser = commands.add_parser("serve", help="run the HTTP server")
     serve_parser.add_argument("--host", help="overrides API_HOST")
-    serve_parser.add_argument("--port", type=int, help="overrides API_PORT")
+    serve_parser.add_argument("--port", type=_port, help="overrides API_PORT")
     demo_parser = commands.add_parser("demo", help="replay the demonstration against a server")
     demo_parser.add_argument("--url", help="the server (default http://API_HOST:API_PORT)")
     demo_parser.add_argument("--interactive", action="store_true", help="offer a menu")
@@ -186,9 +202,21 @@ def _history(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    # ArgumentTypeError, not ValueError: argparse then prints this sentence after the argument's
+    # name instead of "invalid _positive_int value".
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1 or not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number 1..65535, got {text!r}")
     return value
 
 

@@ -20,7 +20,7 @@ from orchestrator.eventstore.errors import EventStoreError
 from orchestrator.eventstore.sqlite import SQLiteEventStore, sqlite_path
 from orchestrator.history.import_original import plan_import, write_import
 from orchestrator.history.original_rows import ImportRefused, read_original
-from orchestrator.history.replay import differences, replay, table
+from orchestrator.history.replay import differences, missing_version, replay, table
 from orchestrator.history.transfer import export_lines, import_lines
 from orchestrator.history.verify import verify
 from orchestrator.http.schemas import workflow_out
@@ -82,6 +82,8 @@ async def replay_command(
     whole = await replay(store, workflow_id)
     if not whole:
         raise CommandFailed(f"workflow {workflow_id} has no events in {store.path}")
+    if at_version is not None and at_version > len(whole):
+        raise CommandFailed(missing_version(workflow_id, at_version, len(whole)))
     replayed = whole if at_version is None else whole[:at_version]
     final = replayed[-1].after
     agrees: bool | None = None

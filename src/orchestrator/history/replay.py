@@ -98,3 +98,8 @@ def differences(folded: Workflow, read_model: Workflow | None) -> list[str]:
     mine = msgspec.structs.asdict(folded)
     theirs = msgspec.structs.asdict(read_model)
     return [name for name in mine if mine[name] != theirs.get(name)]
+
+
+def missing_version(workflow_id: int, version: int, count: int) -> str:
+    """What `replay --at-version` and `GET /workflow/{id}?at_version=` say past the end."""
+    return f"workflow {workflow_id} has no version {version}: it has {count} events"

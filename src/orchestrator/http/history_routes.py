@@ -17,6 +17,7 @@ from starlette.responses import Response, StreamingResponse
 from orchestrator.domain.events import decode_event, stream_id
 from orchestrator.domain.workflow import Workflow, evolve
 from orchestrator.eventstore.base import RecordedEvent
+from orchestrator.history.replay import missing_version
 from orchestrator.http.errors import InvalidInput, VersionNotFound
 from orchestrator.http.routes import (
     existing_workflow,
@@ -86,8 +87,7 @@ async def get_workflow(request: Request, query: WorkflowReadQuery) -> Response:
     recorded = await store.read_stream(stream_id(workflow.workflow_id), query.at_version)
     if len(recorded) < query.at_version:
         raise VersionNotFound(
-            f"workflow {workflow.workflow_id} has no version {query.at_version}: "
-            f"it has {len(recorded)} events"
+            missing_version(workflow.workflow_id, query.at_version, len(recorded))
         )
     state: Workflow | None = None
     for item in recorded:
