@@ -163,7 +163,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from orchestrator.demo import run_demo
 
-        url = args.url or f"http://{_client_host(settings.api_host)}:{settings.api_port}"
+        host = _client_host(settings.api_host)
+        if ":" in host:  # an IPv6 address goes in brackets in a URL
+            host = f"[{host}]"
+        url = args.url or f"http://{host}:{settings.api_port}"
         return run_demo(url, is_interactive=args.interactive)
     if args.command == "serve":
         if args.host:
@@ -191,7 +194,13 @@ def _history(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "verify":
         return asyncio.run(history.with_store(settings, history.verify_command))
     if args.command == "export":
-        return asyncio.run(history.with_store(settings, history.export_command))
+        try:
+            return asyncio.run(history.with_store(settings, history.export_command))
+        except BrokenPipeError:
+            # The reader stopped early (`export | head`): nothing is wrong with the log. Point
+            # stdout at nothing so the interpreter's last flush does not fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 1
     if args.command == "import":
         return asyncio.run(history.with_store(settings, history.import_command, must_exist=False))
     return asyncio.run(
