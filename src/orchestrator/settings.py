@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -39,7 +39,45 @@ class Settings:
     access_log: bool = False
     #: Origins whose pages may call the API from a browser (CORS); empty: none.
     cors_origins: tuple[str, ...] = ()
+    # Integrity anchor: a keyed checkpoint of the log's head, kept outside the events table.
+    #: HMAC key for the head checkpoints (secret; never logged); empty: checkpoints unsigned.
+    integrity_key: str = field(default="", repr=False)
+    #: How often (seconds) the server writes a head checkpoint (and once more at shutdown).
+    anchor_interval_seconds: float = 60.0
+    # Idempotency.
+    #: How long (seconds) an Idempotency-Key is remembered.
+    idempotency_ttl_seconds: float = 86400.0
+    # Auth and the browser.
+    #: Bearer tokens any of which opens every route but /health (secret; never logged).
+    api_tokens: tuple[str, ...] = field(default=(), repr=False)
+    #: Host header values (names, lower-case, optionally with :port) the API answers.
+    allowed_hosts: tuple[str, ...] = ("localhost", "127.0.0.1", "[::1]")
+    #: Serve a non-loopback address without API_TOKEN (refused unless this is true).
+    allow_insecure_remote: bool = False
+    # Resource bounds.
+    #: Largest encoded `config` of a workflow or task, in bytes.
+    max_config_bytes: int = 64 * 1024
+    #: Most keys (at any depth) a `config` may hold.
+    max_config_keys: int = 1000
+    #: Largest total of a request's headers, in bytes.
+    max_header_bytes: int = 16 * 1024
+    #: Most open client connections; past it new ones get 503.
+    max_connections: int = 1000
+    #: Seconds a client may take to send a request's headers and body (and idle keep-alive).
+    client_timeout_seconds: float = 30.0
+    #: Threads for standalone tasks, apart from MAX_WORKERS (which run workflow steps).
+    task_workers: int = 2
+    #: Most steps and task runs waiting for a thread; past it commands get 429 with Retry-After.
+    max_queued_steps: int = 1000
+    #: Largest JSON answer of a list route, in bytes (the page is cut short, and says so).
+    max_response_bytes: int = 8 * 1024 * 1024
+    #: The log file rotates at this size, keeping LOG_BACKUPS old files.
+    log_max_bytes: int = 10 * 1024 * 1024
+    log_backups: int = 5
+    #: On SIGTERM, seconds running steps get to finish before they are left to resume later.
+    shutdown_grace_seconds: float = 10.0
 
+    @classmethod
     @classmethod
     def from_env(
         cls, environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
@@ -89,6 +127,35 @@ class Settings:
             ),
             access_log=get("ACCESS_LOG", _boolean, defaults.access_log),
             cors_origins=get("CORS_ORIGINS", _origins, defaults.cors_origins),
+            integrity_key=get("INTEGRITY_KEY", _secret, defaults.integrity_key),
+            anchor_interval_seconds=get(
+                "ANCHOR_INTERVAL_SECONDS", _positive_float, defaults.anchor_interval_seconds
+            ),
+            idempotency_ttl_seconds=get(
+                "IDEMPOTENCY_TTL_SECONDS", _positive_float, defaults.idempotency_ttl_seconds
+            ),
+            api_tokens=get("API_TOKEN", _tokens, defaults.api_tokens),
+            allowed_hosts=get("ALLOWED_HOSTS", _host_list, defaults.allowed_hosts),
+            allow_insecure_remote=get(
+                "ALLOW_INSECURE_REMOTE", _boolean, defaults.allow_insecure_remote
+            ),
+            max_config_bytes=get("MAX_CONFIG_BYTES", _positive_int, defaults.max_config_bytes),
+            max_config_keys=get("MAX_CONFIG_KEYS", _positive_int, defaults.max_config_keys),
+            max_header_bytes=get("MAX_HEADER_BYTES", _positive_int, defaults.max_header_bytes),
+            max_connections=get("MAX_CONNECTIONS", _positive_int, defaults.max_connections),
+            client_timeout_seconds=get(
+                "CLIENT_TIMEOUT_SECONDS", _positive_float, defaults.client_timeout_seconds
+            ),
+            task_workers=get("TASK_WORKERS", _positive_int, defaults.task_workers),
+            max_queued_steps=get("MAX_QUEUED_STEPS", _positive_int, defaults.max_queued_steps),
+            max_response_bytes=get(
+                "MAX_RESPONSE_BYTES", _positive_int, defaults.max_response_bytes
+            ),
+            log_max_bytes=get("LOG_MAX_BYTES", _positive_int, defaults.log_max_bytes),
+            log_backups=get("LOG_BACKUPS", _non_negative_int, defaults.log_backups),
+            shutdown_grace_seconds=get(
+                "SHUTDOWN_GRACE_SECONDS", _non_negative_float, defaults.shutdown_grace_seconds
+            ),
         )
 
 
@@ -141,6 +208,33 @@ def _origins(name: str, raw: str) -> tuple[str, ...]:
             )
         origins.append(origin)
     return tuple(origins)
+
+
+def _secret(name: str, raw: str) -> str:
+    # Never echo a secret back, not even in the error that refuses it.
+    if len(raw) < 16:
+        raise SettingsError(f"{name} must be at least 16 characters (its value is not shown)")
+    return raw
+
+
+def _tokens(name: str, raw: str) -> tuple[str, ...]:
+    tokens = tuple(token.strip() for token in raw.split(",") if token.strip())
+    if any(len(token) < 16 or not token.isascii() or " " in token for token in tokens):
+        raise SettingsError(
+            f"{name} must be comma-separated tokens of at least 16 ASCII characters without "
+            "spaces (the values are not shown)"
+        )
+    return tokens
+
+
+def _non_negative_int(name: str, raw: str) -> int:
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise SettingsError(f"{name} must be a non-negative integer, got {raw!r}")
+    return value
 
 
 def _text(name: str, raw: str) -> str:
