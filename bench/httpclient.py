@@ -15,21 +15,25 @@ from typing import Any
 class Connection:
     """One keep-alive connection that sends a request and reads its whole response."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str = "localhost"
+    ) -> None:
         self.reader = reader
         self.writer = writer
+        #: The Host header: the server answers only names in its ALLOWED_HOSTS (or addresses).
+        self.host = host
 
     @classmethod
     async def open(cls, host: str, port: int) -> Connection:
         """Connect to host:port."""
         reader, writer = await asyncio.open_connection(host, port)
-        return cls(reader, writer)
+        return cls(reader, writer, f"{host}:{port}")
 
     async def request(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
         """Send one request; return (status, body)."""
         payload = b"" if body is None else json.dumps(body).encode()
         head = (
-            f"{method} {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+            f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(payload)}\r\n\r\n"
         )
         self.writer.write(head.encode() + payload)

@@ -1,5 +1,5 @@
-"""The `orchestrator` command: serve, demo, replay, verify, export, import, import-original,
-rebuild-projections."""
+"""The `orchestrator` command: serve, demo, replay, verify, export, export-anchors, import,
+import-original, rebuild-projections."""
 
 from __future__ import annotations
 
@@ -15,14 +15,16 @@ from pathlib import Path
 from types import FrameType
 
 from orchestrator import __version__
-from orchestrator.settings import Settings, SettingsError
+from orchestrator.settings import Settings, SettingsError, redact_url
 
 
 def configure_logging(settings: Settings) -> None:
     """Log to the console and to the log file, one line per record."""
+    from orchestrator.logfile import rotating_log_file
+
     handlers: list[logging.Handler] = [logging.StreamHandler()]
     if settings.log_file:
-        handlers.append(logging.FileHandler(settings.log_file, encoding="utf-8"))
+        handlers.append(rotating_log_file(settings))
     logging.basicConfig(
         level=settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -31,13 +33,41 @@ def configure_logging(settings: Settings) -> None:
     )
 
 
+#: The umask `serve` runs under: every file it creates (database, -wal, -shm, log files) is
+#: readable by its user only. The database holds every workflow's config and results, the log
+#: their names and errors. PostgreSQL's server sets the same umask for the same reason.
+PRIVATE_UMASK = 0o077
+
+
 def serve(settings: Settings) -> int:
-    """Run the HTTP server until interrupted."""
+    """Run the HTTP server until interrupted; every file it creates is private to its user."""
+    from orchestrator.exposure import exposure_refusal
+
+    # Before the port is bound: a server the network could drive without a token never starts.
+    refusal = exposure_refusal(settings)
+    if refusal is not None:
+        print(f"orchestrator: {refusal}", file=sys.stderr)
+        return 2
+    previous_umask = os.umask(PRIVATE_UMASK)
+    try:
+        return _serve(settings)
+    finally:
+        os.umask(previous_umask)
+
+
+def _serve(settings: Settings) -> int:
     import uvicorn
 
     from orchestrator.engine.executor import TASK_THREAD_PREFIX
     from orchestrator.http.app import create_app, runtime_of
+    from orchestrator.http.connections import server_options
     from orchestrator.serving import DatabaseLock, ServeRefused, bind_listener
+    from orchestrator.startup import (
+        OneLineStartup,
+        failure_line,
+        orphaned_wal,
+        store_open_problem,
+    )
 
     # The port first: a busy port fails here, before the database is opened or anything resumed.
     try:
@@ -62,8 +92,16 @@ def serve(settings: Settings) -> int:
                 refuse_original_database(path)
             except OriginalDatabase as exc:  # before uvicorn, which would bury it in a traceback
                 raise ServeRefused(str(exc)) from None
+            orphan = orphaned_wal(path)  # before the lock, which creates a missing file
+            if orphan is not None:
+                raise ServeRefused(orphan)
             lock = DatabaseLock(Path(path))
             lock.acquire()
+            # Opened once before uvicorn, so that a read-only folder or a file that is not a
+            # database is one line here instead of a traceback from uvicorn's start-up.
+            problem = store_open_problem(path)
+            if problem is not None:
+                raise ServeRefused(problem)
     except ServeRefused as exc:
         listener.close()
         print(f"orchestrator: {exc}", file=sys.stderr)
@@ -74,26 +112,33 @@ def serve(settings: Settings) -> int:
         __version__,
         settings.api_host,
         settings.api_port,
-        settings.database_url,
+        redact_url(settings.database_url),
         settings.max_workers,
     )
+    from orchestrator.exposure import exposure_warning
+
+    warning = exposure_warning(settings)
+    if warning is not None:
+        logging.getLogger(__name__).warning("%s", warning)
     if settings.api_reload:
         logging.getLogger(__name__).warning("API_RELOAD is ignored: the engine must not restart")
     app = create_app(settings)
+    guarded = OneLineStartup(app)
     config = uvicorn.Config(
-        app,
+        guarded,
         host=settings.api_host,
         port=settings.api_port,
         log_level=settings.log_level.lower(),
         log_config=None,
-        # A last resort: streams are told to end at once (below); nothing should need this.
-        timeout_graceful_shutdown=10,
         access_log=settings.access_log,
+        # Connection limits, slow clients, and the shutdown grace (http/connections.py).
+        **server_options(settings),
     )
-    stopping = runtime_of(app).stopping
+    runtime = runtime_of(app)
 
     class Server(uvicorn.Server):
-        """Tells open event streams to end as soon as a shutdown begins.
+        """Begins the runtime's shutdown as soon as a signal arrives: open event streams end,
+        no new step begins, and the grace for running steps starts counting.
 
         uvicorn waits for every response to finish before the app's shutdown runs, and an
         event stream never finishes by itself.
@@ -101,15 +146,22 @@ def serve(settings: Settings) -> int:
 
         def handle_exit(self, sig: int, frame: FrameType | None) -> None:
             with contextlib.suppress(RuntimeError):  # the loop may be gone already
-                asyncio.get_event_loop().call_soon_threadsafe(stopping.set)
+                asyncio.get_event_loop().call_soon_threadsafe(runtime.begin_shutdown)
             super().handle_exit(sig, frame)
 
     try:
         Server(config).run(sockets=[listener])
+    except SystemExit:  # uvicorn exits by itself when the start-up failed: say why, below
+        if guarded.failure is None:
+            raise
     finally:
         listener.close()
         if lock is not None:
             lock.release()
+    if guarded.failure is not None:  # uvicorn logged one line; this says why
+        path_of_lock = str(lock.path) if lock is not None else None
+        print(f"orchestrator: {failure_line(guarded.failure, path_of_lock)}", file=sys.stderr)
+        return 2
     if any(t.name.startswith(TASK_THREAD_PREFIX) and t.is_alive() for t in threading.enumerate()):
         # A task still running in a worker thread (one past its timeout, say) would hold the
         # process open until it returns. Its step is recorded as started and runs again at the
@@ -134,8 +186,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     replay_parser.add_argument("workflow_id", type=_positive_int)
     replay_parser.add_argument("--at-version", type=_positive_int, help="stop after this event")
     replay_parser.add_argument("--json", action="store_true", help="one JSON object")
-    commands.add_parser("verify", help="check the log: chain, versions, payloads, transitions")
+    verify_parser = commands.add_parser(
+        "verify", help="check the log: chain, versions, payloads, transitions, checkpoints"
+    )
+    verify_parser.add_argument(
+        "--anchors", metavar="FILE", help="also hold the log to the checkpoints exported to FILE"
+    )
     commands.add_parser("export", help="write the log as JSON lines to stdout")
+    commands.add_parser("export-anchors", help="write the head checkpoints as JSON lines to stdout")
     commands.add_parser("import", help="read JSON lines from stdin into an empty database")
     original_parser = commands.add_parser(
         "import-original", help="import the original orchestrator's SQLite database"
@@ -153,7 +211,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"orchestrator: bad setting: {exc}", file=sys.stderr)
         return 2
-    if args.command in ("replay", "verify", "export", "import", "rebuild-projections"):
+    if args.command in (
+        "replay",
+        "verify",
+        "export",
+        "export-anchors",
+        "import",
+        "rebuild-projections",
+    ):
         return _history(args, settings)
     if args.command == "import-original":
         from orchestrator import cli_history as history
@@ -167,7 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ":" in host:  # an IPv6 address goes in brackets in a URL
             host = f"[{host}]"
         url = args.url or f"http://{host}:{settings.api_port}"
-        return run_demo(url, is_interactive=args.interactive)
+        token = settings.api_tokens[0] if settings.api_tokens else None
+        return run_demo(url, is_interactive=args.interactive, token=token)
     if args.command == "serve":
         if args.host:
             settings = _replace(settings, api_host=args.host)
@@ -192,17 +258,33 @@ def _history(args: argparse.Namespace, settings: Settings) -> int:
             )
         )
     if args.command == "verify":
-        return asyncio.run(history.with_store(settings, history.verify_command))
-    if args.command == "export":
+        return asyncio.run(
+            history.with_store(
+                settings,
+                lambda store: history.verify_command(
+                    store, key=settings.integrity_key, anchors_file=args.anchors
+                ),
+            )
+        )
+    if args.command in ("export", "export-anchors"):
+        export = (
+            history.export_command if args.command == "export" else history.export_anchors_command
+        )
         try:
-            return asyncio.run(history.with_store(settings, history.export_command))
+            return asyncio.run(history.with_store(settings, export))
         except BrokenPipeError:
             # The reader stopped early (`export | head`): nothing is wrong with the log. Point
             # stdout at nothing so the interpreter's last flush does not fail again.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             return 1
     if args.command == "import":
-        return asyncio.run(history.with_store(settings, history.import_command, must_exist=False))
+        return asyncio.run(
+            history.with_store(
+                settings,
+                lambda store: history.import_command(store, key=settings.integrity_key),
+                must_exist=False,
+            )
+        )
     return asyncio.run(
         history.with_store(
             settings, lambda store: history.rebuild_command(store, check_only=args.check)

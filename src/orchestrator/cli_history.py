@@ -16,8 +16,12 @@ from typing import Any, TextIO
 import msgspec
 
 from orchestrator.domain.workflow import Workflow
+from orchestrator.eventstore.anchor_store import read_sqlite_anchors
+from orchestrator.eventstore.anchoring import checkpoint_sqlite
 from orchestrator.eventstore.errors import EventStoreError
 from orchestrator.eventstore.sqlite import SQLiteEventStore, sqlite_path
+from orchestrator.history.anchor_check import AnchorCheck
+from orchestrator.history.anchor_check import anchor_lines as exported_anchor_lines
 from orchestrator.history.import_original import plan_import, write_import
 from orchestrator.history.original_rows import ImportRefused, read_original
 from orchestrator.history.replay import differences, missing_version, replay, table
@@ -28,7 +32,7 @@ from orchestrator.projections import rebuild as rebuilding
 from orchestrator.projections.models import WORKFLOWS
 from orchestrator.projections.projector import Projector
 from orchestrator.projections.sqlite import SQLiteProjectionStorage
-from orchestrator.settings import Settings
+from orchestrator.settings import Settings, redact_url
 
 _encoder = msgspec.json.Encoder()
 
@@ -41,11 +45,13 @@ def open_store(settings: Settings, *, must_exist: bool = True) -> SQLiteEventSto
     """The SQLite log of DATABASE_URL (the history tools work on files, not memory://)."""
     if not settings.database_url.startswith("sqlite:///"):
         raise CommandFailed(
-            f"the history tools need a SQLite DATABASE_URL, not {settings.database_url}"
+            f"the history tools need a SQLite DATABASE_URL, not {redact_url(settings.database_url)}"
         )
     path = sqlite_path(settings.database_url)
     if must_exist and not Path(path).is_file():
-        raise CommandFailed(f"no database at {path} (DATABASE_URL={settings.database_url})")
+        raise CommandFailed(
+            f"no database at {path} (DATABASE_URL={redact_url(settings.database_url)})"
+        )
     return SQLiteEventStore(path)
 
 
@@ -135,9 +141,18 @@ async def replay_command(
     return 0 if agrees is not False else 1
 
 
-async def verify_command(store: SQLiteEventStore, out: TextIO = sys.stdout) -> int:
-    """Check the whole log; exit 1 and name the first bad position on any violation."""
-    report = await verify(store)
+async def verify_command(
+    store: SQLiteEventStore,
+    out: TextIO = sys.stdout,
+    *,
+    key: str = "",
+    anchors_file: str | None = None,
+) -> int:
+    """Check the whole log and hold it to its head checkpoints (and those of `anchors_file`);
+    exit 1 and name the first bad position, or the truncation, on any violation."""
+    # The checkpoints first: one a running server writes during the scan is then not missed.
+    report = await verify(store, AnchorCheck(await read_sqlite_anchors(store, anchors_file), key))
+    anchor_lines = report.anchors.lines() if report.anchors is not None else []
     print(
         f"checked {report.events} events in {report.streams} streams in {report.seconds:.2f} s "
         f"({report.rate:,.0f} events/s)",
@@ -145,7 +160,11 @@ async def verify_command(store: SQLiteEventStore, out: TextIO = sys.stdout) -> i
     )
     if report.ok:
         print("the log is intact: positions, versions, payloads, hash chain, transitions", file=out)
+        print(*anchor_lines, sep="\n", file=out)
         return 0
+    print(*anchor_lines, sep="\n", file=out)
+    if not report.violations:
+        return 1
     first = report.violations[0]
     print(f"FIRST BAD POSITION: {first.position} ({first.stream_id}): {first.reason}", file=out)
     for violation in report.violations[1:]:
@@ -166,11 +185,22 @@ async def export_command(store: SQLiteEventStore, out: Any = None) -> int:
     return 0
 
 
-async def import_command(store: SQLiteEventStore, source: Any = None) -> int:
-    """Read JSON lines from stdin into an empty log, then rebuild the read models there."""
+async def export_anchors_command(store: SQLiteEventStore, out: Any = None) -> int:
+    """Write every head checkpoint (table and anchor file) as JSON lines, to keep elsewhere."""
+    target = out or sys.stdout.buffer
+    for line in exported_anchor_lines(await read_sqlite_anchors(store)):
+        target.write(line)
+    target.flush()
+    return 0
+
+
+async def import_command(store: SQLiteEventStore, source: Any = None, *, key: str = "") -> int:
+    """Read JSON lines from stdin into an empty log, rebuild the read models there, and
+    checkpoint the new head."""
     count = await import_lines(store, source or sys.stdin.buffer)
     print(f"imported {count} events into {store.path}", file=sys.stderr)
     await rebuild_command(store, check_only=False)
+    await checkpoint_sqlite(store, key)
     return 0
 
 
@@ -210,6 +240,7 @@ async def import_original_command(
                 await Projector(store, live).start(follow=False)
             finally:
                 await live.close()
+            await checkpoint_sqlite(store, settings.integrity_key)
         print(
             f"imported {done.workflows} workflows ({done.transitions} transitions) and "
             f"{done.tasks} tasks from {source}",

@@ -53,9 +53,12 @@ class Api(Protocol):
 class Client:
     """A tiny JSON client for the orchestrator's API."""
 
-    def __init__(self, base_url: str, timeout: float = 30.0) -> None:
+    def __init__(self, base_url: str, timeout: float = 30.0, token: str | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self.headers = {"Content-Type": "application/json"}
+        if token:  # the server's own API_TOKEN, when the demo runs with the server's settings
+            self.headers["Authorization"] = f"Bearer {token}"
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         """Send one request; return the decoded JSON (None for 204)."""
@@ -64,7 +67,7 @@ class Client:
             self.base_url + path,
             data=data,
             method=method,
-            headers={"Content-Type": "application/json"},
+            headers=self.headers,
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
@@ -389,14 +392,19 @@ def interactive(demo: Demo, read: Callable[[str], str] = input) -> None:
             print("a workflow id is a positive integer", file=demo.out)
 
 
-def run_demo(url: str, *, is_interactive: bool, out: TextIO = sys.stdout) -> int:
-    """Run the demo; 0 on success, 1 if the server cannot be reached or fails, 2 for a bad URL."""
+def run_demo(
+    url: str, *, is_interactive: bool, out: TextIO = sys.stdout, token: str | None = None
+) -> int:
+    """Run the demo; 0 on success, 1 if the server cannot be reached or fails, 2 for a bad URL.
+
+    `token`: sent as `Authorization: Bearer` (the first of API_TOKEN's tokens, if set).
+    """
     try:
         base_url = normalize_url(url)
     except BadUrl as exc:
         print(f"orchestrator demo: {exc}", file=sys.stderr)
         return 2
-    client = Client(base_url)
+    client = Client(base_url, token=token)
     try:
         client.call("GET", "/health")
     except (ServerUnreachable, ApiError) as exc:

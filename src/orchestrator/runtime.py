@@ -16,6 +16,8 @@ from orchestrator.engine.service import TASK_KIND, WORKFLOW_KIND, TaskService, W
 from orchestrator.engine.task_runner import TaskRunner
 from orchestrator.engine.task_types import TaskTypes
 from orchestrator.engine.tasks import TaskRegistry
+from orchestrator.eventstore.anchor_store import AnchorStore, InMemoryAnchors, SQLiteAnchors
+from orchestrator.eventstore.anchoring import Anchorer
 from orchestrator.eventstore.base import EventStore
 from orchestrator.eventstore.memory import InMemoryEventStore
 from orchestrator.eventstore.sqlite import SQLiteEventStore, sqlite_path
@@ -27,6 +29,9 @@ from orchestrator.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: At a graceful stop, how long the read models may take to apply what the log already holds.
+DRAIN_SECONDS = 5.0
+
 
 @dataclass
 class Runtime:
@@ -37,11 +42,17 @@ class Runtime:
     projections: ProjectionStorage
     projector: Projector
     pool: WorkerPool
+    #: The standalone tasks' own threads (TASK_WORKERS), apart from the steps' `pool`.
+    task_pool: WorkerPool
     service: WorkflowService
     coordinator: Coordinator
     tasks: TaskRunner
+    #: Checkpoints the log's head every ANCHOR_INTERVAL_SECONDS and at stop.
+    anchorer: Anchorer
     #: Set when the server stops, so open event streams end.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    #: When (loop time) steps still running after SIGTERM stop being waited for.
+    _grace_ends: float | None = field(default=None, init=False)
 
     async def start(self) -> None:
         """Open storage, catch the read models up, and resume everything that was in flight.
@@ -57,6 +68,7 @@ class Runtime:
 
     async def _start(self) -> None:
         await self.store.open()
+        await self.anchorer.start()
         await self.projections.open()
         await self.projector.start()
         self.service.reserve_ids_after(await self.projector.max_id(WORKFLOWS))
@@ -72,16 +84,35 @@ class Runtime:
             len(tasks),
         )
 
+    def begin_shutdown(self) -> None:
+        """On SIGTERM: end event streams now and begin no new step; those running get
+        SHUTDOWN_GRACE_SECONDS from now to finish and be recorded (`stop` waits for them).
+
+        Without it (tests, a failed start) `stop` waits for nothing. Either way what is still
+        running then stays recorded as started and runs again on the next start, exactly once.
+        """
+        if self._grace_ends is None:
+            loop = asyncio.get_running_loop()
+            self._grace_ends = loop.time() + self.settings.shutdown_grace_seconds
+        self.stopping.set()
+        self.pool.drain()
+        self.task_pool.drain()
+
     async def stop(self) -> None:
-        """Stop driving workflows and tasks, then the projector, then close storage.
+        """Stop driving workflows and tasks, let the projector apply what was appended (for up
+        to DRAIN_SECONDS), checkpoint the head, then close storage.
 
         Steps and runs in flight stay recorded as started and run again on the next start.
         """
         self.stopping.set()
-        await self.coordinator.stop()
-        await self.tasks.stop()
+        grace = 0.0
+        if self._grace_ends is not None:  # SIGTERM: what is running may finish until then
+            grace = max(0.0, self._grace_ends - asyncio.get_running_loop().time())
+        await asyncio.gather(self.coordinator.stop(grace), self.tasks.stop(grace))
         self.pool.shutdown()
-        await self.projector.stop()
+        self.task_pool.shutdown()
+        await self.projector.stop(drain_seconds=DRAIN_SECONDS)
+        await self.anchorer.stop()
         await self.projections.close()
         await self.store.close()
 
@@ -90,14 +121,18 @@ def build_runtime(settings: Settings, registry: TaskRegistry | None = None) -> R
     """Wire a runtime for `settings.database_url` (sqlite:///file or memory://)."""
     store: EventStore
     projections: ProjectionStorage
+    anchors: AnchorStore
     if settings.database_url == "memory://":
         store = InMemoryEventStore()
         projections = InMemoryProjectionStorage()
+        anchors = InMemoryAnchors()
     else:
         sqlite_store = SQLiteEventStore(sqlite_path(settings.database_url))
         store = sqlite_store
         projections = SQLiteProjectionStorage(sqlite_store)
-    pool = WorkerPool(settings.max_workers)
+        anchors = SQLiteAnchors(sqlite_store)
+    pool = WorkerPool(settings.max_workers, "steps")
+    task_pool = WorkerPool(settings.task_workers, "tasks")
     service = WorkflowService(WORKFLOW_KIND, store)
     coordinator = Coordinator(
         service,
@@ -105,6 +140,7 @@ def build_runtime(settings: Settings, registry: TaskRegistry | None = None) -> R
         registry or TaskRegistry(),
         task_timeout=settings.task_timeout,
         time_scale=settings.task_time_scale,
+        max_queued_steps=settings.max_queued_steps,
     )
     http_policy = HttpTaskPolicy(
         allowed_hosts=frozenset(settings.http_task_allowed_hosts),
@@ -114,9 +150,10 @@ def build_runtime(settings: Settings, registry: TaskRegistry | None = None) -> R
     runner = TaskRunner(
         TaskService(TASK_KIND, store),
         service,
-        pool,
+        task_pool,
         task_timeout=settings.task_timeout,
         types=TaskTypes({HTTP_REQUEST: http_policy.prepare}),
+        max_queued_runs=settings.max_queued_steps,
     )
     return Runtime(
         settings=settings,
@@ -124,7 +161,11 @@ def build_runtime(settings: Settings, registry: TaskRegistry | None = None) -> R
         projections=projections,
         projector=Projector(store, projections),
         pool=pool,
+        task_pool=task_pool,
         service=service,
         coordinator=coordinator,
         tasks=runner,
+        anchorer=Anchorer(
+            store, anchors, key=settings.integrity_key, interval=settings.anchor_interval_seconds
+        ),
     )

@@ -22,6 +22,8 @@ import os
 import socket
 from pathlib import Path
 
+from orchestrator.startup import cannot_open
+
 
 class ServeRefused(Exception):
     """The server cannot start; the message is the one line to print."""
@@ -65,7 +67,8 @@ class DatabaseLock:
             # The file may not exist yet: SQLite treats an empty file as a new database.
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
-            raise ServeRefused(f"cannot open the database {self.path}: {exc.strerror}") from None
+            # One line naming the cause: a read-only folder, file or file system, most often.
+            raise ServeRefused(cannot_open(self.path, exc.strerror or str(exc))) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:

@@ -78,7 +78,6 @@ class Settings:
     shutdown_grace_seconds: float = 10.0
 
     @classmethod
-    @classmethod
     def from_env(
         cls, environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env"
     ) -> Settings:
@@ -174,7 +173,8 @@ def read_env_file(path: Path) -> dict[str, str]:
             stripped = stripped[len("export ") :]
         key, sep, value = stripped.partition("=")
         if not sep or not key.strip():
-            raise SettingsError(f"{path}:{number}: expected KEY=VALUE, got {line!r}")
+            # The line is not shown: a malformed line may still hold a secret (API_TOKEN...).
+            raise SettingsError(f"{path}:{number}: expected KEY=VALUE (the line is not shown)")
         values[key.strip()] = _env_value(value.strip())
     return values
 
@@ -252,7 +252,10 @@ def _database_url(name: str, raw: str) -> str:
     if raw.startswith("sqlite:///") and len(raw) > len("sqlite:///"):
         folder = Path(raw[len("sqlite:///") :]).parent
         if not folder.is_dir():
-            raise SettingsError(f"{name}: the folder {str(folder)!r} of {raw!r} does not exist")
+            raise SettingsError(
+                f"{name}: the folder {redact_url(str(folder))!r} of {redact_url(raw)!r} "
+                "does not exist"
+            )
         return raw
     if raw == "memory://":
         return raw
@@ -261,7 +264,21 @@ def _database_url(name: str, raw: str) -> str:
             f"{name}: the PostgreSQL backend is not part of this release yet; "
             "use sqlite:///path/to/file.db"
         )
-    raise SettingsError(f"{name} must look like sqlite:///./workflow.db or memory://, got {raw!r}")
+    raise SettingsError(
+        f"{name} must look like sqlite:///./workflow.db or memory://, got {redact_url(raw)!r}"
+    )
+
+
+# `scheme://user:password@`: everything from the password to the last `@` is hidden (a password
+# may hold an `@`; hiding too much is harmless), and so is a `password=` query parameter.
+_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.-]*://[^/@:]*):.*@", re.IGNORECASE)
+_QUERY_PASSWORD = re.compile(r"(?P<head>[?&]password=)[^&#]*", re.IGNORECASE)
+
+
+def redact_url(url: str) -> str:
+    """`url` as it may be shown: the password of `user:password@` (or `password=`) as `***`."""
+    url = _URL_PASSWORD.sub(r"\g<head>:***@", url)
+    return _QUERY_PASSWORD.sub(r"\g<head>***", url)
 
 
 def _positive_int(name: str, raw: str) -> int:

@@ -72,7 +72,12 @@ def browser(chromium: Path) -> Iterator[Browser]:
 @pytest.fixture(scope="module")
 def docs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """A real `orchestrator serve` on a free port and a temp database, shared by the module."""
-    server = ServerProcess(workdir=tmp_path_factory.mktemp("docs-server"), port=free_port())
+    server = ServerProcess(
+        workdir=tmp_path_factory.mktemp("docs-server"),
+        port=free_port(),
+        # The pages are opened under PAGE_HOST, a name the server must be told it answers to.
+        overrides={"ALLOWED_HOSTS": f"{PAGE_HOST},localhost"},
+    )
     server.start()
     try:
         yield server

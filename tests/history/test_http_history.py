@@ -31,6 +31,7 @@ from tests.history.conftest import (
     wait_until_finished_complete,
 )
 from tests.http.conftest import is_settled, quiesce
+from tests.settings_for_tests import TESTCLIENT_HOSTS
 
 Json = dict[str, Any]
 
@@ -43,7 +44,12 @@ EVENT_FIELDS = {"position", "version", "type", "data", "metadata", "recorded_at"
 @pytest.fixture
 def settings() -> Settings:
     """In-memory store, instant tasks, no log file."""
-    return Settings(database_url="memory://", task_time_scale=0, log_file="")
+    return Settings(
+        database_url="memory://",
+        task_time_scale=0,
+        log_file="",
+        allowed_hosts=TESTCLIENT_HOSTS,
+    )
 
 
 @pytest.fixture
@@ -292,7 +298,7 @@ def test_a_last_event_id_that_is_not_a_position_is_422(client: TestClient) -> No
     assert response.status_code == 422
     assert response.json() == {
         "error": "validation_error",
-        "detail": "Last-Event-ID must be a log position, got 'abc'",
+        "detail": "Last-Event-ID must be a log position (0 to 2**63-1 in ASCII digits), got 'abc'",
     }
 
 
@@ -302,7 +308,12 @@ class TestOnSQLite:
     @pytest.fixture
     def settings(self, tmp_path: Path) -> Settings:
         """Instant tasks on a SQLite file."""
-        in_memory = Settings(database_url="memory://", task_time_scale=0, log_file="")
+        in_memory = Settings(
+            database_url="memory://",
+            task_time_scale=0,
+            log_file="",
+            allowed_hosts=TESTCLIENT_HOSTS,
+        )
         return dataclasses.replace(in_memory, database_url=f"sqlite:///{tmp_path / 'wf.db'}")
 
     def test_time_travel_events_and_pages_read_the_file(self, client: TestClient) -> None:

@@ -49,6 +49,7 @@ from tests.history.conftest import (
     run_cli,
     wait_for,
 )
+from tests.settings_for_tests import TESTCLIENT_HOSTS
 
 Json = dict[str, Any]
 
@@ -365,7 +366,12 @@ def test_the_imported_log_verifies(imported: Path) -> None:
 def test_a_server_started_after_the_import_serves_the_original_ids_and_times(
     imported: Path,
 ) -> None:
-    settings = Settings(database_url=f"sqlite:///{imported}", task_time_scale=0, log_file="")
+    settings = Settings(
+        database_url=f"sqlite:///{imported}",
+        task_time_scale=0,
+        log_file="",
+        allowed_hosts=TESTCLIENT_HOSTS,
+    )
     with TestClient(create_app(settings)) as client:
         for row in WORKFLOWS[:4]:  # the finished ones: nothing changes them at start-up
             body = json_of(client.get(f"/workflow/{row['id']}"), 200)

@@ -24,6 +24,7 @@ from orchestrator.engine.tasks import TaskContext, TaskFunction, TaskRegistry
 from orchestrator.http.app import create_app, runtime_of
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
+from tests.settings_for_tests import TESTCLIENT_HOSTS
 
 #: How long any wait in these tests may take before it counts as a failure.
 DEADLINE = 5.0
@@ -41,7 +42,12 @@ def task_result(flat: dict[str, Any], task_type: str) -> dict[str, Any]:
 @pytest.fixture
 def settings() -> Settings:
     """In-memory store, instant built-in tasks, no log file; modules override it as needed."""
-    return Settings(database_url="memory://", task_time_scale=0, log_file="")
+    return Settings(
+        database_url="memory://",
+        task_time_scale=0,
+        log_file="",
+        allowed_hosts=TESTCLIENT_HOSTS,
+    )
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from starlette.testclient import TestClient
 from orchestrator.http.api import ENDPOINTS
 from orchestrator.http.endpoints import MAX_JSON_DEPTH
 from orchestrator.settings import Settings
+from tests.settings_for_tests import TESTCLIENT_HOSTS
 
 JSON = {"content-type": "application/json"}
 
@@ -472,7 +473,11 @@ def test_a_bad_query_parameter_is_a_validation_error_naming_it(
 
 LIMIT = 1024
 SMALL_LIMIT = Settings(
-    database_url="memory://", task_time_scale=0, log_file="", max_body_bytes=LIMIT
+    database_url="memory://",
+    task_time_scale=0,
+    log_file="",
+    max_body_bytes=LIMIT,
+    allowed_hosts=TESTCLIENT_HOSTS,
 )
 
 

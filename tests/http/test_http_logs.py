@@ -20,6 +20,7 @@ from orchestrator.engine.tasks import TaskRegistry
 from orchestrator.http.app import create_app
 from orchestrator.settings import Settings
 from tests.http.conftest import DEADLINE
+from tests.settings_for_tests import TESTCLIENT_HOSTS
 
 
 def messages(caplog: pytest.LogCaptureFixture, logger: str) -> list[str]:
@@ -70,7 +71,10 @@ def test_start_up_logs_how_many_workflows_and_tasks_it_resumed(
 ) -> None:
     caplog.set_level(logging.INFO, logger="orchestrator.runtime")
     settings = Settings(
-        database_url=f"sqlite:///{tmp_path / 'wf.db'}", task_time_scale=0, log_file=""
+        database_url=f"sqlite:///{tmp_path / 'wf.db'}",
+        task_time_scale=0,
+        log_file="",
+        allowed_hosts=TESTCLIENT_HOSTS,
     )
     release = threading.Event()
     holding = TaskRegistry()
@@ -86,7 +90,7 @@ def test_start_up_logs_how_many_workflows_and_tasks_it_resumed(
                 client.post("/workflow/start", json={"name": name})
             client.post("/tasks", json={"name": "nap", "task_type": "sleep"})
             deadline = time.monotonic() + DEADLINE
-            while client.get("/execution/stats").json()["worker_pool"]["active_tasks"] < 3:
+            while busy_threads(client.get("/execution/stats").json()) < 3:
                 assert time.monotonic() < deadline
                 time.sleep(0.005)  # poll interval; the deadline above bounds the wait
     finally:
@@ -101,3 +105,10 @@ def test_start_up_logs_how_many_workflows_and_tasks_it_resumed(
         r"log at position \d+; resumed 2 workflow\(s\) and 1 task\(s\) that were in flight",
         line,
     ), line
+
+
+def busy_threads(stats: dict[str, Any]) -> int:
+    """Threads running a step or a standalone task, in both pools."""
+    steps: int = stats["worker_pool"]["active_tasks"]
+    tasks: int = stats["task_pool"]["active_tasks"]
+    return steps + tasks

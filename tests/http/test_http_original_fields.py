@@ -16,6 +16,7 @@ from starlette.testclient import TestClient
 from orchestrator.http.app import create_app
 from orchestrator.settings import Settings
 from tests.http.conftest import DEADLINE
+from tests.settings_for_tests import TESTCLIENT_HOSTS
 
 Json = dict[str, Any]
 
@@ -72,8 +73,14 @@ def test_transitions_are_rows_with_the_event_version_as_id_and_the_error_in_meta
 
 @pytest.fixture
 def settings() -> Settings:
-    """One worker, so a second task has to wait in the queue."""
-    return Settings(database_url="memory://", task_time_scale=0, log_file="", max_workers=1)
+    """One task worker, so a second task has to wait in the queue."""
+    return Settings(
+        database_url="memory://",
+        task_time_scale=0,
+        log_file="",
+        task_workers=1,
+        allowed_hosts=TESTCLIENT_HOSTS,
+    )
 
 
 @pytest.fixture
@@ -179,7 +186,13 @@ def test_root_carries_a_message(client: TestClient) -> None:
 
 def cors_app(origins: tuple[str, ...]) -> Starlette:
     return create_app(
-        Settings(database_url="memory://", task_time_scale=0, log_file="", cors_origins=origins)
+        Settings(
+            database_url="memory://",
+            task_time_scale=0,
+            log_file="",
+            cors_origins=origins,
+            allowed_hosts=TESTCLIENT_HOSTS,
+        )
     )
 
 

@@ -13,10 +13,16 @@ from orchestrator.http.app import create_app
 from orchestrator.projections.sqlite import READ_MODEL_FORMAT
 from orchestrator.settings import Settings
 from tests.http.conftest import DEADLINE
+from tests.settings_for_tests import TESTCLIENT_HOSTS
 
 
 def settings_for(path: Path) -> Settings:
-    return Settings(database_url=f"sqlite:///{path}", task_time_scale=0, log_file="")
+    return Settings(
+        database_url=f"sqlite:///{path}",
+        task_time_scale=0,
+        log_file="",
+        allowed_hosts=TESTCLIENT_HOSTS,
+    )
 
 
 def run_one_workflow(path: Path) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from orchestrator.settings import Settings
+from tests.settings_for_tests import TESTCLIENT_HOSTS
 
 DEADLINE = 5.0
 #: How long the slow endpoint waits if teardown never releases it.
@@ -151,6 +152,7 @@ def settings(allowed_hosts: tuple[str, ...], task_timeout: float) -> Settings:
         http_task_allowed_hosts=allowed_hosts,
         http_task_max_response_bytes=LIMIT,
         http_task_max_timeout=MAX_TIMEOUT,
+        allowed_hosts=TESTCLIENT_HOSTS,
     )
 
 

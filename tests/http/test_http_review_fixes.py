@@ -16,6 +16,7 @@ from orchestrator.engine.task_types import MAX_ITERATIONS
 from orchestrator.engine.tasks import TaskContext, TaskFunction, TaskRegistry
 from orchestrator.eventstore.base import AppendResult, NewEvent
 from orchestrator.eventstore.errors import StoreUnavailable
+from orchestrator.eventstore.keys import IdempotencyClaim
 from orchestrator.http.app import runtime_of
 
 DEADLINE = 5.0
@@ -162,12 +163,16 @@ def test_an_outcome_the_store_fails_to_record_is_recorded_on_a_later_attempt(
     failures = {"left": 2}
 
     async def flaky_append(
-        stream_id: str, expected_version: int, events: Sequence[NewEvent]
+        stream_id: str,
+        expected_version: int,
+        events: Sequence[NewEvent],
+        *,
+        idempotency: IdempotencyClaim | None = None,
     ) -> AppendResult:
         if any(event.type == "StepSucceeded" for event in events) and failures["left"]:
             failures["left"] -= 1
             raise StoreUnavailable("disk briefly full")
-        return await real_append(stream_id, expected_version, events)
+        return await real_append(stream_id, expected_version, events, idempotency=idempotency)
 
     store.append = flaky_append  # type: ignore[method-assign]
     workflow_id = start({"name": "survives"})

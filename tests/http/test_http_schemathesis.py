@@ -11,6 +11,7 @@ operation, derandomized, no shrinking, no example database.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, cast
@@ -241,6 +242,8 @@ def test_generated_requests_get_documented_answers_and_never_a_server_error(
     )
     @hypothesis.given(case=strategy)
     def answer_conforms(case: schemathesis.Case[Any]) -> None:
+        if mode is POSITIVE:
+            key_of_its_own(case)
         response = case.call_and_validate(
             excluded_checks=excluded, timeout=STREAM_READ if streams else DEADLINE
         )
@@ -250,6 +253,21 @@ def test_generated_requests_get_documented_answers_and_never_a_server_error(
 
     assert statuses, f"no request was made for {method} {path}"
     assert max(statuses) < 500
+
+
+_case_numbers = itertools.count(1)
+
+
+def key_of_its_own(case: schemathesis.Case[Any]) -> None:
+    """Make a generated Idempotency-Key unique to its case.
+
+    Generators reuse values across cases, and a key reused for a different request is rightly
+    422 (the idempotency tests assert it), which a positive case must not meet.
+    """
+    headers: Any = case.headers  # a case-insensitive dict
+    key = headers.get("Idempotency-Key") if headers is not None else None
+    if isinstance(key, str):
+        headers["Idempotency-Key"] = f"{next(_case_numbers)}-{key}"[:255].rstrip(" ")
 
 
 def event_stream_media(path: str, method: str) -> dict[str, Any] | None:

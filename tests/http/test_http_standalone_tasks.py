@@ -1,4 +1,4 @@
-"""Standalone tasks: POST/GET/DELETE /tasks, run by the worker pool the workflows share.
+"""Standalone tasks: POST/GET/DELETE /tasks, run in their own worker pool (TASK_WORKERS).
 
 The built-in types are `compute` (the sum of i*i below `iterations`) and `sleep` (`duration`
 seconds). Tests that need a task to stay running, or to fail, swap a type's factory in
@@ -53,9 +53,9 @@ def wait_for_task(client: TestClient, task_id: int, statuses: frozenset[str]) ->
 
 
 def wait_for_active_workers(client: TestClient, count: int) -> None:
-    """Poll /execution/stats until exactly `count` tasks run in worker threads."""
+    """Poll /execution/stats until exactly `count` standalone tasks run in worker threads."""
     deadline = time.monotonic() + DEADLINE
-    while client.get("/execution/stats").json()["worker_pool"]["active_tasks"] != count:
+    while client.get("/execution/stats").json()["task_pool"]["active_tasks"] != count:
         if time.monotonic() > deadline:
             pytest.fail(f"the pool did not reach {count} active tasks in {DEADLINE} s")
         time.sleep(0.005)  # poll interval; the deadline above bounds the wait

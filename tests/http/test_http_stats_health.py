@@ -43,6 +43,7 @@ def test_stats_of_a_fresh_server_have_the_documented_shape(client: TestClient) -
     assert response.json() == {
         "worker_pool": {"max_workers": MAX_WORKERS, "active_tasks": 0, "queue_size": 0},
         "workflows": NO_WORKFLOWS,
+        "task_pool": {"max_workers": 2, "active_tasks": 0, "queue_size": 0},
     }
 
 

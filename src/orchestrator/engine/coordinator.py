@@ -13,9 +13,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterable
-from typing import Any
-
-import msgspec
 
 from orchestrator.domain.commands import (
     AdvanceWorkflow,
@@ -40,17 +37,17 @@ from orchestrator.domain.errors import (
 from orchestrator.domain.states import State, is_running
 from orchestrator.domain.transitions import FORWARD_TRIGGER, target
 from orchestrator.domain.workflow import Workflow, allowed_actions
+from orchestrator.engine.backlog import Backlog
 from orchestrator.engine.drivers import Drivers
-from orchestrator.engine.executor import TaskTimedOut, WorkerPool
+from orchestrator.engine.executor import NotStarted, TaskTimedOut, WorkerPool
 from orchestrator.engine.service import Outcome, WorkflowService
-from orchestrator.engine.tasks import TaskContext, TaskRegistry, check_config
+from orchestrator.engine.tasks import TaskContext, TaskRegistry, check_config, checked_result
 from orchestrator.eventstore.errors import EventStoreError
 
 log = logging.getLogger(__name__)
 
 _API = {"actor": "api"}
 _ENGINE = {"actor": "engine"}
-_result_encoder = msgspec.json.Encoder()
 #: Back-off between attempts to record an outcome while the store fails, in seconds.
 _FIRST_RETRY, _LAST_RETRY = 0.1, 5.0
 
@@ -66,6 +63,7 @@ class Coordinator:
         *,
         task_timeout: float,
         time_scale: float,
+        max_queued_steps: int = 1000,
     ) -> None:
         self.service = service
         self.pool = pool
@@ -73,15 +71,18 @@ class Coordinator:
         self._task_timeout = task_timeout
         self._time_scale = time_scale
         self._drivers = Drivers("workflow")
+        #: Refuses commands that would add steps while too many wait for a thread.
+        self.backlog = Backlog(pool, lambda: len(self._drivers), max_queued_steps, "steps")
 
     # Client commands ---------------------------------------------------------------------------
 
     async def start(self, command: StartWorkflow) -> Outcome:
         """Create a workflow; an automatic one starts its first step in the same append."""
         check_config(command.config)
-        then = [self._begin(State.INIT)] if command.auto_start else []
-        outcome = await self.service.create(command, _API, then)
-        if outcome.workflow.auto_start:
+        if not command.auto_start:
+            return await self.service.create(command, _API)
+        with self.backlog.admit():
+            outcome = await self.service.create(command, _API, [self._begin(State.INIT)])
             self._drive(outcome.workflow.workflow_id)
         return outcome
 
@@ -93,8 +94,9 @@ class Coordinator:
     async def launch(self, workflow_id: int) -> Outcome:
         """Start a created workflow; it then runs by itself, its first step begun at once."""
         commands: list[Command] = [LaunchWorkflow(), self._begin(State.INIT)]
-        outcome = await self.service.execute_all(workflow_id, commands, _API)
-        self._drive(workflow_id)
+        with self.backlog.admit():
+            outcome = await self.service.execute_all(workflow_id, commands, _API)
+            self._drive(workflow_id)
         return outcome
 
     async def edit(self, workflow_id: int, command: EditWorkflow) -> Outcome:
@@ -110,8 +112,9 @@ class Coordinator:
             raise StepInProgress(workflow_id, _step_name(current))
         # A state without a task (FAILED, COMPLETE, ...) is refused by decide with the reason.
         name = self.registry.name_of(current.state) or ""
-        begun = await self.service.execute(workflow_id, AdvanceWorkflow(task=name), _API)
-        task = self._drivers.start(workflow_id, self._finish_manual_step(begun.workflow))
+        with self.backlog.admit():
+            begun = await self.service.execute(workflow_id, AdvanceWorkflow(task=name), _API)
+            task = self._drivers.start(workflow_id, self._finish_manual_step(begun.workflow))
         if task is None:  # the engine picked it up meanwhile (a restart's resume): let it run
             raise StepInProgress(workflow_id, _step_name(begun.workflow))
         # Shielded: a client that disconnects must not abandon a step that has been recorded.
@@ -120,25 +123,22 @@ class Coordinator:
         if latest is None or latest.deleted:
             raise WorkflowNotFound(workflow_id)
         if stepped is None:  # cancelled (or moved on elsewhere) while the task ran
-            raise InvalidTransition(
-                workflow_id,
-                latest.state.value,
-                "next",
-                allowed_actions(latest),
-                "its step's result was discarded: the workflow moved on while the step ran",
-            )
+            raise step_discarded(latest)
         return Outcome(latest, self.service.last_position)
 
     async def retry(self, workflow_id: int) -> Outcome:
         """FAILED -> INIT with one more retry; an automatic workflow runs again."""
-        outcome = await self.service.execute(workflow_id, RetryWorkflow(), _API)
-        if outcome.workflow.auto_start:
-            self._drive(workflow_id)
+        with self.backlog.admit():
+            outcome = await self.service.execute(workflow_id, RetryWorkflow(), _API)
+            if outcome.workflow.auto_start:
+                self._drive(workflow_id)
         return outcome
 
     async def cancel(self, workflow_id: int) -> Outcome:
-        """Record CANCELLED now; a running task's result will be discarded."""
-        return await self.service.execute(workflow_id, CancelWorkflow(), _API)
+        """Record CANCELLED now; a running task is told to stop and its result is discarded."""
+        outcome = await self.service.execute(workflow_id, CancelWorkflow(), _API)
+        self._drivers.cancel_running(workflow_id)
+        return outcome
 
     async def delete(self, workflow_id: int) -> Outcome:
         """Append the tombstone of a finished workflow."""
@@ -151,9 +151,10 @@ class Coordinator:
         for workflow_id in workflow_ids:
             self._drive(workflow_id)
 
-    async def stop(self) -> None:
-        """Stop driving; steps in flight stay recorded as started and resume on the next start."""
-        await self._drivers.stop()
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop driving: steps in hand get `grace` seconds to finish and be recorded; the rest
+        stay recorded as started and run again on the next start."""
+        await self._drivers.stop(grace)
 
     async def wait_idle(self) -> None:
         """Wait until no workflow is being driven (for tests and orderly shutdown)."""
@@ -168,7 +169,8 @@ class Coordinator:
 
     async def _drive_loop(self, workflow_id: int) -> Workflow | None:
         workflow = await self.service.load(workflow_id, fresh=True)
-        while workflow is not None and not workflow.deleted:
+        # A draining pool (the server stops) means: record this step's outcome, begin no other.
+        while workflow is not None and not workflow.deleted and not self.pool.draining:
             if workflow.step is not None:
                 # Also the path of a step resumed after a restart: it runs again.
                 after = await self._run_task(workflow)
@@ -205,17 +207,23 @@ class Coordinator:
         state = workflow.step
         assert state is not None
         _, function = self.registry.lookup(state)
-        context = TaskContext(
-            workflow_id=workflow.workflow_id,
-            state=state,
-            config=dict(workflow.config),
-            retries=workflow.retries,
-            time_scale=self._time_scale,
-        )
         started = time.monotonic()
         commands: list[BeginStep | FinishStep | FailStep]
         try:
-            result = await self.pool.run(lambda: _checked(function(context)), self._task_timeout)
+            with self._drivers.running(workflow.workflow_id) as cancelled:
+                context = TaskContext(
+                    workflow_id=workflow.workflow_id,
+                    state=state,
+                    config=dict(workflow.config),
+                    retries=workflow.retries,
+                    time_scale=self._time_scale,
+                    cancelled=cancelled,
+                )
+                result = await self.pool.run(
+                    lambda: checked_result(function(context)), self._task_timeout, cancel=cancelled
+                )
+        except NotStarted:  # the server stops: the step stays started, to run at the next start
+            return None
         except TaskTimedOut as exc:
             commands = [
                 FailStep(
@@ -272,16 +280,18 @@ class Coordinator:
         return workflow
 
 
+def step_discarded(latest: Workflow) -> InvalidTransition:
+    """The refusal of a `next` whose step result was discarded because the workflow moved on."""
+    return InvalidTransition(
+        latest.workflow_id,
+        latest.state.value,
+        "next",
+        allowed_actions(latest),
+        "its step's result was discarded: the workflow moved on while the step ran",
+    )
+
+
 def _step_name(workflow: Workflow | None) -> str:
     if workflow is None:
         return "unknown"
     return (workflow.step or workflow.state).value
-
-
-def _checked(result: Any) -> dict[str, Any]:
-    # Refuse what the log cannot store before it reaches the append, so a bad result fails the
-    # step with a clear error instead of breaking the write path.
-    if not isinstance(result, dict):
-        raise TypeError(f"task returned {type(result).__name__}, expected a dict")
-    _result_encoder.encode(result)
-    return result

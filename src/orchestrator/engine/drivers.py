@@ -1,11 +1,13 @@
-"""At most one asyncio task drives each aggregate in this process."""
+"""At most one asyncio task drives each aggregate in this process; each run it hands to a
+worker thread gets a cancellation signal, and stopping lets runs finish within a grace period."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+import threading
+from collections.abc import Coroutine, Iterator
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -17,6 +19,11 @@ class Drivers:
     def __init__(self, kind: str) -> None:
         self._kind = kind
         self._tasks: dict[int, asyncio.Task[Any]] = {}
+        self._signals: dict[int, threading.Event] = {}
+
+    def __len__(self) -> int:
+        """How many keys are being driven."""
+        return len(self._tasks)
 
     def is_driving(self, key: int) -> bool:
         """True while a task drives `key`."""
@@ -39,16 +46,47 @@ class Drivers:
         if not task.cancelled() and task.exception() is not None:
             log.error("driving %s %d failed", self._kind, key, exc_info=task.exception())
 
-    async def stop(self) -> None:
-        """Cancel every driver and wait for them to end."""
+    @contextlib.contextmanager
+    def running(self, key: int) -> Iterator[threading.Event]:
+        """The cancellation signal of the run `key`'s driver hands to a thread now."""
+        signal = threading.Event()
+        self._signals[key] = signal
+        try:
+            yield signal
+        finally:
+            if self._signals.get(key) is signal:
+                del self._signals[key]
+
+    def cancel_running(self, key: int) -> None:
+        """Tell the run in a thread for `key`, if any, to stop (its result is discarded)."""
+        signal = self._signals.get(key)
+        if signal is not None:
+            signal.set()
+
+    async def stop(self, grace: float = 0.0) -> None:
+        """Let drivers finish the runs in hand for up to `grace` seconds, then cancel the rest.
+
+        A cancelled driver records nothing more, so its run stays recorded as started and runs
+        again at the next start; its thread is then told to stop, freeing it if the run watches
+        its signal.
+        """
+        if grace > 0:
+            await self.wait_idle(grace)
         tasks = list(self._tasks.values())
+        signals = list(self._signals.values())  # a cancelled driver drops its own
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        # Only now: a driver still alive would record the interrupted run as failed.
+        for signal in signals:
+            signal.set()
 
-    async def wait_idle(self) -> None:
-        """Wait until no driver runs."""
-        while self._tasks:
-            await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+    async def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no driver runs, at most `timeout` seconds; True if none runs."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while self._tasks:
+                    await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        return not self._tasks

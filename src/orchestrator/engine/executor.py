@@ -1,4 +1,11 @@
-"""The worker pool: runs blocking tasks in threads and reports how busy it is."""
+"""The worker pools: run blocking tasks in threads, report how busy they are, and hand each task
+a cancellation signal it can watch.
+
+Python cannot stop a thread from outside, so cancelling (a cancelled workflow, a deleted task, a
+timeout, shutdown) is cooperative: the task's `threading.Event` is set, and a task that waits on
+it (the built-in `sleep`, the simulated work of the built-in steps) returns at once and frees its
+thread. A task that never looks at it runs on and its result is dropped.
+"""
 
 from __future__ import annotations
 
@@ -28,16 +35,51 @@ class TaskAborted(RuntimeError):
     """A task ended with something other than an ordinary exception (SystemExit, ...)."""
 
 
-class WorkerPool:
-    """A ThreadPoolExecutor of MAX_WORKERS threads with a count of running and queued tasks."""
+class TaskCancelled(Exception):
+    """Raised by a task that stopped early because its cancellation signal was set."""
 
-    def __init__(self, max_workers: int) -> None:
+
+class NotStarted(Exception):
+    """The pool is draining (the server stops): queued work is not begun, and nothing about it
+    is to be recorded; it is still recorded as started and runs at the next start."""
+
+
+_running_task = threading.local()
+
+
+def cancellation() -> threading.Event:
+    """The cancellation signal of the task running in this thread.
+
+    Standalone task types call it (their work takes no arguments); workflow steps have the same
+    event as `TaskContext.cancelled`. Outside a pool thread it is a fresh event nobody sets.
+    """
+    event: threading.Event | None = getattr(_running_task, "cancel", None)
+    return event if event is not None else threading.Event()
+
+
+class WorkerPool:
+    """A ThreadPoolExecutor of `max_workers` threads with a count of running and queued tasks.
+
+    The service has two: MAX_WORKERS threads for workflow steps and TASK_WORKERS threads for
+    standalone tasks, so long tasks cannot hold every step back (and the other way round).
+    """
+
+    def __init__(self, max_workers: int, name: str = "steps") -> None:
         self.max_workers = max_workers
-        self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix=TASK_THREAD_PREFIX)
+        self.name = name
+        self._pool = ThreadPoolExecutor(
+            max_workers, thread_name_prefix=f"{TASK_THREAD_PREFIX}-{name}"
+        )
         self._lock = threading.Lock()
         self._submitted = 0
         self._running = 0
         self._finished = 0
+        #: Set when the server begins to stop: work still queued is not begun.
+        self.draining = False
+
+    def drain(self) -> None:
+        """Begin nothing more that is queued (it fails with NotStarted); running work goes on."""
+        self.draining = True
 
     @property
     def active_tasks(self) -> int:
@@ -54,19 +96,23 @@ class WorkerPool:
         function: Callable[[], T],
         timeout: float,
         on_start: Callable[[], None] | None = None,
+        cancel: threading.Event | None = None,
     ) -> T:
         """Run `function` in a thread; the timeout counts from when a thread picks it up.
 
-        `on_start` is called on the event loop when a thread picks the function up. On timeout
-        the thread cannot be stopped, so it runs on and its result is dropped.
+        `on_start` is called on the event loop when a thread picks the function up. `cancel` is
+        the task's cancellation signal (`cancellation()` in the thread); it is set on timeout,
+        and a task that ignores it runs on while its result is dropped.
         """
         loop = asyncio.get_running_loop()
         outcome: asyncio.Future[T] = loop.create_future()
         timer: asyncio.TimerHandle | None = None
+        signal = cancel if cancel is not None else threading.Event()
 
         def expire() -> None:
             if not outcome.done():
                 outcome.set_exception(TaskTimedOut(timeout))
+                signal.set()
 
         def arm() -> None:
             nonlocal timer
@@ -86,10 +132,16 @@ class WorkerPool:
                 outcome.set_result(value)
 
         def work() -> None:
+            if self.draining:
+                with self._lock:
+                    self._finished += 1
+                _call_soon(loop, settle, NotStarted(), True)
+                return
             with self._lock:
                 self._running += 1
             _call_soon(loop, arm)
             failed = False
+            _running_task.cancel = signal
             try:
                 value: Any = function()
             except Exception as exc:  # an ordinary task failure: the step fails with it
@@ -101,6 +153,7 @@ class WorkerPool:
                 # server (and, as the step would resume at every start, end it again and again).
                 value, failed = TaskAborted(f"the task raised {type(exc).__name__}: {exc}"), True
             finally:
+                _running_task.cancel = None
                 with self._lock:
                     self._running -= 1
                     self._finished += 1

@@ -8,7 +8,6 @@ decides again against the fresh state. One generic service serves workflows and 
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -31,8 +30,11 @@ from orchestrator.domain.events import (
 from orchestrator.domain.events import stream_id as workflow_stream_id
 from orchestrator.domain.states import State
 from orchestrator.domain.upcasting import CURRENT_SCHEMA
+from orchestrator.engine.claims import unrecorded_claim
 from orchestrator.eventstore.base import EventStore, NewEvent
 from orchestrator.eventstore.errors import ConcurrencyConflict
+from orchestrator.eventstore.keys import record_of
+from orchestrator.sized_cache import SizedCache, charge
 
 log = logging.getLogger("orchestrator.transitions")
 
@@ -100,8 +102,8 @@ class AggregateService(Generic[S, C, E]):
     ) -> None:
         self.kind = kind
         self._store = store
-        self._cache: OrderedDict[int, S] = OrderedDict()
-        self._cache_size = cache_size
+        # Charged what each aggregate's events take decoded: big configs cannot fill memory.
+        self._cache: SizedCache[int, S] = SizedCache(cache_size, 32 * 1024 * 1024)
         self._next_id = 1
         #: The position of the last event this service appended (reads wait for it).
         self.last_position = 0
@@ -117,11 +119,13 @@ class AggregateService(Generic[S, C, E]):
             if cached is not None:
                 return cached
         state: S | None = None
+        size = 0
         for recorded in await self._store.read_stream(self.kind.stream_id(aggregate_id)):
             event = self.kind.decode(recorded.data, recorded.schema_version)
             state = self.kind.evolve(state, event)
+            size += charge(recorded.data)
         if state is not None:
-            self._remember(aggregate_id, state)
+            self._remember(aggregate_id, state, size)
         return state
 
     async def create(self, command: C, metadata: dict[str, str], then: Sequence[C] = ()) -> Outcome:
@@ -187,6 +191,9 @@ class AggregateService(Generic[S, C, E]):
         commands: Sequence[C],
     ) -> Outcome:
         meta = {**metadata, "command": "+".join(type(c).__name__ for c in commands)}
+        pending = unrecorded_claim()
+        if pending is not None:  # says which request caused the events (see engine/claims.py)
+            meta["idempotency_key"] = pending.claim.key
         new = [
             NewEvent(
                 type=type(e).__name__,
@@ -197,7 +204,12 @@ class AggregateService(Generic[S, C, E]):
             for e in events
         ]
         expected = state.version if state is not None else 0
-        result = await self._store.append(self.kind.stream_id(aggregate_id), expected, new)
+        stream_id = self.kind.stream_id(aggregate_id)
+        if pending is None:
+            result = await self._store.append(stream_id, expected, new)
+        else:
+            result = await self._store.append(stream_id, expected, new, idempotency=pending.claim)
+            pending.recorded = record_of(pending.claim, stream_id, result.version, result.position)
         self.last_position = max(self.last_position, result.position)
         after = state
         for event in events:
@@ -205,17 +217,15 @@ class AggregateService(Generic[S, C, E]):
             if self.kind.on_event is not None:
                 self.kind.on_event(aggregate_id, event, after)
         assert after is not None
-        self._remember(aggregate_id, after)
+        size = self._cache.size_of(aggregate_id) + sum(charge(event.data) for event in new)
+        self._remember(aggregate_id, after, size)
         return Outcome(after, result.position)
 
-    def _remember(self, aggregate_id: int, state: S) -> None:
+    def _remember(self, aggregate_id: int, state: S, size: int) -> None:
         cached = self._cache.get(aggregate_id)
         if cached is not None and cached.version > state.version:
             return  # a slower read must not replace what a newer append already left here
-        self._cache[aggregate_id] = state
-        self._cache.move_to_end(aggregate_id)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+        self._cache.put(aggregate_id, state, size)
 
 
 #: The outcome just recorded for each workflow's step, until the transition it fires is logged

@@ -1,4 +1,5 @@
-"""Runs standalone tasks in the shared worker pool and records each run's outcome.
+"""Runs standalone tasks in their own worker pool (TASK_WORKERS threads, apart from the steps')
+and records each run's outcome.
 
 Like workflow steps, runs are at least once: a run that started before a crash runs again on the
 next start, and its outcome is recorded once (the append carries the expected version).
@@ -23,8 +24,9 @@ from orchestrator.domain.tasks import (
     Task,
     TaskStatus,
 )
+from orchestrator.engine.backlog import Backlog
 from orchestrator.engine.drivers import Drivers
-from orchestrator.engine.executor import TaskTimedOut, WorkerPool
+from orchestrator.engine.executor import NotStarted, TaskTimedOut, WorkerPool
 from orchestrator.engine.service import Outcome, TaskService, WorkflowService
 from orchestrator.engine.task_types import TaskTypes
 from orchestrator.eventstore.errors import EventStoreError
@@ -46,13 +48,16 @@ class TaskRunner:
         *,
         task_timeout: float,
         types: TaskTypes | None = None,
+        max_queued_runs: int = 1000,
     ) -> None:
         self.service = service
         self._types = types or TaskTypes()
         self._workflows = workflows
-        self._pool = pool
+        self.pool = pool
         self._task_timeout = task_timeout
         self._drivers = Drivers("task")
+        #: Refuses new tasks while too many runs wait for a thread.
+        self.backlog = Backlog(pool, lambda: len(self._drivers), max_queued_runs, "task runs")
 
     async def create(self, command: CreateTask) -> Outcome:
         """Check type, config and workflow, record the task and its first run, and run it."""
@@ -61,22 +66,27 @@ class TaskRunner:
             workflow = await self._workflows.load(command.workflow_id)
             if workflow is None or workflow.deleted:
                 raise WorkflowNotFound(command.workflow_id)
-        outcome = await self.service.create(command, _API, [BeginTaskRun()])
-        self._drive(outcome.task.task_id)
+        with self.backlog.admit():
+            outcome = await self.service.create(command, _API, [BeginTaskRun()])
+            self._drive(outcome.task.task_id)
         return outcome
 
     async def delete(self, task_id: int) -> Outcome:
-        """Cancel the task if it is pending or running, and hide it from reads."""
-        return await self.service.execute(task_id, DeleteTask(), _API)
+        """Cancel the task if it is pending or running (its thread is told to stop), and hide it
+        from reads."""
+        outcome = await self.service.execute(task_id, DeleteTask(), _API)
+        self._drivers.cancel_running(task_id)
+        return outcome
 
     def resume(self, task_ids: Iterable[int]) -> None:
         """After a restart: run again every task that was pending or running."""
         for task_id in task_ids:
             self._drive(task_id)
 
-    async def stop(self) -> None:
-        """Stop driving; runs in flight resume on the next start."""
-        await self._drivers.stop()
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop driving: runs in hand get `grace` seconds to finish and be recorded; the rest
+        resume on the next start."""
+        await self._drivers.stop(grace)
 
     async def wait_idle(self) -> None:
         """Wait until no task is being driven."""
@@ -87,7 +97,7 @@ class TaskRunner:
 
     async def _drive_loop(self, task_id: int) -> Task | None:
         task = await self.service.load(task_id, fresh=True)
-        while task is not None and task.needs_run():
+        while task is not None and task.needs_run() and not self.pool.draining:
             if not task.in_run:
                 after = await self._record(task_id, BeginTaskRun())
             else:
@@ -105,6 +115,8 @@ class TaskRunner:
         try:
             work = self._types.prepare(task.task_type, task.config)
             result = await self._run_in_pool(task, work)
+        except NotStarted:  # the server stops: the run stays started, to run at the next start
+            return None
         except TaskTimedOut as exc:
             command = FailTaskRun(
                 attempt=task.attempt,
@@ -132,21 +144,22 @@ class TaskRunner:
         only after it, so the stream keeps its order.
         """
         picked_up = asyncio.Event()
-        running = asyncio.ensure_future(
-            self._pool.run(work, self._task_timeout, on_start=picked_up.set)
-        )
-        try:
-            if task.status is TaskStatus.PENDING:  # not already RUNNING before a restart
-                waiting = asyncio.ensure_future(picked_up.wait())
-                try:
-                    await asyncio.wait({running, waiting}, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    waiting.cancel()
-                if picked_up.is_set():
-                    await self._record(task.task_id, PickUpTaskRun(attempt=task.attempt))
-            return await running
-        finally:
-            running.cancel()  # a no-op once it is done; else the driver is being stopped
+        with self._drivers.running(task.task_id) as cancelled:
+            running = asyncio.ensure_future(
+                self.pool.run(work, self._task_timeout, on_start=picked_up.set, cancel=cancelled)
+            )
+            try:
+                if task.status is TaskStatus.PENDING:  # not already RUNNING before a restart
+                    waiting = asyncio.ensure_future(picked_up.wait())
+                    try:
+                        await asyncio.wait({running, waiting}, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        waiting.cancel()
+                    if picked_up.is_set():
+                        await self._record(task.task_id, PickUpTaskRun(attempt=task.attempt))
+                return await running
+            finally:
+                running.cancel()  # a no-op once it is done; else the driver is being stopped
 
     async def _record(
         self, task_id: int, command: BeginTaskRun | PickUpTaskRun | FinishTaskRun | FailTaskRun

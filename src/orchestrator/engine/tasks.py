@@ -2,17 +2,23 @@
 
 A task is a blocking callable `(TaskContext) -> dict` run in a worker thread. Returning a dict
 fires the state's forward trigger with that dict as the recorded result; raising fires `fail`.
+A long task should watch `ctx.cancelled` (wait on it instead of sleeping, or check it between
+pieces of work): it is set when the workflow is cancelled, the step times out or the server
+stops, and a task that returns then frees its thread at once.
 """
 
 from __future__ import annotations
 
-import time
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from orchestrator.domain.states import State
-from orchestrator.engine.task_types import InvalidTaskConfig, iterations_of
+from orchestrator.engine.executor import TaskCancelled
+from orchestrator.engine.task_types import InvalidTaskConfig, iterations_of, sum_of_squares
 
 
 @dataclass(frozen=True)
@@ -25,12 +31,16 @@ class TaskContext:
     retries: int
     time_scale: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Set when the step should stop early: the workflow was cancelled, the step timed out, or
+    #: the server is stopping (the step then runs again at the next start).
+    cancelled: threading.Event = field(default_factory=threading.Event)
 
     def simulate_work(self, seconds: float) -> None:
-        """Sleep for `seconds` scaled by TASK_TIME_SCALE (0 makes it instant)."""
+        """Wait `seconds` scaled by TASK_TIME_SCALE (0 makes it instant); TaskCancelled if the
+        step is cancelled meanwhile."""
         scaled = seconds * self.time_scale
-        if scaled > 0:
-            time.sleep(scaled)
+        if scaled > 0 and self.cancelled.wait(scaled):
+            raise TaskCancelled(f"the {self.state.value} step was cancelled")
 
 
 TaskFunction = Callable[[TaskContext], dict[str, Any]]
@@ -48,6 +58,21 @@ def check_config(config: dict[str, Any]) -> None:
         raise InvalidTaskConfig(
             f"config fail_until_retry must be a non-negative integer, got {fail_until!r}"
         )
+
+
+_result_encoder = msgspec.json.Encoder()
+
+
+def checked_result(result: Any) -> dict[str, Any]:
+    """`result` if the log can store it as a step's result; TypeError (or msgspec's) if not.
+
+    Refusing it before it reaches the append fails the step with a clear error instead of
+    breaking the write path.
+    """
+    if not isinstance(result, dict):
+        raise TypeError(f"task returned {type(result).__name__}, expected a dict")
+    _result_encoder.encode(result)
+    return result
 
 
 class SimulatedFailure(RuntimeError):
@@ -77,7 +102,7 @@ def execute(ctx: TaskContext) -> dict[str, Any]:
     """EXECUTE: real work, the sum of i*i for i below `iterations` (config, default 5000)."""
     ctx.simulate_work(1.0)
     iterations = iterations_of(ctx.config, DEFAULT_ITERATIONS)
-    total = sum(i * i for i in range(iterations))
+    total = sum_of_squares(iterations, ctx.cancelled)
     return {"status": "executed", "computation_result": total, "iterations": iterations}
 
 

@@ -10,6 +10,7 @@ import msgspec
 
 from orchestrator.eventstore.chain import event_hash
 from orchestrator.eventstore.errors import InvalidEvent
+from orchestrator.eventstore.keys import IdempotencyClaim, IdempotencyRecord
 
 _metadata_encoder = msgspec.json.Encoder()
 
@@ -108,12 +109,29 @@ class EventStore(Protocol):
         """Release connections; pending appends finish first."""
 
     async def append(
-        self, stream_id: str, expected_version: int, events: Sequence[NewEvent]
+        self,
+        stream_id: str,
+        expected_version: int,
+        events: Sequence[NewEvent],
+        *,
+        idempotency: IdempotencyClaim | None = None,
     ) -> AppendResult:
         """Append `events` atomically if the stream is at `expected_version` (0 = new stream).
 
-        Raises ConcurrencyConflict otherwise, and appends nothing.
+        Raises ConcurrencyConflict otherwise, and appends nothing. With `idempotency`, the key's
+        row (replacing an expired one) is written in the same transaction as the events.
         """
+
+    async def read_idempotency(self, key: str) -> IdempotencyRecord | None:
+        """The recorded key, expired or not (the caller judges its age); None if unknown."""
+
+    async def save_idempotent_answer(
+        self, key: str, request_hash: bytes, status: int, body: bytes
+    ) -> None:
+        """Keep the answer given for a recorded key (of that request), for exact repeats."""
+
+    async def purge_idempotency(self, created_before: float) -> int:
+        """Forget keys created before `created_before` (Unix time); how many were forgotten."""
 
     async def append_streams(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
         """Append to several streams in one transaction: every part is stored, or none is.
@@ -141,6 +159,11 @@ class EventStore(Protocol):
 
     async def head_position(self) -> int:
         """The position of the last committed event (0 for an empty log)."""
+
+    async def health_problem(self) -> str | None:
+        """Why writes are refused or failing now, as a sentence for /health; None while they
+        work. A failure of the machine (full disk, database file deleted) must not pass as
+        healthy while every command fails."""
 
     async def import_events(self, events: Iterable[RecordedEvent]) -> None:
         """Copy events from another log as they are (positions, times, hashes), after the head.

@@ -7,6 +7,8 @@ import contextlib
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
+import msgspec
+
 from orchestrator.eventstore.base import (
     AppendResult,
     NewEvent,
@@ -17,6 +19,7 @@ from orchestrator.eventstore.base import (
 )
 from orchestrator.eventstore.chain import GENESIS, event_hash
 from orchestrator.eventstore.errors import ConcurrencyConflict
+from orchestrator.eventstore.keys import IdempotencyClaim, IdempotencyRecord, record_of
 
 
 class InMemoryEventStore:
@@ -26,6 +29,7 @@ class InMemoryEventStore:
         self._log: list[RecordedEvent] = []
         self._streams: dict[str, list[RecordedEvent]] = {}
         self._changed = asyncio.Event()
+        self._keys: dict[str, IdempotencyRecord] = {}
 
     async def open(self) -> None:
         """Nothing to connect to."""
@@ -34,11 +38,40 @@ class InMemoryEventStore:
         """Nothing to release."""
 
     async def append(
-        self, stream_id: str, expected_version: int, events: Sequence[NewEvent]
+        self,
+        stream_id: str,
+        expected_version: int,
+        events: Sequence[NewEvent],
+        *,
+        idempotency: IdempotencyClaim | None = None,
     ) -> AppendResult:
-        """Append atomically if the stream is at `expected_version`."""
+        """Append atomically if the stream is at `expected_version`, with the key if given."""
         part = StreamAppend(stream_id=stream_id, expected_version=expected_version, events=events)
-        return (await self.append_streams([part]))[0]
+        result = (await self.append_streams([part]))[0]
+        if idempotency is not None:  # no await since the append: the two are one step
+            self._keys[idempotency.key] = record_of(
+                idempotency, stream_id, result.version, result.position
+            )
+        return result
+
+    async def read_idempotency(self, key: str) -> IdempotencyRecord | None:
+        """The recorded key, if any."""
+        return self._keys.get(key)
+
+    async def save_idempotent_answer(
+        self, key: str, request_hash: bytes, status: int, body: bytes
+    ) -> None:
+        """Keep the answer beside the key, if the key is still that request's."""
+        record = self._keys.get(key)
+        if record is not None and record.request_hash == request_hash:
+            self._keys[key] = msgspec.structs.replace(record, status=status, body=body)
+
+    async def purge_idempotency(self, created_before: float) -> int:
+        """Forget keys created before `created_before`."""
+        expired = [k for k, r in self._keys.items() if r.created_at < created_before]
+        for key in expired:
+            del self._keys[key]
+        return len(expired)
 
     async def append_streams(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
         """Append every part, each at its expected version, or none of them."""
@@ -145,6 +178,10 @@ class InMemoryEventStore:
     async def head_position(self) -> int:
         """The last position, 0 when empty."""
         return self._head()
+
+    async def health_problem(self) -> str | None:
+        """Memory takes every write: never a problem."""
+        return None
 
     async def wait_for_events(self, after: int, timeout: float) -> bool:
         """Wait for an append past `after`."""

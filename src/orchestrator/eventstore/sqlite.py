@@ -33,6 +33,16 @@ from orchestrator.eventstore.base import (
 )
 from orchestrator.eventstore.chain import GENESIS, event_hash
 from orchestrator.eventstore.errors import ConcurrencyConflict, StoreUnavailable
+from orchestrator.eventstore.keys import IdempotencyClaim, IdempotencyRecord
+from orchestrator.eventstore.sqlite_guard import FileGuard
+from orchestrator.eventstore.sqlite_keys import (
+    INSERT_KEY,
+    SELECT_KEY,
+    key_row,
+    purge,
+    row_to_record,
+    save_answer,
+)
 from orchestrator.eventstore.sqlite_schema import (
     COLUMNS,
     INSERT,
@@ -49,7 +59,7 @@ _MAX_BATCH = 512
 
 
 class _Append:
-    __slots__ = ("events", "expected", "future", "stream_id")
+    __slots__ = ("claim", "events", "expected", "future", "stream_id")
 
     def __init__(
         self,
@@ -57,11 +67,13 @@ class _Append:
         expected: int,
         events: list[tuple[str, str, str, int]],
         future: asyncio.Future[AppendResult],
+        claim: IdempotencyClaim | None = None,
     ) -> None:
         self.stream_id = stream_id
         self.expected = expected
         self.events = events  # (type, data, metadata, schema version), encoded before queueing
         self.future = future
+        self.claim = claim  # its key's row is inserted in the same transaction as the events
 
 
 class _Transaction:
@@ -107,6 +119,10 @@ def _chain(
     return head, previous
 
 
+async def _probe(conn: aiosqlite.Connection) -> None:
+    await conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
 class SQLiteEventStore:
     """The event log in one SQLite file, append-only enforced by triggers."""
 
@@ -121,6 +137,7 @@ class SQLiteEventStore:
         self._head = 0
         self._changed = asyncio.Event()
         self._closing = False
+        self._guard = FileGuard(path)
 
     async def open(self) -> None:
         """Connect, create or check the schema, and start the group-commit writer.
@@ -135,6 +152,7 @@ class SQLiteEventStore:
             await migrate(self._writer, self.path)
             self._reader = await connect(self.path, self._busy_timeout_ms)
             self._head = await self._read_head()
+            self._guard.remember()  # the file, -wal and -shm are open by now
         except BaseException:
             await self._close_connections()
             raise
@@ -159,15 +177,21 @@ class SQLiteEventStore:
         self._writer = self._reader = None
 
     async def append(
-        self, stream_id: str, expected_version: int, events: Sequence[NewEvent]
+        self,
+        stream_id: str,
+        expected_version: int,
+        events: Sequence[NewEvent],
+        *,
+        idempotency: IdempotencyClaim | None = None,
     ) -> AppendResult:
-        """Queue the append for the next group commit and wait for its own outcome."""
+        """Queue the append (and its key) for the next group commit; wait for its outcome."""
         if self._writer_task is None or self._closing:
             raise StoreUnavailable("the SQLite event store is not open")
+        self._guard.check()
         # Encoded here, so a bad event fails its own caller and never reaches a shared batch.
         rows = [(e.type, *encode_for_storage(e), e.schema_version) for e in events]
         future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Append(stream_id, expected_version, rows, future))
+        self._queue.append(_Append(stream_id, expected_version, rows, future, idempotency))
         self._queued.set()
         return await future
 
@@ -179,6 +203,7 @@ class SQLiteEventStore:
         """
         if self._writer_task is None or self._closing:
             raise StoreUnavailable("the SQLite event store is not open")
+        self._guard.check()
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append(_Transaction(work, future))
         self._queued.set()
@@ -207,12 +232,14 @@ class SQLiteEventStore:
         writer = self._writer
         assert writer is not None
         try:
+            self._guard.check()  # one stat per transaction: never commit into a replaced file
             await writer.execute("BEGIN IMMEDIATE")
             result = await job.work(writer)
             await writer.execute("COMMIT")
         except Exception as exc:
             with contextlib.suppress(sqlite3.Error):
                 await writer.execute("ROLLBACK")
+            self._guard.failed(exc)
             if not job.future.done():
                 if isinstance(exc, sqlite3.Error):
                     failure: Exception = StoreUnavailable(f"write to {self.path} failed: {exc}")
@@ -221,6 +248,7 @@ class SQLiteEventStore:
                     failure = exc
                 job.future.set_exception(failure)
             return
+        self._guard.succeeded()
         if not job.future.done():
             job.future.set_result(result)
 
@@ -229,6 +257,7 @@ class SQLiteEventStore:
         assert writer is not None
         outcomes: list[AppendResult | Exception] = []
         try:
+            self._guard.check()  # one stat per batch: never commit into a replaced file
             await writer.execute("BEGIN IMMEDIATE")
             streams = sorted({item.stream_id for item in batch})
             marks = ",".join("?" * len(streams))
@@ -247,6 +276,7 @@ class SQLiteEventStore:
                     versions[stream] = value
             recorded_at = datetime.now(UTC).isoformat()
             inserts: list[tuple[object, ...]] = []
+            keys: list[tuple[object, ...]] = []
             for item in batch:
                 actual = versions.get(item.stream_id, 0)
                 if actual != item.expected:
@@ -258,13 +288,22 @@ class SQLiteEventStore:
                 actual += len(item.events)
                 versions[item.stream_id] = actual
                 outcomes.append(AppendResult(version=actual, position=head))
+                if item.claim is not None:
+                    keys.append(key_row(item.claim, item.stream_id, actual, head))
             if inserts:
                 await writer.executemany(INSERT, inserts)
+            if keys:
+                await writer.executemany(INSERT_KEY, keys)
             await writer.execute("COMMIT")
         except Exception as exc:  # the writer must survive anything, or every append would hang
             with contextlib.suppress(sqlite3.Error):
                 await writer.execute("ROLLBACK")
-            failure = StoreUnavailable(f"append to {self.path} failed: {exc}")
+            self._guard.failed(exc)
+            failure = (
+                exc
+                if isinstance(exc, StoreUnavailable)
+                else StoreUnavailable(f"append to {self.path} failed: {exc}")
+            )
             for item in batch:
                 if not item.future.done():
                     item.future.set_exception(failure)
@@ -278,6 +317,7 @@ class SQLiteEventStore:
             else:
                 item.future.set_result(outcome)
         if inserts:
+            self._guard.succeeded()
             self._changed.set()
             self._changed = asyncio.Event()
 
@@ -397,10 +437,38 @@ class SQLiteEventStore:
         self._changed.set()
         self._changed = asyncio.Event()
 
+    async def read_idempotency(self, key: str) -> IdempotencyRecord | None:
+        """The key's row (see sqlite_keys.py), if any."""
+        rows = await self._read(SELECT_KEY, (key,))
+        return row_to_record(rows[0]) if rows else None
+
+    async def save_idempotent_answer(
+        self, key: str, request_hash: bytes, status: int, body: bytes
+    ) -> None:
+        """Store the answer beside the key, in a write transaction of its own."""
+        await self.write_transaction(
+            lambda conn: save_answer(conn, key, request_hash, status, body)
+        )
+
+    async def purge_idempotency(self, created_before: float) -> int:
+        """Delete the keys created before `created_before`."""
+        return await self.write_transaction(lambda conn: purge(conn, created_before))
+
     async def head_position(self) -> int:
         """The last committed position, including other processes' commits."""
         self._head = max(self._head, await self._read_head())
         return self._head
+
+    async def health_problem(self) -> str | None:
+        """Why writes are refused or failing now (a sentence), or None while they work.
+
+        After a write failed for want of space, one small write (the schema version, unchanged)
+        is tried first, so health recovers once space is freed even if no command comes.
+        """
+        if self._guard.replaced() is None and self._guard.write_failure is not None:
+            with contextlib.suppress(StoreUnavailable):
+                await self.write_transaction(_probe)
+        return self._guard.problem()
 
     async def _read_head(self) -> int:
         rows = await self._read("SELECT COALESCE(MAX(position), 0) FROM events", ())

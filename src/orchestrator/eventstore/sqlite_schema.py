@@ -17,6 +17,8 @@ from orchestrator.eventstore.chain import GENESIS, event_hash
 from orchestrator.eventstore.errors import EventStoreError, SchemaTooNew, StoreUnavailable
 
 #: 1: the first release (no hash chain); 2: adds `schema_version` and the chain `hash`.
+#: The `idempotency_keys` table beside the log needs no new version: it is created when missing,
+#: and a release that does not know it leaves it alone (its keys then simply expire).
 SCHEMA_VERSION = 2
 
 _SCHEMA = """
@@ -40,6 +42,17 @@ CREATE TRIGGER IF NOT EXISTS events_refuse_replace BEFORE INSERT ON events
 WHEN EXISTS (SELECT 1 FROM events WHERE position = NEW.position)
     OR EXISTS (SELECT 1 FROM events WHERE stream_id = NEW.stream_id AND version = NEW.version)
 BEGIN SELECT RAISE(ABORT, 'events are append-only: an insert may not replace an event'); END;
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    key          TEXT    PRIMARY KEY,
+    request_hash BLOB    NOT NULL,
+    created_at   REAL    NOT NULL,
+    stream_id    TEXT    NOT NULL,
+    version      INTEGER NOT NULL,
+    position     INTEGER NOT NULL,
+    status       INTEGER,
+    body         BLOB
+);
+CREATE INDEX IF NOT EXISTS idempotency_keys_by_age ON idempotency_keys (created_at);
 """
 
 COLUMNS = "position, stream_id, version, type, data, metadata, recorded_at, schema_version, hash"
@@ -96,6 +109,7 @@ def refuse_original_database(path: str) -> None:
 
 async def connect(path: str, busy_timeout_ms: int) -> aiosqlite.Connection:
     """A connection in autocommit mode (we issue BEGIN ourselves) with WAL and FULL sync."""
+    _create_private(path)
     try:
         conn = await aiosqlite.connect(path, isolation_level=None)
     except sqlite3.Error as exc:
@@ -108,6 +122,14 @@ async def connect(path: str, busy_timeout_ms: int) -> aiosqlite.Connection:
         await conn.close()  # its thread would otherwise keep the process alive
         raise StoreUnavailable(f"cannot open SQLite database {path!r}: {exc}") from exc
     return conn
+
+
+def _create_private(path: str) -> None:
+    # SQLite would create a new database with the process's umask (often world-readable), and it
+    # gives the -wal and -shm files the database file's mode. Creating the file first, empty
+    # (a new database to SQLite) and 0600, keeps all three readable by this user only.
+    with contextlib.suppress(OSError):  # it exists, or SQLite reports why it cannot be opened
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
 
 
 async def migrate(conn: aiosqlite.Connection, path: str) -> None:

@@ -2,7 +2,9 @@
 
 Checks, event by event in position order: positions strictly increase; each stream's versions
 run 1, 2, 3, ...; every payload decodes (upcast from its schema); the hash chain holds; and every
-workflow and task stream folds legally through the current transition table.
+workflow and task stream folds legally through the current transition table. Given the head
+checkpoints (`anchor_check.py`), it also holds the log to them: the chain alone cannot see the
+last events deleted or a chain computed again after an edit.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from orchestrator.domain.legality import task_violation, workflow_violation
 from orchestrator.eventstore.base import EventStore, RecordedEvent
 from orchestrator.eventstore.chain import GENESIS, event_hash
+from orchestrator.history.anchor_check import AnchorCheck, AnchorReport
 from orchestrator.projections.models import TASKS, WORKFLOWS, read_model_of
 
 _VIOLATIONS: dict[str, Callable[[Any, Any], str | None]] = {
@@ -43,11 +46,13 @@ class Report:
     seconds: float = 0.0
     violations: list[Violation] = field(default_factory=list)
     more_violations: int = 0
+    #: What the head checkpoints showed; None when verify was not given them.
+    anchors: AnchorReport | None = None
 
     @property
     def ok(self) -> bool:
-        """True when nothing is wrong."""
-        return not self.violations
+        """True when nothing is wrong, the checkpoints included."""
+        return not self.violations and (self.anchors is None or self.anchors.ok)
 
     @property
     def rate(self) -> float:
@@ -56,8 +61,9 @@ class Report:
 
 
 class _Checker:
-    def __init__(self) -> None:
+    def __init__(self, anchors: AnchorCheck | None) -> None:
         self.report = Report()
+        self.anchors = anchors
         self.position = 0
         self.previous_hash = GENESIS
         self.versions: dict[str, int] = {}
@@ -79,6 +85,8 @@ class _Checker:
         if event.hash != expected:
             self.flag(event, "hash chain broken: the event's content or its hash was changed")
         self.previous_hash = event.hash  # the next event is checked against what is stored
+        if self.anchors is not None and (reason := self.anchors.observe(event)):
+            self.flag(event, reason)
         stream = event.stream_id
         version = self.versions.get(stream, 0) + 1
         if event.version != version:
@@ -108,9 +116,10 @@ class _Checker:
         self.states[stream] = model.evolve(state, decoded)
 
 
-async def verify(store: EventStore) -> Report:
-    """Check the whole log; the report lists the first violations found (in position order)."""
-    checker = _Checker()
+async def verify(store: EventStore, anchors: AnchorCheck | None = None) -> Report:
+    """Check the whole log (and hold it to `anchors`, read before this is called); the report
+    lists the first violations found, in position order."""
+    checker = _Checker(anchors)
     began = time.monotonic()
     after = 0
     while events := await store.read_all(after, _PAGE):
@@ -118,6 +127,13 @@ async def verify(store: EventStore) -> Report:
             checker.check(event)
         after = events[-1].position
     report = checker.report
+    if anchors is not None:
+        for position, reason in anchors.missing(checker.position):
+            report.violations.append(Violation(position, "the log", reason))
+        report.violations.sort(key=lambda violation: violation.position)
+        report.more_violations += max(0, len(report.violations) - _KEEP)
+        del report.violations[_KEEP:]
+        report.anchors = anchors.finish(checker.position)
     report.streams = len(checker.versions)
     report.seconds = time.monotonic() - began
     return report

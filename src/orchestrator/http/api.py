@@ -44,6 +44,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         status=201,
         body=StartWorkflowRequest,
         response=WorkflowStartedResponse,
+        errors=(429,),
     ),
     Endpoint(
         "GET",
@@ -71,7 +72,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "Run the current step",
         "workflow",
         response=StepResponse,
-        errors=(404, 409),
+        errors=(404, 409, 429),
     ),
     Endpoint(
         "POST",
@@ -80,7 +81,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "Retry a failed workflow",
         "workflow",
         response=RetryResponse,
-        errors=(404, 409),
+        errors=(404, 409, 429),
     ),
     Endpoint(
         "POST",
@@ -167,7 +168,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         status=201,
         body=CreateTaskRequest,
         response=TaskOut,
-        errors=(404,),
+        errors=(404, 429),
     ),
     Endpoint(
         "GET",
@@ -204,7 +205,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "Start a created workflow",
         "execution",
         response=StepResponse,
-        errors=(404, 409),
+        errors=(404, 409, 429),
     ),
     Endpoint(
         "GET",

@@ -1,4 +1,4 @@
-"""The app factory: routes, error handlers, the body limit and the runtime's lifespan."""
+"""The app factory: routes, error handlers, security and body limits, the runtime's lifespan."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ from orchestrator.http.api import ENDPOINTS
 from orchestrator.http.docs import docs_routes
 from orchestrator.http.endpoints import build_routes
 from orchestrator.http.errors import exception_handlers
-from orchestrator.http.limits import BodyLimitMiddleware
+from orchestrator.http.idempotency import IdempotentCommands
+from orchestrator.http.limits import BodyLimitMiddleware, HeaderLimitMiddleware
 from orchestrator.http.paths import TrailingSlashMiddleware
 from orchestrator.http.routes import EncodedReads
+from orchestrator.http.security import host_middleware, request_guards
 from orchestrator.runtime import Runtime, build_runtime
 from orchestrator.settings import Settings
 
@@ -24,6 +26,7 @@ from orchestrator.settings import Settings
 def create_app(settings: Settings | None = None, registry: TaskRegistry | None = None) -> Starlette:
     """A Starlette app whose lifespan starts and stops a runtime built from `settings`."""
     runtime = build_runtime(settings or Settings.from_env(), registry)
+    idempotency = IdempotentCommands(runtime)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -34,17 +37,28 @@ def create_app(settings: Settings | None = None, registry: TaskRegistry | None =
             await runtime.stop()
 
     app = Starlette(
-        routes=[*build_routes(ENDPOINTS), *docs_routes()],
+        routes=[
+            *build_routes(ENDPOINTS, guard=idempotency),
+            *docs_routes(auth=bool(runtime.settings.api_tokens)),
+        ],
         exception_handlers=exception_handlers(),
         middleware=[
+            Middleware(HeaderLimitMiddleware, max_bytes=runtime.settings.max_header_bytes),
+            *host_middleware(runtime.settings),
             *cors_middleware(runtime.settings.cors_origins),
+            *request_guards(runtime.settings),
             Middleware(TrailingSlashMiddleware),
-            Middleware(BodyLimitMiddleware, max_bytes=runtime.settings.max_body_bytes),
+            Middleware(
+                BodyLimitMiddleware,
+                max_bytes=runtime.settings.max_body_bytes,
+                timeout=runtime.settings.client_timeout_seconds,
+            ),
         ],
         lifespan=lifespan,
     )
     app.state.runtime = runtime
     app.state.encoded_reads = EncodedReads()
+    app.state.idempotency = idempotency
     return app
 
 
@@ -58,6 +72,8 @@ def cors_middleware(origins: tuple[str, ...]) -> list[Middleware]:
             allow_origins=list(origins),
             allow_methods=["GET", "POST", "PUT", "DELETE"],
             allow_headers=["Content-Type", "Authorization", "Last-Event-ID", "Idempotency-Key"],
+            # So a page can tell a repeated answer from a first one.
+            expose_headers=["Idempotent-Replayed"],
             max_age=600,
         )
     ]

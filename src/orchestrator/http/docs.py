@@ -64,9 +64,13 @@ _REDOC_PAGE = f"""<!DOCTYPE html>
 """
 
 
-def docs_routes() -> list[BaseRoute]:
-    """The document, the two pages and their static files."""
-    document = json_response(openapi_document(ENDPOINTS)).body
+def docs_routes(*, auth: bool = False) -> list[BaseRoute]:
+    """The document, the two pages and their static files; `auth`: the API needs a token.
+
+    With `auth`, the document declares the bearer scheme, which gives Swagger UI its
+    "Authorize" button; the pages and the document stay public (see http/auth.py for why).
+    """
+    document = json_response(openapi_document(ENDPOINTS, auth=auth)).body
 
     async def openapi_json(request: Request) -> Response:
         return Response(document, media_type="application/json")

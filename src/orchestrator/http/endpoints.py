@@ -7,10 +7,12 @@ handler runs) and the OpenAPI document, so what is documented is what is served.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 import types
 import typing
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from orchestrator.http.bounds import check_config_bounds
 from orchestrator.http.errors import InvalidInput
 
 Handler = Callable[..., Awaitable[Response]]
@@ -27,6 +30,30 @@ Handler = Callable[..., Awaitable[Response]]
 MAX_JSON_DEPTH = 32
 _INT64 = (-(2**63), 2**63 - 1)
 _ID = re.compile(r"[1-9][0-9]{0,18}")
+#: Set on a command's answer built from the command's own outcome because the read models had
+#: not caught up with it in time (see routes.settled): a read right after may not show it yet.
+READ_MODEL_LAG_HEADER = "X-Read-Model-Lag"
+
+
+class _Lag:
+    """Whether the request being handled answered before its read models caught up."""
+
+    __slots__ = ("lagging",)
+
+    def __init__(self) -> None:
+        self.lagging = False
+
+
+# A mutable holder rather than a flag: a handler that runs part of its work in a task of its own
+# still marks the holder its request's dispatcher looks at.
+_lag: ContextVar[_Lag | None] = ContextVar("read_model_lag", default=None)
+
+
+def mark_read_model_lag() -> None:
+    """Say that this request's answer was built before the read models included its events."""
+    holder = _lag.get()
+    if holder is not None:
+        holder.lagging = True
 
 
 @dataclass(frozen=True)
@@ -73,6 +100,8 @@ async def decode_body(request: Request, body_type: type[Any]) -> Any:
         ) from None
     for name, encode_name in _field_names(body_type):
         check_json_value(getattr(value, name), f"$.{encode_name}", 0)
+        if name == "config":  # free-form and kept in memory: bounded in size and entries
+            check_config_bounds(request, getattr(value, name))
     return value
 
 
@@ -162,18 +191,27 @@ def _is_union(annotation: Any) -> bool:
     return typing.get_origin(annotation) in (typing.Union, types.UnionType)
 
 
-def build_routes(endpoints: Sequence[Endpoint]) -> list[Route]:
-    """One Starlette route per path; it dispatches on the method and decodes inputs first."""
+#: Runs a handler call for an endpoint (or answers without it): the Idempotency-Key guard.
+CommandGuard = Callable[[Request, Endpoint, Callable[[], Awaitable[Response]]], Awaitable[Response]]
+
+
+def build_routes(endpoints: Sequence[Endpoint], guard: CommandGuard | None = None) -> list[Route]:
+    """One Starlette route per path; it dispatches on the method and decodes inputs first.
+
+    With a `guard`, every handler runs through it, after its inputs are decoded.
+    """
     by_path: dict[str, dict[str, Endpoint]] = {}
     for endpoint in endpoints:
         by_path.setdefault(endpoint.path, {})[endpoint.method] = endpoint
     return [
-        Route(path, _dispatcher(methods), methods=list(methods))
+        Route(path, _dispatcher(methods, guard), methods=list(methods))
         for path, methods in by_path.items()
     ]
 
 
-def _dispatcher(methods: dict[str, Endpoint]) -> Callable[[Request], Awaitable[Response]]:
+def _dispatcher(
+    methods: dict[str, Endpoint], guard: CommandGuard | None
+) -> Callable[[Request], Awaitable[Response]]:
     async def dispatch(request: Request) -> Response:
         method = "GET" if request.method == "HEAD" else request.method
         endpoint = methods[method]
@@ -182,6 +220,15 @@ def _dispatcher(methods: dict[str, Endpoint]) -> Callable[[Request], Awaitable[R
             inputs.append(await decode_body(request, endpoint.body))
         if endpoint.query is not None:
             inputs.append(decode_query(request, endpoint.query))
-        return await endpoint.handler(request, *inputs)
+        lag = _Lag()
+        token = _lag.set(lag)
+        try:
+            call = functools.partial(endpoint.handler, request, *inputs)
+            response = await (call() if guard is None else guard(request, endpoint, call))
+        finally:
+            _lag.reset(token)
+        if lag.lagging:
+            response.headers[READ_MODEL_LAG_HEADER] = "true"
+        return response
 
     return dispatch

@@ -10,14 +10,22 @@ eventstore/errors.py  EventStoreError
                         ConcurrencyConflict  409 conflict (stream, expected, actual)
                         StoreUnavailable     503 store_unavailable
 engine                InvalidTaskConfig      422 validation_error (config key, reason)
+                      TooBusy                429 too_busy (+ Retry-After; too much work queued)
 http/errors.py        InvalidInput           422 validation_error (field, reason)
+                      RequestInProgress      409 conflict (an Idempotency-Key's command runs)
                       VersionNotFound        404 not_found
                       PayloadTooLarge        413 payload_too_large
+                      ClientTooSlow          408 request_timeout (+ Connection: close)
+starlette             ClientDisconnect       logged at INFO, not an error: nobody is left to answer
 msgspec               ValidationError        422 validation_error
                       DecodeError            422 invalid_json
 starlette             HTTPException          its status: not_found, method_not_allowed, ...
 anything else                                500 internal_error (logged)
 ```
+
+The security middleware answers before any route runs, with `error_response` directly (see
+http/security.py): 400 `bad_host`, 401 `unauthorized` (+ WWW-Authenticate), 403
+`forbidden_origin`, 415 `unsupported_media_type`.
 
 Routes raise; they never build error bodies. Every body is `{"error": code, "detail": sentence}`.
 """
@@ -29,7 +37,7 @@ from typing import Any
 
 import msgspec
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from orchestrator.domain.errors import (
@@ -38,6 +46,7 @@ from orchestrator.domain.errors import (
     TaskNotFound,
     WorkflowNotFound,
 )
+from orchestrator.engine.backlog import TooBusy
 from orchestrator.engine.task_types import InvalidTaskConfig
 from orchestrator.eventstore.errors import ConcurrencyConflict, StoreUnavailable
 
@@ -52,6 +61,10 @@ class InvalidInput(Exception):
         super().__init__(detail)
 
 
+class RequestInProgress(Exception):
+    """The command recorded under an Idempotency-Key has no answer yet (its step still runs)."""
+
+
 class VersionNotFound(Exception):
     """Time travel to a version the stream does not have (yet)."""
 
@@ -63,6 +76,16 @@ class PayloadTooLarge(Exception):
         self.size = size
         self.limit = limit
         super().__init__(f"the request body is over the limit of {limit} bytes")
+
+
+class ClientTooSlow(Exception):
+    """The client took longer than CLIENT_TIMEOUT_SECONDS to send its request body."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        super().__init__(
+            f"the request body did not arrive within {seconds:g} s (CLIENT_TIMEOUT_SECONDS)"
+        )
 
 
 class ErrorBody(msgspec.Struct):
@@ -80,9 +103,12 @@ _TABLE: dict[type[Exception], tuple[int, str]] = {
     ConcurrencyConflict: (409, "conflict"),
     StoreUnavailable: (503, "store_unavailable"),
     InvalidInput: (422, "validation_error"),
+    RequestInProgress: (409, "conflict"),
     InvalidTaskConfig: (422, "validation_error"),
     VersionNotFound: (404, "not_found"),
     PayloadTooLarge: (413, "payload_too_large"),
+    TooBusy: (429, "too_busy"),
+    ClientTooSlow: (408, "request_timeout"),
     msgspec.ValidationError: (422, "validation_error"),
     msgspec.DecodeError: (422, "invalid_json"),
 }
@@ -104,11 +130,20 @@ def error_response(status: int, code: str, detail: str, headers: Any = None) -> 
     return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
+#: Seconds a client is told to wait before it tries again after a 503 (the store cannot write).
+RETRY_AFTER_SECONDS = 5
+
+
 async def _handle_known(request: Request, exc: Exception) -> Response:
     for kind in type(exc).__mro__:
         if kind in _TABLE:
             status, code = _TABLE[kind]
-            return error_response(status, code, _detail(exc))
+            headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else None
+            if isinstance(exc, TooBusy):
+                headers = {"Retry-After": str(exc.retry_after)}
+            elif isinstance(exc, ClientTooSlow):  # the rest of its body is not waited for
+                headers = {"Connection": "close"}
+            return error_response(status, code, _detail(exc), headers=headers)
     return await _handle_unexpected(request, exc)
 
 
@@ -132,6 +167,13 @@ async def _handle_http(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, code, detail, headers=exc.headers)
 
 
+async def _handle_disconnect(request: Request, exc: Exception) -> Response:
+    # An abandoned upload is the client's choice, not a server fault: no traceback, no ERROR.
+    # Nothing was recorded (the body never arrived whole), and nobody is left to read this.
+    log.info("client left before sending all of %s %s", request.method, request.url.path)
+    return error_response(400, "client_disconnected", "the client closed the connection")
+
+
 async def _handle_unexpected(request: Request, exc: Exception) -> Response:
     log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal_error", "the server failed to handle the request")
@@ -141,5 +183,6 @@ def exception_handlers() -> dict[Any, Any]:
     """The handlers to register on the Starlette app."""
     handlers: dict[Any, Any] = {kind: _handle_known for kind in _TABLE}
     handlers[HTTPException] = _handle_http
+    handlers[ClientDisconnect] = _handle_disconnect
     handlers[Exception] = _handle_unexpected
     return handlers

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,6 +19,14 @@ from orchestrator.domain.events import decode_event, stream_id
 from orchestrator.domain.workflow import Workflow, evolve
 from orchestrator.eventstore.base import RecordedEvent
 from orchestrator.history.replay import missing_version
+from orchestrator.http.bounds import (
+    FETCH_CHUNK,
+    BoundedArray,
+    list_response,
+    max_response_bytes,
+    next_page,
+    truncation_headers,
+)
 from orchestrator.http.errors import InvalidInput, VersionNotFound
 from orchestrator.http.routes import (
     existing_workflow,
@@ -27,7 +36,6 @@ from orchestrator.http.routes import (
 )
 from orchestrator.http.schemas import (
     EventOut,
-    EventPage,
     EventsQuery,
     StreamQuery,
     WorkflowReadQuery,
@@ -39,6 +47,22 @@ from orchestrator.runtime import Runtime
 _encoder = msgspec.json.Encoder()
 #: Events one SSE connection reads at a time: its memory stays bounded however slow it is.
 _STREAM_PAGE = 200
+#: A log position as Last-Event-ID carries it: ASCII digits only. `str.isdigit` would also take
+#: '²' or Arabic-Indic digits, which `int` then refuses or reads as another number.
+_POSITION = re.compile(r"[0-9]{1,19}")
+_MAX_POSITION = 2**63 - 1
+
+
+def last_event_id(request: Request) -> int | None:
+    """The Last-Event-ID header as a log position (0..2**63-1), None if absent; else a 422."""
+    raw = request.headers.get("last-event-id")
+    if raw is None:
+        return None
+    if not _POSITION.fullmatch(raw) or int(raw) > _MAX_POSITION:
+        raise InvalidInput(
+            f"Last-Event-ID must be a log position (0 to 2**63-1 in ASCII digits), got {raw[:40]!r}"
+        )
+    return int(raw)
 
 
 async def _wait_or_stop(runtime: Runtime, position: int, timeout: float) -> bool:
@@ -96,24 +120,48 @@ async def get_workflow(request: Request, query: WorkflowReadQuery) -> Response:
     return json_response(workflow_out(state))
 
 
+async def _event_page(
+    request: Request, after: int, limit: int | None, **where: str | None
+) -> tuple[BoundedArray, int]:
+    """Events past `after` (at most `limit`), read FETCH_CHUNK at a time, within
+    MAX_RESPONSE_BYTES; with the position of the last one taken (`after` if none)."""
+    store = runtime_of(request).store
+    # Room for the rest of an EventPage around the array.
+    page = BoundedArray(max_response_bytes(request) - 64)
+    position, taken = after, 0
+    while limit is None or taken < limit:
+        count = FETCH_CHUNK if limit is None else min(FETCH_CHUNK, limit - taken)
+        events = await store.read_all(
+            position, count, event_type=where.get("event_type"), stream_id=where.get("stream")
+        )
+        for event in events:
+            if not page.add(_encoder.encode(event_out(event))):
+                return page, position
+            position, taken = event.position, taken + 1
+        if len(events) < count:
+            break
+    return page, position
+
+
 async def workflow_events(request: Request) -> Response:
-    """GET /workflow/{id}/events: every event of the workflow, in version order."""
+    """GET /workflow/{id}/events: every event of the workflow, in version order (cut short at
+    MAX_RESPONSE_BYTES; the Link header then points at the rest in /events)."""
     workflow = await existing_workflow(request)
-    recorded = await runtime_of(request).store.read_stream(stream_id(workflow.workflow_id))
-    return json_response([event_out(item) for item in recorded])
+    stream = stream_id(workflow.workflow_id)
+    page, last = await _event_page(request, 0, None, stream=stream)
+    return list_response(page, f"/events?stream={stream}&after={last}")
 
 
 async def list_events(request: Request, query: EventsQuery) -> Response:
-    """GET /events: one page of the global log after a position."""
-    store = runtime_of(request).store
-    events = await store.read_all(
-        query.after, query.limit, event_type=query.type, stream_id=query.stream
+    """GET /events: one page of the global log after a position (cut short at
+    MAX_RESPONSE_BYTES: `next_after` is then the last event it holds)."""
+    page, next_after = await _event_page(
+        request, query.after, query.limit, event_type=query.type, stream=query.stream
     )
-    head = await store.head_position()
-    next_after = events[-1].position if events else max(query.after, 0)
-    return json_response(
-        EventPage(events=[event_out(e) for e in events], next_after=next_after, head=head)
-    )
+    head = await runtime_of(request).store.head_position()
+    body = b'{"events":%b,"next_after":%d,"head":%d}' % (page.body(), next_after, head)
+    response = Response(body, media_type="application/json")
+    return truncation_headers(response, page, next_page(request, after=next_after))
 
 
 async def stream_events(request: Request, query: StreamQuery) -> Response:
@@ -123,11 +171,9 @@ async def stream_events(request: Request, query: StreamQuery) -> Response:
     `after` says where to start (default: only events from now on).
     """
     runtime = runtime_of(request)
-    resume = request.headers.get("last-event-id")
+    resume = last_event_id(request)
     if resume is not None:
-        if not resume.isdigit() or len(resume) > 19:
-            raise InvalidInput(f"Last-Event-ID must be a log position, got {resume[:40]!r}")
-        after = int(resume)
+        after = resume
     elif query.after is not None:
         after = query.after
     else:

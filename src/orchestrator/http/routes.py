@@ -6,7 +6,7 @@ projection, and encodes the answer. Handlers raise errors; http/errors.py turns 
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import logging
 from typing import Any
 
 import msgspec
@@ -17,15 +17,14 @@ from orchestrator.domain.commands import CreateWorkflow, EditWorkflow, StartWork
 from orchestrator.domain.errors import WorkflowNotFound
 from orchestrator.domain.workflow import Workflow
 from orchestrator.engine.service import Outcome
-from orchestrator.http.endpoints import path_id
+from orchestrator.http import answers
+from orchestrator.http.bounds import bounded_list, list_response, next_page
+from orchestrator.http.endpoints import mark_read_model_lag, path_id
 from orchestrator.http.schemas import (
     CreateWorkflowRequest,
-    RetryResponse,
     StartWorkflowRequest,
-    StepResponse,
     UpdateWorkflowRequest,
     WorkflowListQuery,
-    WorkflowStartedResponse,
     execution_status,
     task_out,
     transitions_out,
@@ -34,8 +33,14 @@ from orchestrator.http.schemas import (
 from orchestrator.projections.models import TASKS, WORKFLOWS
 from orchestrator.projections.storage import ListQuery
 from orchestrator.runtime import Runtime
+from orchestrator.sized_cache import SizedCache
 
 _encoder = msgspec.json.Encoder()
+log = logging.getLogger(__name__)
+#: How long a command waits for the read models to include its events before it answers anyway.
+#: Below the 5 s default timeout of common HTTP clients (httpx), so a lagging answer still
+#: reaches them instead of a timeout they would retry.
+SETTLE_SECONDS = 3.0
 
 
 def json_response(body: Any, status: int = 200) -> Response:
@@ -50,8 +55,24 @@ def runtime_of(request: Request) -> Runtime:
 
 
 async def settled(runtime: Runtime, outcome: Outcome) -> Any:
-    """Read-your-writes: wait until the read models include what the command appended."""
-    await runtime.projector.wait_for(outcome.position)
+    """Read-your-writes: wait until the read models include what the command appended.
+
+    The command is recorded whatever happens here, so read models that do not catch up in time
+    (a full disk, a failing projection) must not turn its answer into an error that a client
+    would retry, recording it twice: the answer is built from the command's own outcome, with
+    its usual status, and marked with X-Read-Model-Lag (reads may not show it yet).
+    """
+    try:
+        await runtime.projector.wait_for(outcome.position, SETTLE_SECONDS)
+    except TimeoutError:
+        log.warning(
+            "the read models did not reach position %d in %g s (they are at %d); answering "
+            "from the recorded outcome",
+            outcome.position,
+            SETTLE_SECONDS,
+            runtime.projector.position,
+        )
+        mark_read_model_lag()
     return outcome.state
 
 
@@ -62,15 +83,6 @@ async def existing_workflow(request: Request) -> Workflow:
     if workflow is None or workflow.deleted:
         raise WorkflowNotFound(workflow_id)
     return workflow
-
-
-def _step_response(workflow: Workflow, message: str) -> Response:
-    state = workflow.state.value
-    return json_response(
-        StepResponse(
-            message=message, workflow_id=workflow.workflow_id, current_state=state, status=state
-        )
-    )
 
 
 # The original routes ---------------------------------------------------------------------------
@@ -86,15 +98,7 @@ async def start_workflow(request: Request, body: StartWorkflowRequest) -> Respon
         config=body.config or {},
         auto_start=body.auto_start,
     )
-    workflow: Workflow = await settled(runtime, await runtime.coordinator.start(command))
-    answer = WorkflowStartedResponse(
-        message="Workflow started",
-        workflow_id=workflow.workflow_id,
-        name=workflow.name,
-        status=workflow.state.value,
-        current_state=workflow.state.value,
-    )
-    return json_response(answer, 201)
+    return answers.started(await settled(runtime, await runtime.coordinator.start(command)))
 
 
 class EncodedReads:
@@ -103,9 +107,11 @@ class EncodedReads:
     A version of a workflow never changes, so neither does its body: it is encoded once.
     """
 
-    def __init__(self, size: int = 10_000) -> None:
-        self._bodies: OrderedDict[tuple[int, int], tuple[Workflow, bytes]] = OrderedDict()
-        self._size = size
+    def __init__(self, size: int = 10_000, max_bytes: int = 24 * 1024 * 1024) -> None:
+        # Bounded in bytes too: ten thousand bodies with 64 KB configs would be 640 MB.
+        self._bodies: SizedCache[tuple[int, int], tuple[Workflow, bytes]] = SizedCache(
+            size, max_bytes
+        )
 
     def body(self, workflow: Workflow) -> bytes:
         """The JSON body of `workflow_out(workflow)`."""
@@ -116,9 +122,7 @@ class EncodedReads:
         if cached is not None and cached[0] is workflow:
             return cached[1]
         body = _encoder.encode(workflow_out(workflow))
-        self._bodies[key] = (workflow, body)
-        if len(self._bodies) > self._size:
-            self._bodies.popitem(last=False)
+        self._bodies.put(key, (workflow, body), len(body))
         return body
 
 
@@ -138,37 +142,28 @@ async def next_step(request: Request) -> Response:
     runtime = runtime_of(request)
     outcome = await runtime.coordinator.advance(path_id(request, "workflow_id"))
     workflow: Workflow = await settled(runtime, outcome)
-    return _step_response(workflow, f"Workflow advanced to {workflow.state.value}")
+    return answers.advanced(workflow)
 
 
 async def retry_workflow(request: Request) -> Response:
     """POST /workflow/{id}/retry."""
     runtime = runtime_of(request)
     outcome = await runtime.coordinator.retry(path_id(request, "workflow_id"))
-    workflow: Workflow = await settled(runtime, outcome)
-    return json_response(
-        RetryResponse(
-            message=f"Workflow retry {workflow.retries} started",
-            workflow_id=workflow.workflow_id,
-            retries=workflow.retries,
-            current_state=workflow.state.value,
-            status=workflow.state.value,
-        )
-    )
+    return answers.retried(await settled(runtime, outcome))
 
 
 async def cancel_workflow(request: Request) -> Response:
     """POST /workflow/{id}/cancel and POST /execution/workflows/{id}/cancel."""
     runtime = runtime_of(request)
     outcome = await runtime.coordinator.cancel(path_id(request, "workflow_id"))
-    return _step_response(await settled(runtime, outcome), "Workflow cancelled")
+    return answers.cancelled(await settled(runtime, outcome))
 
 
 async def delete_workflow(request: Request) -> Response:
     """DELETE /workflow/{id} and /workflows/{id}: 204, and 404 everywhere afterwards."""
     runtime = runtime_of(request)
     await settled(runtime, await runtime.coordinator.delete(path_id(request, "workflow_id")))
-    return Response(status_code=204)
+    return answers.deleted(None)
 
 
 # CRUD -------------------------------------------------------------------------------------------
@@ -180,16 +175,15 @@ async def create_workflow(request: Request, body: CreateWorkflowRequest) -> Resp
     command = CreateWorkflow(
         workflow_id=0, name=body.name, description=body.description, config=body.config or {}
     )
-    workflow: Workflow = await settled(runtime, await runtime.coordinator.create(command))
-    return json_response(workflow_out(workflow), 201)
+    return answers.created(await settled(runtime, await runtime.coordinator.create(command)))
 
 
 async def list_workflows(request: Request, query: WorkflowListQuery) -> Response:
     """GET /workflows: from the read model, in id order."""
     status = query.status_filter.value if query.status_filter else None
-    page = ListQuery(kind=WORKFLOWS.kind, status=status, skip=query.skip, limit=query.limit)
-    workflows = await runtime_of(request).projector.list_page(WORKFLOWS, page)
-    return json_response([workflow_out(w) for w in workflows])
+    wanted = ListQuery(kind=WORKFLOWS.kind, status=status, skip=query.skip, limit=query.limit)
+    page = await bounded_list(request, WORKFLOWS, wanted, workflow_out)
+    return list_response(page, next_page(request, skip=query.skip + len(page.items)))
 
 
 async def update_workflow(request: Request, body: UpdateWorkflowRequest) -> Response:
@@ -201,15 +195,16 @@ async def update_workflow(request: Request, body: UpdateWorkflowRequest) -> Resp
         config=body.config if body.config is not None else {},
     )
     outcome = await runtime.coordinator.edit(path_id(request, "workflow_id"), command)
-    return json_response(workflow_out(await settled(runtime, outcome)))
+    return answers.edited(await settled(runtime, outcome))
 
 
 async def workflow_tasks(request: Request) -> Response:
     """GET /workflows/{id}/tasks: the standalone tasks attached to the workflow."""
     workflow = await existing_workflow(request)
-    page = ListQuery(kind=TASKS.kind, parent_id=workflow.workflow_id, limit=1000)
-    tasks = await runtime_of(request).projector.list_page(TASKS, page)
-    return json_response([task_out(t) for t in tasks])
+    wanted = ListQuery(kind=TASKS.kind, parent_id=workflow.workflow_id, limit=1000)
+    page = await bounded_list(request, TASKS, wanted, task_out)
+    rest = f"/tasks?workflow_id={workflow.workflow_id}&skip={len(page.items)}"
+    return list_response(page, rest)
 
 
 async def workflow_transitions(request: Request) -> Response:
@@ -224,7 +219,7 @@ async def execution_start(request: Request) -> Response:
     """POST /execution/workflows/{id}/start: launch a created workflow."""
     runtime = runtime_of(request)
     outcome = await runtime.coordinator.launch(path_id(request, "workflow_id"))
-    return _step_response(await settled(runtime, outcome), "Workflow execution started")
+    return answers.launched(await settled(runtime, outcome))
 
 
 async def execution_status_route(request: Request) -> Response:

@@ -22,7 +22,10 @@ Name = Annotated[str, msgspec.Meta(min_length=1, max_length=255, description="1.
 Description = Annotated[str, msgspec.Meta(max_length=10_000)]
 Config = Annotated[
     dict[str, Any],
-    msgspec.Meta(description="Free-form JSON object; integers must fit in 64 bits; depth <= 32"),
+    msgspec.Meta(
+        description="Free-form JSON object; integers must fit in 64 bits; depth <= 32; at most "
+        "MAX_CONFIG_BYTES (64 KiB) as JSON and MAX_CONFIG_KEYS (1000) keys and array items"
+    ),
 ]
 Skip = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 Limit = Annotated[int, msgspec.Meta(ge=1, le=1000)]
@@ -286,20 +289,23 @@ class WorkflowCounts(msgspec.Struct, kw_only=True):
 
 
 class ExecutionStats(msgspec.Struct, kw_only=True):
-    """GET /execution/stats."""
+    """GET /execution/stats: `worker_pool` runs workflow steps, `task_pool` standalone tasks."""
 
     worker_pool: WorkerPoolStats
     workflows: WorkflowCounts
+    task_pool: WorkerPoolStats
 
 
-class Health(msgspec.Struct, kw_only=True):
-    """GET /health."""
+class Health(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """GET /health: `healthy` (200), or `degraded` (503) with the reason writes fail."""
 
     status: str
     version: str
     database: str
     log_position: int
     projection_position: int
+    #: Why the service is degraded; left out while it is healthy.
+    reason: str | None = None
 
 
 class ServiceInfo(msgspec.Struct, kw_only=True):

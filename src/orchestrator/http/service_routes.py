@@ -8,6 +8,7 @@ from starlette.responses import Response
 from orchestrator import __version__
 from orchestrator.domain.states import FINAL_STATES, State, Trigger
 from orchestrator.domain.transitions import FORWARD_TRIGGER, TRANSITIONS
+from orchestrator.engine.executor import WorkerPool
 from orchestrator.http.routes import json_response, runtime_of
 from orchestrator.http.schemas import (
     ExecutionStats,
@@ -35,34 +36,41 @@ async def root(request: Request) -> Response:
 
 
 async def health(request: Request) -> Response:
-    """GET /health: 200 while the log can be read."""
+    """GET /health: 200 `healthy` while the log can be read and written; 503 `degraded`, with
+    the reason, while writes are refused or failing (database file deleted or replaced, full
+    disk), so a load balancer or supervisor sees what every command would run into."""
     runtime = runtime_of(request)
+    reason = await runtime.store.health_problem()
     head = await runtime.store.head_position()
     database = "memory" if runtime.settings.database_url == "memory://" else "sqlite"
     return json_response(
         Health(
-            status="healthy",
+            status="healthy" if reason is None else "degraded",
             version=__version__,
             database=database,
             log_position=head,
             projection_position=runtime.projector.position,
-        )
+            reason=reason,
+        ),
+        200 if reason is None else 503,
     )
 
 
 async def execution_stats(request: Request) -> Response:
     """GET /execution/stats: counters, not counts."""
     runtime = runtime_of(request)
-    pool = runtime.pool
     return json_response(
         ExecutionStats(
-            worker_pool=WorkerPoolStats(
-                max_workers=pool.max_workers,
-                active_tasks=pool.active_tasks,
-                queue_size=pool.queue_size,
-            ),
+            worker_pool=_pool_stats(runtime.pool),
             workflows=workflow_counts(runtime.projector.stats()),
+            task_pool=_pool_stats(runtime.task_pool),
         )
+    )
+
+
+def _pool_stats(pool: WorkerPool) -> WorkerPoolStats:
+    return WorkerPoolStats(
+        max_workers=pool.max_workers, active_tasks=pool.active_tasks, queue_size=pool.queue_size
     )
 
 

@@ -6,7 +6,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from orchestrator.domain.errors import TaskNotFound
-from orchestrator.domain.tasks import CreateTask, Task, TaskStatus
+from orchestrator.domain.tasks import CreateTask, TaskStatus
+from orchestrator.http import answers
+from orchestrator.http.bounds import bounded_list, list_response, next_page
 from orchestrator.http.endpoints import path_id
 from orchestrator.http.routes import json_response, runtime_of, settled
 from orchestrator.http.schemas import CreateTaskRequest, TaskListQuery, task_out
@@ -26,14 +28,13 @@ async def create_task(request: Request, body: CreateTaskRequest) -> Response:
         config=body.config or {},
         max_retries=body.max_retries,
     )
-    task: Task = await settled(runtime, await runtime.tasks.create(command))
-    return json_response(task_out(task), 201)
+    return answers.task_created(await settled(runtime, await runtime.tasks.create(command)))
 
 
 async def list_tasks(request: Request, query: TaskListQuery) -> Response:
     """GET /tasks: filtered by workflow_id and status, in id order."""
     status = query.status or query.status_filter
-    page = ListQuery(
+    wanted = ListQuery(
         kind=TASKS.kind,
         # The read model files tasks under the domain's status names (PENDING, ...).
         status=TaskStatus[status.name].value if status else None,
@@ -41,8 +42,8 @@ async def list_tasks(request: Request, query: TaskListQuery) -> Response:
         skip=query.skip,
         limit=query.limit,
     )
-    tasks = await runtime_of(request).projector.list_page(TASKS, page)
-    return json_response([task_out(t) for t in tasks])
+    page = await bounded_list(request, TASKS, wanted, task_out)
+    return list_response(page, next_page(request, skip=query.skip + len(page.items)))
 
 
 async def get_task(request: Request) -> Response:
@@ -58,4 +59,4 @@ async def delete_task(request: Request) -> Response:
     """DELETE /tasks/{id}: cancels a pending or running task, then 404 afterwards."""
     runtime = runtime_of(request)
     await settled(runtime, await runtime.tasks.delete(path_id(request, "task_id")))
-    return Response(status_code=204)
+    return answers.deleted(None)

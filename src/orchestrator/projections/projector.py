@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,12 +18,16 @@ import msgspec
 from orchestrator.domain.tasks import Task
 from orchestrator.domain.workflow import Workflow
 from orchestrator.eventstore.base import EventStore, RecordedEvent
+from orchestrator.eventstore.errors import StoreUnavailable
 from orchestrator.projections.models import TASKS, WORKFLOWS, ReadModel, Row, read_model_of
 from orchestrator.projections.storage import ListQuery, ProjectionMoved, ProjectionStorage
+from orchestrator.sized_cache import SizedCache, charge
 
 log = logging.getLogger(__name__)
 
 _BATCH = 2000
+#: What the read cache may hold, as charged by `charge` (about 15,000 typical workflows).
+CACHE_BYTES = 64 * 1024 * 1024
 
 
 class Projector:
@@ -35,8 +38,8 @@ class Projector:
     ) -> None:
         self._store = store
         self._storage = storage
-        self._cache: OrderedDict[tuple[str, int], Any] = OrderedDict()
-        self._cache_size = cache_size
+        # Charged each row's stored size: big configs cannot fill memory however many there are.
+        self._cache: SizedCache[tuple[str, int], Any] = SizedCache(cache_size, CACHE_BYTES)
         self._counters: dict[str, int] = {}
         self.position = 0
         self._generation = 0
@@ -44,15 +47,32 @@ class Projector:
         self._task: asyncio.Task[None] | None = None
         self._apply_lock = asyncio.Lock()
 
-    async def start(self, *, follow: bool = True) -> None:
-        """Load the checkpoint and counters, catch up with the log, then follow it."""
+    async def start(self, *, follow: bool = True, until: int | None = None) -> None:
+        """Load the checkpoint and counters, catch up with the log (up to position `until`),
+        then follow it."""
         await self._reload()
-        await self.catch_up()
+        await self.catch_up(until=until)
         if follow:
             self._task = asyncio.create_task(self._follow(), name="projector")
 
-    async def stop(self) -> None:
-        """Stop following the log."""
+    async def stop(self, *, drain_seconds: float = 0.0) -> None:
+        """Stop following the log, first applying what is committed, for up to `drain_seconds`.
+
+        Draining at a graceful stop means the next start has no lag to make up: a restart then
+        serves reads at once, and `rebuild-projections --check` compares equals.
+        """
+        if self._task is not None and drain_seconds > 0:
+            try:
+                async with asyncio.timeout(drain_seconds):
+                    await self.catch_up()
+            except TimeoutError:
+                log.warning(
+                    "stopped the read models at position %d: catching up took over %g s",
+                    self.position,
+                    drain_seconds,
+                )
+            except Exception:  # stopping must go on; the next start catches up instead
+                log.exception("could not catch the read models up before stopping")
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -82,6 +102,13 @@ class Projector:
                     await self._notice_rebuild()
             except asyncio.CancelledError:
                 raise
+            except StoreUnavailable as exc:
+                # The machine (full disk, file gone), not a bug: no traceback, as this repeats
+                # every second until it is fixed; /health says so too.
+                log.warning(
+                    "projector cannot apply events after position %d: %s", self.position, exc
+                )
+                await asyncio.sleep(1.0)
             except Exception:  # keep following: a database hiccup must not stop the read models
                 log.exception("projector failed to apply events after position %d", self.position)
                 await asyncio.sleep(0.5)
@@ -115,7 +142,7 @@ class Projector:
         stored = await self._load_missing(list(grouped))
         rows: list[Row] = []
         deltas: dict[str, int] = {}
-        changed: list[tuple[tuple[str, int], Any]] = []
+        changed: list[tuple[tuple[str, int], Any, int]] = []
         for (model, aggregate_id), stream_events in grouped.items():
             key = (model.kind, aggregate_id)
             before = self._cache.get(key) or stored.get(key)
@@ -123,7 +150,7 @@ class Projector:
             if after is None or after is before:
                 continue
             rows.append(model.row(aggregate_id, after))
-            changed.append((key, after))
+            changed.append((key, after, charge(rows[-1].state)))
             _count(deltas, model, before, -1)
             _count(deltas, model, after, +1)
         last = events[-1].position
@@ -136,8 +163,8 @@ class Projector:
             await self._reload()
             self._wake()
             return
-        for key, state in changed:
-            self._remember(key, state)
+        for key, state, size in changed:
+            self._remember(key, state, size)
         for name, delta in deltas.items():
             self._counters[name] = self._counters.get(name, 0) + delta
         self.position = last
@@ -171,11 +198,8 @@ class Projector:
         recorded = await self._store.read_stream(f"{model.stream_prefix}{aggregate_id}")
         return _fold_onto(model, None, [e for e in recorded if e.position <= self.position])
 
-    def _remember(self, key: tuple[str, int], state: Any) -> None:
-        self._cache[key] = state
-        self._cache.move_to_end(key)
-        while len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+    def _remember(self, key: tuple[str, int], state: Any, size: int) -> None:
+        self._cache.put(key, state, size)
 
     async def wait_for(self, position: int, timeout: float = 10.0) -> None:
         """Return once the read models include `position` (a client then sees its own write)."""
@@ -204,7 +228,7 @@ class Projector:
         # Remember it only if nothing was applied meanwhile: a row read before a batch (or a
         # rebuild) landed would otherwise sit in the cache behind the log for good.
         if key not in self._cache and (self.position, self._generation) == seen:
-            self._remember(key, state)
+            self._remember(key, state, charge(data))
         return self._cache.get(key, state)
 
     async def workflow(self, workflow_id: int) -> Workflow | None:

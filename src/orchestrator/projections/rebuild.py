@@ -10,12 +10,14 @@ Rebuilding only reads the log: it never appends an event and never runs a task.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import aiosqlite
 
 from orchestrator.eventstore.sqlite import SQLiteEventStore
+from orchestrator.eventstore.sqlite_schema import connect
 from orchestrator.projections.projector import Projector
 from orchestrator.projections.sqlite import (
     GENERATION,
@@ -75,7 +77,7 @@ async def _build(
     scratch = SQLiteProjectionStorage(store, prefix=prefix)
     await scratch.open()
     projector = Projector(store, scratch, cache_size=10_000)
-    await projector.start(follow=False)
+    await projector.start(follow=False, until=0)  # loads only: the batches below report progress
     await projector.catch_up(until=until, on_batch=progress)
     return scratch, projector
 
@@ -123,61 +125,87 @@ async def _swap(conn: aiosqlite.Connection, rebuilt_to: int) -> bool:
 async def check(
     store: SQLiteEventStore, write: Callable[[str], None]
 ) -> tuple[Progress, list[Difference]]:
-    """Rebuild into scratch tables and compare them, row by row, with the live read models."""
+    """Rebuild into scratch tables up to the live checkpoint and compare them, row by row, with
+    the live read models as they were at that checkpoint.
+
+    The live side is read in one read transaction (a snapshot), begun before the rebuild: its
+    rows, counters and checkpoint belong to one moment, however far a running server moves on
+    meanwhile, and the rebuild stops at exactly that checkpoint. So read models that lag the log
+    (a server stopped mid-way) or keep moving (a server under load) are compared, never chased.
+    """
     live = SQLiteProjectionStorage(store, prefix=LIVE)
-    await live.open()
-    checkpoint = await live.load_checkpoint()
-    progress = Progress(checkpoint, write)
-    scratch, projector = await _build(store, "check_", progress, until=checkpoint)
+    await live.open()  # creates the live tables of a database that has none yet
+    await live.close()
+    snapshot = await connect(store.path, 10_000)
+    rebuilt: aiosqlite.Connection | None = None
     try:
-        for _ in range(_SWAP_ATTEMPTS):
-            # Compare inside one write transaction: nothing moves while rows are compared.
-            found = await store.write_transaction(lambda conn: _compare(conn, projector.position))
-            if found is not None:
-                progress(projector.position, force=True)
-                return progress, found
-            await projector.catch_up(until=await live.load_checkpoint(), on_batch=progress)
-        raise RuntimeError("the live read models kept moving; could not compare them")
-    finally:
-        await store.write_transaction(lambda conn: drop_tables(conn, "check_"))
-        await scratch.close()
-        await live.close()
-
-
-async def _compare(conn: aiosqlite.Connection, rebuilt_to: int) -> list[Difference] | None:
-    rows = await conn.execute_fetchall(
-        f"SELECT position FROM {LIVE}checkpoints WHERE name = 'read_models'"
-    )
-    live_at = int(next(iter(rows))[0]) if rows else 0
-    if live_at != rebuilt_to:
-        return None
-    # The position a row was saved at is left out: it depends on batch boundaries, not content.
-    columns = ("status", "parent_id", "deleted", "needs_engine", "state")
-    differs = " OR ".join(f"a.{c} IS NOT b.{c}" for c in columns)
-    differences: list[Difference] = []
-    for left, right, live_side in ((LIVE, "check_", True), ("check_", LIVE, False)):
-        found = await conn.execute_fetchall(
-            f"SELECT a.kind, a.id, a.status || ' ' || a.state, "
-            f"b.status || ' ' || b.state FROM {left}rows a LEFT JOIN {right}rows b "
-            f"ON a.kind = b.kind AND a.id = b.id WHERE b.id IS NULL OR {differs}"
+        await snapshot.execute("BEGIN")
+        found = await snapshot.execute_fetchall(
+            f"SELECT position FROM {LIVE}checkpoints WHERE name = 'read_models'"
         )
-        for kind, key, mine, theirs in found:
-            if not live_side and theirs is not None:
-                continue  # a changed row was reported from the live side already
-            differences.append(
-                Difference(
-                    "rows",
-                    f"{kind} {key}",
-                    mine if live_side else theirs,
-                    theirs if live_side else mine,
-                )
-            )
-    counters = await conn.execute_fetchall(
-        f"SELECT l.name, l.count, c.count FROM {LIVE}counters l LEFT JOIN check_counters c "
-        "ON l.name = c.name WHERE l.count != COALESCE(c.count, 0) "
-        f"UNION ALL SELECT c.name, NULL, c.count FROM check_counters c WHERE c.count != 0 "
-        f"AND c.name NOT IN (SELECT name FROM {LIVE}counters)"
-    )
-    for name, live_count, rebuilt_count in counters:
-        differences.append(Difference("counters", str(name), str(live_count), str(rebuilt_count)))
+        checkpoint = int(next(iter(found))[0]) if found else 0
+        progress = Progress(checkpoint, write)
+        scratch, projector = await _build(store, "check_", progress, until=checkpoint)
+        try:
+            progress(projector.position, force=True)
+            rebuilt = await connect(store.path, 10_000)
+            return progress, await _compare(snapshot, rebuilt)
+        finally:
+            await store.write_transaction(lambda conn: drop_tables(conn, "check_"))
+            await scratch.close()
+    finally:
+        for conn in (rebuilt, snapshot):
+            if conn is not None:
+                await conn.close()
+
+
+_ROW_COLUMNS = "kind, id, status, parent_id, deleted, needs_engine, state"
+
+
+async def _rows(conn: aiosqlite.Connection, prefix: str) -> AsyncIterator[tuple[Any, ...]]:
+    async with conn.execute(f"SELECT {_ROW_COLUMNS} FROM {prefix}rows ORDER BY kind, id") as rows:
+        while page := await rows.fetchmany(1000):
+            for row in page:
+                yield tuple(row)
+
+
+def _shown(row: tuple[Any, ...] | None) -> str | None:
+    return None if row is None else f"{row[2]} {row[6]}"
+
+
+async def _compare(live: aiosqlite.Connection, rebuilt: aiosqlite.Connection) -> list[Difference]:
+    # Both sides stream in key order and are merged, so memory stays flat however many rows.
+    # The position a row was saved at is left out: it depends on batch boundaries, not content.
+    differences: list[Difference] = []
+    mine, theirs = _rows(live, LIVE), _rows(rebuilt, "check_")
+    left, right = await anext(mine, None), await anext(theirs, None)
+    while left is not None or right is not None:
+        if right is None or (left is not None and left[:2] < right[:2]):
+            only, left_shown, right_shown = left, _shown(left), None
+            left = await anext(mine, None)
+        elif left is None or right[:2] < left[:2]:
+            only, left_shown, right_shown = right, None, _shown(right)
+            right = await anext(theirs, None)
+        else:
+            only, left_shown, right_shown = left, _shown(left), _shown(right)
+            same = left[2:] == right[2:]
+            left, right = await anext(mine, None), await anext(theirs, None)
+            if same:
+                continue
+        assert only is not None
+        differences.append(Difference("rows", f"{only[0]} {only[1]}", left_shown, right_shown))
+    live_counts = await _counters(live, LIVE)
+    rebuilt_counts = await _counters(rebuilt, "check_")
+    for name, count in live_counts.items():
+        if count != rebuilt_counts.get(name, 0):
+            other = rebuilt_counts.get(name)
+            differences.append(Difference("counters", name, str(count), str(other)))
+    for name, count in rebuilt_counts.items():
+        if count and name not in live_counts:
+            differences.append(Difference("counters", name, "None", str(count)))
     return differences
+
+
+async def _counters(conn: aiosqlite.Connection, prefix: str) -> dict[str, int]:
+    found = await conn.execute_fetchall(f"SELECT name, count FROM {prefix}counters")
+    return {str(name): int(count) for name, count in found}

@@ -1,0 +1,97 @@
+"""Optional bearer-token auth: with API_TOKEN set, every route but the public ones needs a token.
+
+The public routes are `/health` (liveness probes carry no credentials) and the documentation:
+the two viewer pages, their vendored scripts and `/openapi.json`. A browser cannot attach a
+bearer token to a page it navigates to, so protected pages could never be opened, and Swagger
+UI's "Authorize" button (the document declares the bearer scheme when auth is on) needs the page
+and the document first. They hold no data: the document describes the API, which the source and
+README describe too, and `/health` already names the version.
+
+A missing token and a wrong one are both 401 (RFC 6750: `invalid_token` is a 401; a 403 would
+mean the token is good but not enough, and every token here opens everything). The token is
+checked against every configured token, in constant time, so neither which token matched nor how
+much of one matched shows in the answer's timing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Sequence
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from orchestrator.http.errors import error_response
+
+#: Paths answered without a token (after the trailing slash is dropped, as routing does).
+PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/redoc"})
+#: Path prefixes answered without a token: the viewers' vendored scripts, styles and icon.
+PUBLIC_PREFIXES = ("/docs/static/", "/redoc/static/")
+
+_CHALLENGE = 'Bearer realm="orchestrator"'
+
+
+def is_public(path: str) -> bool:
+    """Whether `path` is answered without a token even when API_TOKEN is set."""
+    routed = path.rstrip("/") or "/"
+    return routed in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES)
+
+
+class TokenChecker:
+    """Says whether a presented token is one of the configured ones, in constant time."""
+
+    def __init__(self, tokens: Sequence[str]) -> None:
+        # Digests, so every comparison is over 32 bytes and no token's length shows either.
+        self._digests = tuple(hashlib.sha256(token.encode()).digest() for token in tokens)
+
+    def accepts(self, presented: bytes) -> bool:
+        """True if `presented` equals one of the tokens; compares with every one of them."""
+        digest = hashlib.sha256(presented).digest()
+        accepted = False
+        for expected in self._digests:
+            # No early exit: the time taken does not depend on which token (if any) matched.
+            accepted |= hmac.compare_digest(digest, expected)
+        return accepted
+
+
+def bearer_credentials(scope: Scope) -> bytes | None:
+    """The credentials of the request's `Authorization: Bearer ...` header, or None."""
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, credentials = bytes(value).strip().partition(b" ")
+            if scheme.lower() != b"bearer" or not credentials.strip():
+                return None
+            return credentials.strip()
+    return None
+
+
+class BearerAuthMiddleware:
+    """Answers 401 `unauthorized` to a request for a non-public path without a valid token."""
+
+    def __init__(self, app: ASGIApp, tokens: Sequence[str]) -> None:
+        self.app = app
+        self.checker = TokenChecker(tokens)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on if its path is public or its bearer token is accepted."""
+        if scope["type"] != "http" or is_public(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        credentials = bearer_credentials(scope)
+        if credentials is not None and self.checker.accepts(credentials):
+            await self.app(scope, receive, send)
+            return
+        if credentials is None:
+            detail = (
+                "this server needs an API token: send the header "
+                "'Authorization: Bearer <token>' with one of the tokens in API_TOKEN"
+            )
+            challenge = _CHALLENGE
+        else:
+            # The presented token is never echoed: it may be a real token of another service.
+            detail = "the bearer token is not one of the tokens in API_TOKEN"
+            challenge = f'{_CHALLENGE}, error="invalid_token"'
+        response = error_response(
+            401, "unauthorized", detail, headers={"WWW-Authenticate": challenge}
+        )
+        await response(scope, receive, send)
