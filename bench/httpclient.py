@@ -29,12 +29,15 @@ class Connection:
         reader, writer = await asyncio.open_connection(host, port)
         return cls(reader, writer, f"{host}:{port}")
 
-    async def request(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
-        """Send one request; return (status, body)."""
+    async def request(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
+        """Send one request (with extra `headers`); return (status, body)."""
         payload = b"" if body is None else json.dumps(body).encode()
+        extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
         head = (
             f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(payload)}\r\n\r\n"
+            f"{extra}Content-Length: {len(payload)}\r\n\r\n"
         )
         self.writer.write(head.encode() + payload)
         status_line = await self.reader.readline()
