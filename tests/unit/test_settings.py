@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -149,3 +150,16 @@ def test_cors_origins_and_the_access_log_are_off_by_default_and_read_when_set() 
     assert (defaults.cors_origins, defaults.access_log) == ((), False)
     assert configured.cors_origins == ("https://a.example.com", "http://localhost:3000")
     assert configured.access_log is True
+
+
+def test_the_example_env_file_names_every_setting_with_its_default() -> None:
+    example = Path(__file__).parents[2] / ".env.example"
+    names = {
+        line.partition("=")[0]
+        for line in example.read_text().splitlines()
+        if line and not line.startswith("#")
+    }
+
+    assert Settings.from_env({}, env_file=example) == Settings()
+    # Every field is spelled in the file, so a new setting cannot be forgotten there.
+    assert len(names) == len(dataclasses.fields(Settings))
