@@ -233,6 +233,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             host = f"[{host}]"
         url = args.url or f"http://{host}:{settings.api_port}"
         token = settings.api_tokens[0] if settings.api_tokens else None
+        if token is not None and args.url is not None and not _is_local(args.url, settings):
+            print(
+                "orchestrator demo: not sending API_TOKEN to a non-local --url; "
+                "its requests go without a token",
+                file=sys.stderr,
+            )
+            token = None
         return run_demo(url, is_interactive=args.interactive, token=token)
     if args.command == "serve":
         if args.host:
@@ -309,6 +316,15 @@ def _port(text: str) -> int:
     if value > 65535:
         raise argparse.ArgumentTypeError(f"must be a port number 1..65535, got {text!r}")
     return value
+
+
+def _is_local(url: str, settings: Settings) -> bool:
+    from orchestrator.demo_url import BadUrl, is_local_server, normalize_url
+
+    try:
+        return is_local_server(normalize_url(url), settings.api_host)
+    except BadUrl:
+        return False  # the demo refuses it anyway
 
 
 def _client_host(host: str) -> str:

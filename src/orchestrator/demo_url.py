@@ -88,3 +88,15 @@ def _is_host_name(host: str) -> bool:
         return _is_host_name(host.encode("idna").decode("ascii"))
     except UnicodeError:
         return False
+
+
+def is_local_server(url: str, api_host: str) -> bool:
+    """Whether the server at `url` (normalized) is this machine's loopback or API_HOST itself,
+    so the demo may send it a token of API_TOKEN; any other server could be someone else's."""
+    host = (urllib.parse.urlsplit(url).hostname or "").lower().removesuffix(".")
+    if host == "localhost" or host == api_host.lower().strip("[]"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

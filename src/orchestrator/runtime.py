@@ -94,6 +94,9 @@ class Runtime:
         if self._grace_ends is None:
             loop = asyncio.get_running_loop()
             self._grace_ends = loop.time() + self.settings.shutdown_grace_seconds
+            # A `next` still waiting then answers 503 JSON, before uvicorn cancels it (its
+            # timeout_graceful_shutdown is a second longer) with a plain-text 500.
+            loop.call_at(self._grace_ends, self.coordinator.grace_over.set)
         self.stopping.set()
         self.pool.drain()
         self.task_pool.drain()

@@ -4,6 +4,7 @@ runs to COMPLETE with each step's outcome recorded exactly once."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -126,3 +127,39 @@ def test_steps_left_at_the_end_of_the_grace_resume_once_after_a_restart(
         # INIT was left recorded as started and ran again, once, after the restart.
         assert init_recorded_at(events) > stopped, workflow_id
         assert counts(events, "StepStarted") == Counter(STATES), workflow_id
+
+
+def test_a_next_whose_step_outlasts_the_grace_is_answered_503_json(
+    start_server: StartServer,
+) -> None:
+    # INIT takes 0.5 s x 20 = 10 s: far past a grace of 0.5 s.
+    server = start_server(TASK_TIME_SCALE="20", SHUTDOWN_GRACE_SECONDS="0.5")
+    with server.client() as client:
+        created = client.post("/workflow/start", json={"name": "manual", "auto_start": False})
+        workflow_id = created.json()["workflow_id"]
+    answers: list[httpx.Response] = []
+
+    def advance() -> None:
+        with httpx.Client(base_url=server.base_url, timeout=15) as own:
+            answers.append(own.post(f"/workflow/{workflow_id}/next"))
+
+    asking = threading.Thread(target=advance)
+    asking.start()
+    with server.client() as client:
+        wait_for(
+            lambda: client.get("/execution/stats").json()["worker_pool"]["active_tasks"],
+            lambda threads: threads == 1,
+            what="the INIT step running in a thread",
+        )
+    terminate(server)
+    asking.join(timeout=15)
+
+    [answer] = answers
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["retry-after"] == "5"
+    assert answer.json() == {
+        "error": "shutting_down",
+        "detail": f"the server is shutting down and workflow {workflow_id}'s step did not "
+        "finish within SHUTDOWN_GRACE_SECONDS; the step stays recorded as started and runs "
+        "again when the server starts again",
+    }

@@ -143,3 +143,48 @@ def test_an_abandoned_upload_is_one_info_line_not_an_error(start_server: StartSe
     assert " ERROR " not in output
     with server.client() as client:
         assert client.get("/workflows").json() == []
+
+
+def test_a_pipelined_request_running_is_not_taken_for_an_idle_connection(
+    start_server: StartServer,
+) -> None:
+    server = start_server(CLIENT_TIMEOUT_SECONDS=str(CLIENT_TIMEOUT), SSE_KEEPALIVE_SECONDS="0.2")
+
+    with connect(server) as sock:
+        sock.sendall(
+            b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+            b"GET /events/stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        )
+        received = b""
+        deadline = time.monotonic() + 3 * CLIENT_TIMEOUT
+        while time.monotonic() < deadline:
+            chunk = sock.recv(65536)
+            assert chunk, "the server closed a running (pipelined) stream as if it were idle"
+            received += chunk
+
+    assert received.startswith(b"HTTP/1.1 200 ")
+    assert received.count(b"HTTP/1.1 200 ") == 2
+
+
+def test_the_unread_rest_of_an_answered_body_is_not_counted_as_a_head(
+    start_server: StartServer,
+) -> None:
+    server = start_server()
+    body = b'{"x": "' + b"a" * 300_000 + b'"}'
+
+    with connect(server) as sock:
+        sock.sendall(
+            b"POST /nope HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body) + body[:100]
+        )
+        first = sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 404 ")
+        sock.sendall(body[100:])
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        second = b""
+        while b"\r\n\r\n" not in second or not second.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            assert chunk, f"the server closed the connection: {second!r}"
+            second += chunk
+
+    assert second.startswith(b"HTTP/1.1 200 "), second

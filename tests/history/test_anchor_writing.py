@@ -9,6 +9,7 @@ has no lag to make up.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import stat
 from pathlib import Path
@@ -16,8 +17,12 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from orchestrator.eventstore.anchor_store import InMemoryAnchors
+from orchestrator.eventstore.anchoring import Anchorer
 from orchestrator.eventstore.anchors import make_anchor, signature_problem
 from orchestrator.eventstore.base import NewEvent
+from orchestrator.eventstore.errors import StoreUnavailable
+from orchestrator.eventstore.memory import InMemoryEventStore
 from orchestrator.eventstore.sqlite import SQLiteEventStore
 from orchestrator.runtime import build_runtime
 from orchestrator.settings import Settings
@@ -188,3 +193,29 @@ def test_import_and_import_original_checkpoint_the_head_they_wrote(
         assert checkpoint["mac"] is not None
         assert table_checkpoints(database) == [checkpoint]
         assert run_cli_with(database, "verify", key=KEY).returncode == 0
+
+
+class GoneStore(InMemoryEventStore):
+    """A log whose database file was deleted: every read fails the same way."""
+
+    async def head_position(self) -> int:
+        raise StoreUnavailable("unable to open database file")
+
+
+@pytest.mark.anyio
+async def test_a_store_gone_for_good_is_one_warning_line_not_a_traceback_per_interval(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    anchorer = Anchorer(GoneStore(), InMemoryAnchors(), key=KEY, interval=0.01)
+    caplog.set_level(logging.DEBUG, logger="orchestrator.eventstore.anchoring")
+
+    await anchorer.start()
+    await asyncio.sleep(0.1)  # about ten intervals
+    await anchorer.stop()
+
+    records = [r for r in caplog.records if r.name == "orchestrator.eventstore.anchoring"]
+    assert [(r.levelname, r.exc_info) for r in records] == [("WARNING", None)]
+    assert records[0].getMessage() == (
+        "could not write a checkpoint of the log's head: "
+        "StoreUnavailable: unable to open database file"
+    )

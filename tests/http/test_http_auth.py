@@ -161,6 +161,20 @@ def test_the_token_is_compared_with_every_token_whichever_matches(
         assert {len(a) for a, _ in compared} | {len(b) for _, b in compared} == {32}
 
 
+def test_an_idempotency_key_is_kept_per_token(client: TestClient) -> None:
+    key = {"Idempotency-Key": "same-key"}
+
+    first = client.post("/workflows", json={"name": "a"}, headers={**key, **bearer(TOKENS[0])})
+    other = client.post("/workflows", json={"name": "a"}, headers={**key, **bearer(TOKENS[1])})
+    again = client.post("/workflows", json={"name": "a"}, headers={**key, **bearer(TOKENS[0])})
+
+    assert first.status_code == other.status_code == 201
+    assert "Idempotent-Replayed" not in other.headers  # not the first client's answer
+    assert other.json()["workflow_id"] != first.json()["workflow_id"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.json() == first.json()
+
+
 def test_health_needs_no_token(client: TestClient) -> None:
     assert client.get("/health").status_code == 200
     assert client.get("/health/").status_code == 200

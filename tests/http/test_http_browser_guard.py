@@ -195,7 +195,16 @@ def test_a_bodiless_post_declared_json_works(client: TestClient, manual: int) ->
 
 @pytest.mark.parametrize(
     "host",
-    ["evil.example", "evil.example:8000", "localhost.evil.example", "evil.example.", "", "a:b:c"],
+    [
+        "evil.example",
+        "evil.example:8000",
+        "localhost.evil.example",
+        "evil.example.",
+        "",
+        "a:b:c",
+        "[fe80::1%evil.com]",  # an IPv6 zone id is no part of a Host header
+        "[fe80::1%25evil.com]:8000",
+    ],
 )
 def test_a_host_that_is_not_allowed_is_a_400_in_json(client: TestClient, host: str) -> None:
     response = client.get("/events", headers={"Host": host})

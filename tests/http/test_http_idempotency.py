@@ -8,13 +8,17 @@ test_http_idempotency_keys.py.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 from starlette.applications import Starlette
+from starlette.requests import Request as StarletteRequest
+from starlette.responses import Response
 from starlette.testclient import TestClient
 
 from orchestrator.domain.commands import StartWorkflow
@@ -22,6 +26,7 @@ from orchestrator.domain.states import State
 from orchestrator.engine.claims import claiming
 from orchestrator.engine.tasks import TaskFunction, TaskRegistry
 from orchestrator.eventstore.keys import IdempotencyClaim
+from orchestrator.http.api import ENDPOINTS
 from orchestrator.http.app import runtime_of
 from orchestrator.http.idempotency import IdempotentCommands
 from orchestrator.http.idempotency_key import request_hash
@@ -221,3 +226,51 @@ def test_a_next_refused_after_it_began_its_step_repeats_its_refusal(
     assert "its step's result was discarded" in refused.json()["detail"]
     assert (repeat.status_code, repeat.content) == (409, refused.content)
     assert repeat.headers["Idempotent-Replayed"] == "true"
+
+
+def test_a_request_waiting_on_a_key_is_not_handed_a_5xx_but_runs_itself(
+    app: Starlette, client: TestClient
+) -> None:
+    guard: IdempotentCommands = app.state.idempotency
+    endpoint = next(e for e in ENDPOINTS if (e.method, e.path) == ("POST", "/workflows"))
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/workflows",
+        "query_string": b"",
+        "headers": [(b"idempotency-key", b"five-hundred")],
+        "app": app,
+    }
+
+    async def body() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def both() -> list[Response]:
+        release = asyncio.Event()
+        runs: list[str] = []
+
+        async def failing() -> Response:
+            runs.append("first")
+            await release.wait()
+            return Response(b'{"error":"internal_error"}', 500, media_type="application/json")
+
+        async def working() -> Response:
+            runs.append("second")
+            return Response(b'{"ok":true}', 201, media_type="application/json")
+
+        first = asyncio.create_task(guard(StarletteRequest(scope, body), endpoint, failing))
+        while not runs:  # the first runs under the key
+            await asyncio.sleep(0.001)
+        second = asyncio.create_task(guard(StarletteRequest(scope, body), endpoint, working))
+        while guard.waiting_on("five-hundred") == 0:
+            await asyncio.sleep(0.001)
+        release.set()
+        answers = await asyncio.gather(first, second)
+        assert runs == ["first", "second"]
+        return list(answers)
+
+    failed_answer, waiter = call(client, both)
+
+    assert failed_answer.status_code == 500
+    assert waiter.status_code == 201
+    assert "Idempotent-Replayed" not in waiter.headers

@@ -187,3 +187,28 @@ def test_an_outcome_the_store_fails_to_record_is_recorded_on_a_later_attempt(
         "VALIDATE",
         "COMPLETE",
     ]
+
+
+def test_a_driver_whose_read_of_the_workflow_fails_once_still_completes_it(
+    app: Starlette,
+    client: TestClient,
+    start: Callable[[dict[str, Any]], int],
+    settle: Callable[[int], dict[str, Any]],
+) -> None:
+    service = runtime_of(app).service
+    real_load = service.load
+    failures = {"left": 1}
+
+    async def flaky_load(aggregate_id: int, *, fresh: bool = False) -> Any:
+        if fresh and failures["left"]:
+            failures["left"] -= 1
+            raise StoreUnavailable("database is locked")
+        return await real_load(aggregate_id, fresh=fresh)
+
+    service.load = flaky_load  # type: ignore[method-assign]
+    workflow_id = start({"name": "survives a failed read"})
+
+    body = settle(workflow_id)
+
+    assert failures["left"] == 0
+    assert body["status"] == "COMPLETE"

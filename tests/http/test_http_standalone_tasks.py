@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from orchestrator.engine import task_types
+from orchestrator.eventstore.errors import StoreUnavailable
 from orchestrator.http.app import runtime_of
 from orchestrator.runtime import Runtime
 
@@ -624,3 +625,27 @@ def test_delete_of_a_running_task_discards_its_late_result(
     assert listed_task_ids(client) == [kept]
     assert "TaskRunSucceeded" not in event_types(client, app, task_id)
     assert event_types(client, app, task_id)[-2:] == ["TaskCancelled", "TaskDeleted"]
+
+
+def test_a_driver_whose_read_of_the_task_fails_once_still_runs_it(
+    app: Starlette, client: TestClient
+) -> None:
+    service = runtime_of(app).tasks.service
+    real_load = service.load
+    failures = {"left": 1}
+
+    async def flaky_load(aggregate_id: int, *, fresh: bool = False) -> Any:
+        if fresh and failures["left"]:
+            failures["left"] -= 1
+            raise StoreUnavailable("database is locked")
+        return await real_load(aggregate_id, fresh=fresh)
+
+    service.load = flaky_load  # type: ignore[method-assign]
+    task_id = create_task(client, {"name": "survives a failed read", "task_type": "compute"})[
+        "task_id"
+    ]
+
+    body = wait_for_task(client, task_id, FINISHED)
+
+    assert failures["left"] == 0
+    assert body["status"] == "completed"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,10 @@ from starlette.testclient import TestClient
 from orchestrator import __version__
 from orchestrator.domain.states import State
 from orchestrator.engine.tasks import TaskFunction, TaskRegistry
+from orchestrator.eventstore import sqlite as sqlite_store
+from orchestrator.eventstore.errors import StoreUnavailable
+from orchestrator.eventstore.sqlite import SQLiteEventStore
+from orchestrator.http.app import create_app, runtime_of
 from orchestrator.settings import Settings
 
 DEADLINE = 5.0
@@ -139,3 +144,61 @@ def test_health_shows_the_log_advance_and_the_projection_catch_up(
     assert body["status"] == "healthy"
     assert body["log_position"] >= 1
     assert body["projection_position"] == body["log_position"]
+
+
+FULL_REASON = "the last write to /srv/secret/wf.db failed: disk I/O error; ..."
+
+
+@pytest.mark.parametrize(
+    ("headers", "reason"),
+    [
+        ({}, "the database cannot be written; see the server log"),
+        (
+            {"Authorization": "Bearer not-one-of-the-tokens-xxxx"},
+            "the database cannot be written; see the server log",
+        ),
+        ({"Authorization": "Bearer health-token-0123456789"}, FULL_REASON),
+    ],
+)
+def test_with_api_token_only_a_caller_with_a_token_gets_the_full_reason(
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    headers: dict[str, str],
+    reason: str,
+) -> None:
+    app = create_app(dataclasses.replace(settings, api_tokens=("health-token-0123456789",)))
+
+    async def failing() -> str:
+        return FULL_REASON
+
+    monkeypatch.setattr(runtime_of(app).store, "health_problem", failing)
+    with TestClient(app) as client:
+        response = client.get("/health", headers=headers)
+
+    assert response.status_code == 503
+    assert response.json()["status"] == "degraded"
+    assert response.json()["reason"] == reason
+    assert FULL_REASON in caplog.text  # the log always has it
+
+
+def test_after_a_failed_write_health_probes_at_most_once_every_5_seconds(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = create_app(dataclasses.replace(settings, database_url=f"sqlite:///{tmp_path / 'h.db'}"))
+    store = runtime_of(app).store
+    assert isinstance(store, SQLiteEventStore)
+    probes = 0
+
+    async def refused(work: Any) -> Any:
+        nonlocal probes
+        probes += work is sqlite_store._probe
+        raise StoreUnavailable("the disk is full")
+
+    with TestClient(app) as client:
+        monkeypatch.setattr(store, "write_transaction", refused)
+        store._guard.write_failure = "the last write failed"
+        answers = [client.get("/health").status_code for _ in range(5)]
+
+    assert answers == [503] * 5
+    assert probes == 1

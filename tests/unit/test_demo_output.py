@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from orchestrator import demo as demo_module
+from orchestrator.cli import main
 from orchestrator.demo import SCENES, Demo, DidNotFinish, menu_text
 from orchestrator.demo_url import URL_EXAMPLE, BadUrl, normalize_url
 
@@ -247,3 +249,34 @@ def test_a_bad_url_is_refused_saying_why_and_what_a_good_one_looks_like(
     assert message.startswith(tuple(f"bad server URL {given!r}: {r}" for r in reasons))
     assert message.endswith(f"give one like {URL_EXAMPLE}")
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("url", "sent"),
+    [
+        (None, True),
+        ("127.0.0.1:8000", True),
+        ("http://localhost:8000", True),
+        ("http://[::1]:8000", True),
+        ("http://orchestrator.example:8000", False),
+        ("https://10.1.2.3", False),
+    ],
+)
+def test_the_demo_sends_api_token_only_to_a_local_server(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], url: str | None, sent: bool
+) -> None:
+    token = "demo-token-0123456789"
+    monkeypatch.setenv("API_TOKEN", token)
+    monkeypatch.delenv("API_HOST", raising=False)
+    given: list[str | None] = []
+
+    def fake_run_demo(url: str, *, is_interactive: bool, token: str | None = None) -> int:
+        given.append(token)
+        return 0
+
+    monkeypatch.setattr(demo_module, "run_demo", fake_run_demo)
+    assert main(["demo", *(["--url", url] if url else [])]) == 0
+
+    assert given == [token if sent else None]
+    warned = "not sending API_TOKEN to a non-local --url" in capsys.readouterr().err
+    assert warned is not sent

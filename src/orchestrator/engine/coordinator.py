@@ -73,6 +73,9 @@ class Coordinator:
         self._drivers = Drivers("workflow")
         #: Refuses commands that would add steps while too many wait for a thread.
         self.backlog = Backlog(pool, lambda: len(self._drivers), max_queued_steps, "steps")
+        #: Set when a stopping server's SHUTDOWN_GRACE_SECONDS are over: a `next` still
+        #: waiting for its step answers 503 then, before the server cancels the request.
+        self.grace_over = asyncio.Event()
 
     # Client commands ---------------------------------------------------------------------------
 
@@ -117,14 +120,30 @@ class Coordinator:
             task = self._drivers.start(workflow_id, self._finish_manual_step(begun.workflow))
         if task is None:  # the engine picked it up meanwhile (a restart's resume): let it run
             raise StepInProgress(workflow_id, _step_name(begun.workflow))
-        # Shielded: a client that disconnects must not abandon a step that has been recorded.
-        stepped = await asyncio.shield(task)
+        stepped = await self._wait_for_step(workflow_id, task)
         latest = await self.service.load(workflow_id)
         if latest is None or latest.deleted:
             raise WorkflowNotFound(workflow_id)
         if stepped is None:  # cancelled (or moved on elsewhere) while the task ran
             raise step_discarded(latest)
         return Outcome(latest, self.service.last_position)
+
+    async def _wait_for_step(
+        self, workflow_id: int, task: asyncio.Task[Workflow | None]
+    ) -> Workflow | None:
+        """The driver's result, or ShuttingDown once the shutdown grace is over.
+
+        Never cancels the driver: a client that disconnects must not abandon a step that has
+        been recorded (asyncio.wait leaves what it waits for running when it is cancelled).
+        """
+        grace_over = asyncio.ensure_future(self.grace_over.wait())
+        try:
+            await asyncio.wait({task, grace_over}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            grace_over.cancel()
+        if not task.done():
+            raise ShuttingDown(workflow_id)
+        return task.result()
 
     async def retry(self, workflow_id: int) -> Outcome:
         """FAILED -> INIT with one more retry; an automatic workflow runs again."""
@@ -168,7 +187,7 @@ class Coordinator:
         self._drivers.start(workflow_id, self._drive_loop(workflow_id))
 
     async def _drive_loop(self, workflow_id: int) -> Workflow | None:
-        workflow = await self.service.load(workflow_id, fresh=True)
+        workflow = await self._load_fresh(workflow_id)
         # A draining pool (the server stops) means: record this step's outcome, begin no other.
         while workflow is not None and not workflow.deleted and not self.pool.draining:
             if workflow.step is not None:
@@ -181,7 +200,7 @@ class Coordinator:
             if after is None:
                 # Refused: the workflow moved on (cancelled, or an append that reported an
                 # error had committed). Look again; stop if nothing changed, not to spin.
-                after = await self.service.load(workflow_id, fresh=True)
+                after = await self._load_fresh(workflow_id)
                 if after is None or after.version == workflow.version:
                     break
             workflow = after
@@ -273,11 +292,40 @@ class Coordinator:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _LAST_RETRY)
 
+    async def _load_fresh(self, workflow_id: int) -> Workflow | None:
+        """The workflow read from the log, retried like `_record` while the store fails: a
+        driver that gave up would leave a started step that nobody runs until a restart."""
+        delay = _FIRST_RETRY
+        while True:
+            try:
+                return await self.service.load(workflow_id, fresh=True)
+            except EventStoreError as exc:
+                log.warning(
+                    "workflow %d: could not read it (%s); retrying in %.1fs",
+                    workflow_id,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _LAST_RETRY)
+
     async def _current(self, workflow_id: int) -> Workflow:
         workflow = await self.service.load(workflow_id)
         if workflow is None or workflow.deleted:
             raise WorkflowNotFound(workflow_id)
         return workflow
+
+
+class ShuttingDown(Exception):
+    """The server stops and its shutdown grace ended before the `next`'s step finished."""
+
+    def __init__(self, workflow_id: int) -> None:
+        self.workflow_id = workflow_id
+        super().__init__(
+            f"the server is shutting down and workflow {workflow_id}'s step did not finish "
+            "within SHUTDOWN_GRACE_SECONDS; the step stays recorded as started and runs again "
+            "when the server starts again"
+        )
 
 
 def step_discarded(latest: Workflow) -> InvalidTransition:

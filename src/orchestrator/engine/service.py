@@ -114,10 +114,15 @@ class AggregateService(Generic[S, C, E]):
 
     async def load(self, aggregate_id: int, *, fresh: bool = False) -> S | None:
         """The aggregate folded from its stream (from memory unless `fresh`); None if none."""
+        state, _ = await self._load_sized(aggregate_id, fresh=fresh)
+        return state
+
+    async def _load_sized(self, aggregate_id: int, *, fresh: bool) -> tuple[S | None, int]:
+        """The aggregate and what its events are charged in the cache (see `charge`)."""
         if not fresh:
             cached = self._cache.get(aggregate_id)
             if cached is not None:
-                return cached
+                return cached, self._cache.size_of(aggregate_id)
         state: S | None = None
         size = 0
         for recorded in await self._store.read_stream(self.kind.stream_id(aggregate_id)):
@@ -126,7 +131,7 @@ class AggregateService(Generic[S, C, E]):
             size += charge(recorded.data)
         if state is not None:
             self._remember(aggregate_id, state, size)
-        return state
+        return state, size
 
     async def create(self, command: C, metadata: dict[str, str], then: Sequence[C] = ()) -> Outcome:
         """Create an aggregate under the next free id; `then` runs in the same append."""
@@ -136,7 +141,7 @@ class AggregateService(Generic[S, C, E]):
             commands = [self.kind.with_id(command, aggregate_id), *then]
             events = self._decide_all(None, commands)
             try:
-                return await self._append(None, aggregate_id, events, metadata, commands)
+                return await self._append(None, 0, aggregate_id, events, metadata, commands)
             except ConcurrencyConflict:
                 continue  # another process took this id; try the next one
         raise ConcurrencyConflict(self.kind.stream_id(self._next_id), 0, -1)
@@ -154,7 +159,7 @@ class AggregateService(Generic[S, C, E]):
         """
         fresh = False
         for _ in range(_MAX_ATTEMPTS):
-            state = await self.load(aggregate_id, fresh=fresh)
+            state, size = await self._load_sized(aggregate_id, fresh=fresh)
             try:
                 if state is None or state.deleted:
                     raise self.kind.not_found(aggregate_id)
@@ -167,7 +172,7 @@ class AggregateService(Generic[S, C, E]):
                 fresh = True
                 continue
             try:
-                return await self._append(state, aggregate_id, events, metadata, commands)
+                return await self._append(state, size, aggregate_id, events, metadata, commands)
             except ConcurrencyConflict:
                 fresh = True
         raise ConcurrencyConflict(self.kind.stream_id(aggregate_id), -1, -1)
@@ -185,6 +190,7 @@ class AggregateService(Generic[S, C, E]):
     async def _append(
         self,
         state: S | None,
+        size: int,
         aggregate_id: int,
         events: list[E],
         metadata: dict[str, str],
@@ -217,7 +223,9 @@ class AggregateService(Generic[S, C, E]):
             if self.kind.on_event is not None:
                 self.kind.on_event(aggregate_id, event, after)
         assert after is not None
-        size = self._cache.size_of(aggregate_id) + sum(charge(event.data) for event in new)
+        # `size` is what `state`'s events were charged when it was loaded: the cache entry may
+        # have been evicted (or replaced) while the append was awaited, so it is no base.
+        size += sum(charge(event.data) for event in new)
         self._remember(aggregate_id, after, size)
         return Outcome(after, result.position)
 

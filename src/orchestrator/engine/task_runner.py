@@ -96,18 +96,30 @@ class TaskRunner:
         self._drivers.start(task_id, self._drive_loop(task_id))
 
     async def _drive_loop(self, task_id: int) -> Task | None:
-        task = await self.service.load(task_id, fresh=True)
+        task = await self._load_fresh(task_id)
         while task is not None and task.needs_run() and not self.pool.draining:
             if not task.in_run:
                 after = await self._record(task_id, BeginTaskRun())
             else:
                 after = await self._run(task)
             if after is None:  # refused: look again, stop if nothing changed
-                after = await self.service.load(task_id, fresh=True)
+                after = await self._load_fresh(task_id)
                 if after is None or after.version == task.version:
                     break
             task = after
         return task
+
+    async def _load_fresh(self, task_id: int) -> Task | None:
+        """The task read from the log, retried like `_record` while the store fails (a driver
+        that gave up would leave a started run that nobody drives until a restart)."""
+        delay = 0.1
+        while True:
+            try:
+                return await self.service.load(task_id, fresh=True)
+            except EventStoreError as exc:
+                log.warning("task %d: could not read it (%s); retrying", task_id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _run(self, task: Task) -> Task | None:
         started = time.monotonic()

@@ -14,6 +14,7 @@ import logging
 from orchestrator.eventstore.anchor_store import AnchorStore, SQLiteAnchors
 from orchestrator.eventstore.anchors import Anchor, make_anchor
 from orchestrator.eventstore.base import EventStore
+from orchestrator.eventstore.errors import EventStoreError
 from orchestrator.eventstore.sqlite import SQLiteEventStore
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,9 @@ class Anchorer:
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
         self._opened = False
+        #: The last store failure warned about: a database gone for good is one line, not one
+        #: traceback per interval.
+        self._problem: str | None = None
 
     async def start(self) -> None:
         """Open the checkpoint storage and start the timer (the event store must be open)."""
@@ -78,8 +82,12 @@ class Anchorer:
             await asyncio.sleep(self._interval)
             try:
                 await write_checkpoint(self.store, self.anchors, self._key)
-            except Exception:  # a failed checkpoint must not stop the next ones
+            except EventStoreError as exc:  # a failed checkpoint must not stop the next ones
+                self._warn("could not write a checkpoint of the log's head", exc)
+            except Exception:
                 log.exception("could not write a checkpoint of the log's head")
+            else:
+                self._problem = None
 
     async def stop(self) -> None:
         """Stop the timer, write a last checkpoint of the head, close the storage."""
@@ -92,8 +100,18 @@ class Anchorer:
             return
         try:
             await write_checkpoint(self.store, self.anchors, self._key)
+        except EventStoreError as exc:
+            self._warn("could not write the checkpoint of the log's head at shutdown", exc)
         except Exception:
             log.exception("could not write the checkpoint of the log's head at shutdown")
         finally:
             self._opened = False
             await self.anchors.close()
+
+    def _warn(self, what: str, exc: EventStoreError) -> None:
+        """One WARNING line per distinct failure (the store says the same thing each time)."""
+        problem = f"{type(exc).__name__}: {exc}"
+        if problem == self._problem:
+            return
+        self._problem = problem
+        log.warning("%s: %s", what, problem)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -119,6 +120,10 @@ def _chain(
     return head, previous
 
 
+#: Seconds between two write probes of health_problem: /health is public, and may be asked often.
+_PROBE_INTERVAL = 5.0
+
+
 async def _probe(conn: aiosqlite.Connection) -> None:
     await conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -133,6 +138,7 @@ class SQLiteEventStore:
         self._reader: aiosqlite.Connection | None = None
         self._queue: deque[_Append | _Transaction] = deque()
         self._queued = asyncio.Event()
+        self._last_probe = float("-inf")
         self._writer_task: asyncio.Task[None] | None = None
         self._head = 0
         self._changed = asyncio.Event()
@@ -463,9 +469,14 @@ class SQLiteEventStore:
         """Why writes are refused or failing now (a sentence), or None while they work.
 
         After a write failed for want of space, one small write (the schema version, unchanged)
-        is tried first, so health recovers once space is freed even if no command comes.
+        is tried first, so health recovers once space is freed even if no command comes; at
+        most one such write every _PROBE_INTERVAL seconds, however often health is asked.
         """
         if self._guard.replaced() is None and self._guard.write_failure is not None:
+            now = time.monotonic()
+            if now - self._last_probe < _PROBE_INTERVAL:
+                return self._guard.problem()
+            self._last_probe = now
             with contextlib.suppress(StoreUnavailable):
                 await self.write_transaction(_probe)
         return self._guard.problem()

@@ -11,6 +11,11 @@ A missing token and a wrong one are both 401 (RFC 6750: `invalid_token` is a 401
 mean the token is good but not enough, and every token here opens everything). The token is
 checked against every configured token, in constant time, so neither which token matched nor how
 much of one matched shows in the answer's timing.
+
+An accepted request carries its token's fingerprint (`principal_of`): Idempotency-Keys are kept
+per token, so two clients that pick the same key never get each other's answers. A public path
+is still answered without a token, but one that is sent and accepted is noted the same way
+(`/health` tells its full reason only to a caller with a token).
 """
 
 from __future__ import annotations
@@ -29,6 +34,20 @@ PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/redoc"})
 PUBLIC_PREFIXES = ("/docs/static/", "/redoc/static/")
 
 _CHALLENGE = 'Bearer realm="orchestrator"'
+#: The key, in the request's `scope["state"]`, of the accepted token's fingerprint.
+PRINCIPAL = "principal"
+
+
+def fingerprint(token: bytes) -> str:
+    """A short, stable name for a token that does not reveal it (its SHA-256, 16 hex digits)."""
+    return hashlib.sha256(token).hexdigest()[:16]
+
+
+def principal_of(scope: Scope) -> str:
+    """The fingerprint of the request's accepted token; "" when none was (or auth is off)."""
+    state = scope.get("state")
+    principal = state.get(PRINCIPAL, "") if isinstance(state, dict) else ""
+    return principal if isinstance(principal, str) else ""
 
 
 def is_public(path: str) -> bool:
@@ -74,11 +93,14 @@ class BearerAuthMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass the request on if its path is public or its bearer token is accepted."""
-        if scope["type"] != "http" or is_public(scope["path"]):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         credentials = bearer_credentials(scope)
-        if credentials is not None and self.checker.accepts(credentials):
+        accepted = credentials is not None and self.checker.accepts(credentials)
+        if accepted and credentials is not None:
+            scope.setdefault("state", {})[PRINCIPAL] = fingerprint(credentials)
+        if accepted or is_public(scope["path"]):
             await self.app(scope, receive, send)
             return
         if credentials is None:

@@ -49,8 +49,11 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 
 
 def split_host(host: str) -> tuple[str, int | None] | None:
-    """`name` or `name:port` (IPv6 in brackets) as (lower-case name, port), or None if malformed."""
+    """`name` or `name:port` (IPv6 in brackets) as (lower-case name, port), or None if malformed
+    (a `%`, as of an IPv6 zone id, included)."""
     host = host.strip().lower()
+    if "%" in host:  # an IPv6 zone id (`[fe80::1%evil.com]`) would pass as an IP literal
+        return None
     name, port = host, None
     if host.startswith("["):
         closing = host.find("]")
@@ -110,12 +113,20 @@ class AllowedHosts:
         )
 
 
+#: Most allowed Host values HostCheckMiddleware remembers.
+_REMEMBERED = 64
+
+
 class HostCheckMiddleware:
     """Answers 400 `bad_host` to a request whose Host header is not an allowed host."""
 
     def __init__(self, app: ASGIApp, allowed_hosts: Sequence[str]) -> None:
         self.app = app
         self.allowed = AllowedHosts(allowed_hosts)
+        #: Host values seen to be allowed. Clients send a handful of them, so remembering the
+        #: answer spares every request the parsing; refused values are not kept, and the set is
+        #: emptied past _REMEMBERED so junk Host headers cannot grow it.
+        self._known: set[bytes] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass the request on if its Host header names this server."""
@@ -123,8 +134,15 @@ class HostCheckMiddleware:
             await self.app(scope, receive, send)
             return
         raw = _header(scope, b"host")
+        if raw is not None and raw in self._known:
+            await self.app(scope, receive, send)
+            return
         host = raw.decode("latin-1") if raw is not None else ""
         if self.allowed.allows(host):
+            if raw is not None:
+                if len(self._known) >= _REMEMBERED:
+                    self._known.clear()
+                self._known.add(raw)
             await self.app(scope, receive, send)
             return
         shown = repr(host[:100]) if raw is not None else "missing"

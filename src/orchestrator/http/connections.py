@@ -59,6 +59,9 @@ class GuardedProtocol(HttpToolsProtocol):
         self.waiting_since: float | None = None
         self._head_bytes = 0
         self._head_timer: Any = None
+        #: A request's head is in but not yet its whole body: what arrives is body, not head,
+        #: even once the app has answered without reading it.
+        self._body_pending = False
 
     def connection_made(self, transport: Any) -> None:
         """Start waiting for the first head, making room first if the server is full."""
@@ -74,12 +77,16 @@ class GuardedProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        """Count head bytes as they arrive; refuse a head that grows past the limit."""
-        if self.waiting_since is not None:
+        """Count head bytes as they arrive; refuse a head that grows past the limit.
+
+        Only bytes between messages count: the rest of a body the app answered without reading
+        (a 404, 413, ...) is no head."""
+        if self.waiting_since is not None and not self._body_pending:
             self._head_bytes += len(data)
         super().data_received(data)
         if (
             self.waiting_since is not None
+            and not self._body_pending
             and self._head_bytes > self.max_header_bytes
             and not self.transport.is_closing()
         ):
@@ -94,6 +101,7 @@ class GuardedProtocol(HttpToolsProtocol):
         """The head is in: no deadline until the response is sent; 503 if every connection is
         busy with a request."""
         self.waiting_since = None
+        self._body_pending = True
         if self._over_cap():
             app, self.app = self.app, _too_many_connections(self.max_connections or 0)
             try:
@@ -103,11 +111,23 @@ class GuardedProtocol(HttpToolsProtocol):
             return
         super().on_headers_complete()
 
+    def on_message_complete(self) -> None:
+        """The whole body is in: what follows is the next head."""
+        self._body_pending = False
+        super().on_message_complete()
+
     def on_response_complete(self) -> None:
-        """The connection waits for a head again: its idle time counts toward the deadline."""
+        """The connection waits for a head again: its idle time counts toward the deadline.
+
+        Unless a pipelined request was queued behind this one: uvicorn starts it now, and a
+        running request is not idle (no deadline, no head bytes, never shed)."""
         super().on_response_complete()
-        if not self.transport.is_closing():
-            self._await_head()
+        if self.transport.is_closing():
+            return
+        if self.pipeline or not (self.cycle is None or self.cycle.response_complete):
+            self.waiting_since = None  # a queued request runs (or waits for its turn)
+            return
+        self._await_head()
 
     def _over_cap(self) -> bool:
         cap = self.max_connections

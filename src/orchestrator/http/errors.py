@@ -11,6 +11,8 @@ eventstore/errors.py  EventStoreError
                         StoreUnavailable     503 store_unavailable
 engine                InvalidTaskConfig      422 validation_error (config key, reason)
                       TooBusy                429 too_busy (+ Retry-After; too much work queued)
+                      ShuttingDown           503 shutting_down (+ Retry-After; a `next` whose
+                                             step outlasted the shutdown grace)
 http/errors.py        InvalidInput           422 validation_error (field, reason)
                       RequestInProgress      409 conflict (an Idempotency-Key's command runs)
                       VersionNotFound        404 not_found
@@ -47,6 +49,7 @@ from orchestrator.domain.errors import (
     WorkflowNotFound,
 )
 from orchestrator.engine.backlog import TooBusy
+from orchestrator.engine.coordinator import ShuttingDown
 from orchestrator.engine.task_types import InvalidTaskConfig
 from orchestrator.eventstore.errors import ConcurrencyConflict, StoreUnavailable
 
@@ -108,6 +111,7 @@ _TABLE: dict[type[Exception], tuple[int, str]] = {
     VersionNotFound: (404, "not_found"),
     PayloadTooLarge: (413, "payload_too_large"),
     TooBusy: (429, "too_busy"),
+    ShuttingDown: (503, "shutting_down"),
     ClientTooSlow: (408, "request_timeout"),
     msgspec.ValidationError: (422, "validation_error"),
     msgspec.DecodeError: (422, "invalid_json"),
@@ -177,6 +181,15 @@ async def _handle_disconnect(request: Request, exc: Exception) -> Response:
 async def _handle_unexpected(request: Request, exc: Exception) -> Response:
     log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "internal_error", "the server failed to handle the request")
+
+
+def status_of(exc: Exception) -> int:
+    """The status the app answers `exc` with (500 for an exception it does not know)."""
+    if isinstance(exc, HTTPException):
+        return exc.status_code
+    if isinstance(exc, ClientDisconnect):
+        return 400
+    return next((_TABLE[kind][0] for kind in type(exc).__mro__ if kind in _TABLE), 500)
 
 
 def exception_handlers() -> dict[Any, Any]:

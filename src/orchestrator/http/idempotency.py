@@ -7,7 +7,11 @@ path and body) within IDEMPOTENCY_TTL_SECONDS gets that answer again, with `Idem
 true`, and appends nothing; if the answer was never stored (the server died between the commit
 and the answer), it is rebuilt from the log at the version the command left (replies.py). The
 same key on a different request is 422. Concurrent requests with one key: the first runs, the
-others wait for it in this process (one server per database file) and get its answer.
+others wait for it in this process (one server per database file) and get its answer (unless
+it is a 5xx, which is no answer: then they run it, or rebuild its answer, themselves).
+
+With API_TOKEN, keys are kept per token: the key stored is the token's fingerprint (auth.py),
+a colon and the key sent, so a client never gets the answer to another token's request.
 
 A command that was refused (any 4xx before it appended anything) leaves no key behind: it
 changed nothing, so a retry is decided afresh. Expired keys are purged as keyed requests come,
@@ -28,8 +32,14 @@ from starlette.responses import Response
 from orchestrator.engine.claims import claiming
 from orchestrator.eventstore.errors import EventStoreError
 from orchestrator.eventstore.keys import IdempotencyClaim, IdempotencyRecord
+from orchestrator.http.auth import principal_of
 from orchestrator.http.endpoints import Endpoint
-from orchestrator.http.errors import InvalidInput, RequestInProgress, exception_handlers
+from orchestrator.http.errors import (
+    InvalidInput,
+    RequestInProgress,
+    exception_handlers,
+    status_of,
+)
 from orchestrator.http.idempotency_key import (
     COMMAND_METHODS,
     HEADER,
@@ -56,6 +66,12 @@ class _Answer:
     def __init__(self, status: int = 0, body: bytes = b"", error: Exception | None = None):
         self.status, self.body, self.error = status, body, error
 
+    @property
+    def final(self) -> bool:
+        """Whether it may be handed to those waiting: not a 5xx, which answers nothing."""
+        status = status_of(self.error) if self.error is not None else self.status
+        return status < 500
+
     def response(self) -> Response:
         """A fresh response for a repeat (or raise the handler's error again)."""
         if self.error is not None:
@@ -73,6 +89,11 @@ class _InFlight:
         self.done = asyncio.Event()
         self.answer: _Answer | None = None
         self.waiting = 0
+
+
+def stored_key(principal: str, key: str) -> str:
+    """The key as stored: `key` itself without auth, else "<token fingerprint>:<key>"."""
+    return f"{principal}:{key}" if principal else key
 
 
 def replayed(status: int, body: bytes) -> Response:
@@ -110,7 +131,8 @@ class IdempotentCommands:
         values = request.headers.getlist(HEADER)
         if not values:
             return await call()
-        key = checked_key(values)
+        sent = checked_key(values)
+        key = stored_key(principal_of(request.scope), sent)
         bound = request_hash(request.method, request.url.path, await request.body())
         while (flight := self._in_flight.get(key)) is not None:
             flight.waiting += 1
@@ -118,12 +140,13 @@ class IdempotentCommands:
                 await flight.done.wait()
             finally:
                 flight.waiting -= 1
-            if flight.request_hash == bound and flight.answer is not None:
-                return flight.answer.response()
+            answer = flight.answer
+            if flight.request_hash == bound and answer is not None and answer.final:
+                return answer.response()
         flight = _InFlight(bound)
         self._in_flight[key] = flight  # no await since the check above: one runner per key
         try:
-            return await self._answer(request, endpoint, call, key, flight)
+            return await self._answer(request, endpoint, call, key, sent, flight)
         finally:
             flight.done.set()
             if self._in_flight.get(key) is flight:
@@ -135,6 +158,7 @@ class IdempotentCommands:
         endpoint: Endpoint,
         call: Callable[[], Awaitable[Response]],
         key: str,
+        sent: str,
         flight: _InFlight,
     ) -> Response:
         now = self.clock()
@@ -143,7 +167,7 @@ class IdempotentCommands:
         if record is not None and record.created_at + self.ttl > now:
             if record.request_hash != flight.request_hash:
                 raise InvalidInput(
-                    f"{HEADER} {key[:40]!r} was already used for a different request (method, "
+                    f"{HEADER} {sent[:40]!r} was already used for a different request (method, "
                     "path or body); send a new key for a new request"
                 )
             flight.answer = await self._repeat(request, endpoint, record)

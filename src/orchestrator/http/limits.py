@@ -70,10 +70,15 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = _content_length(scope)
+        declared, chunked = _body_headers(scope)
         if declared is not None and declared > self.max_bytes:
             too_large = PayloadTooLarge(declared, self.max_bytes)
             await error_response(413, "payload_too_large", str(too_large))(scope, receive, send)
+            return
+        if declared is None and not chunked and scope["method"] in ("GET", "HEAD"):
+            # No read route reads a body: the most common request passes without a receive
+            # wrapper to build.
+            await self.app(scope, receive, send)
             return
         received = 0
         complete = False
@@ -102,11 +107,16 @@ class BodyLimitMiddleware:
         await self.app(scope, limited_receive, send)
 
 
-def _content_length(scope: Scope) -> int | None:
+def _body_headers(scope: Scope) -> tuple[int | None, bool]:
+    """The declared Content-Length (None if absent or malformed) and whether it is chunked."""
+    declared: int | None = None
+    chunked = False
     for name, value in scope["headers"]:
         if name == b"content-length":
             try:
-                return int(value)
+                declared = int(value)
             except ValueError:
-                return None  # the server refuses a malformed length itself
-    return None
+                declared = None  # the server refuses a malformed length itself
+        elif name == b"transfer-encoding":
+            chunked = True
+    return declared, chunked

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -9,6 +11,7 @@ from orchestrator import __version__
 from orchestrator.domain.states import FINAL_STATES, State, Trigger
 from orchestrator.domain.transitions import FORWARD_TRIGGER, TRANSITIONS
 from orchestrator.engine.executor import WorkerPool
+from orchestrator.http.auth import principal_of
 from orchestrator.http.routes import json_response, runtime_of
 from orchestrator.http.schemas import (
     ExecutionStats,
@@ -19,6 +22,12 @@ from orchestrator.http.schemas import (
     WorkerPoolStats,
     workflow_counts,
 )
+
+log = logging.getLogger(__name__)
+
+#: The reason /health gives a caller without a token when API_TOKEN is set: the full one names
+#: the database's path and the server's process, which a public route does not hand out.
+UNDISCLOSED_REASON = "the database cannot be written; see the server log"
 
 
 async def root(request: Request) -> Response:
@@ -38,9 +47,16 @@ async def root(request: Request) -> Response:
 async def health(request: Request) -> Response:
     """GET /health: 200 `healthy` while the log can be read and written; 503 `degraded`, with
     the reason, while writes are refused or failing (database file deleted or replaced, full
-    disk), so a load balancer or supervisor sees what every command would run into."""
+    disk), so a load balancer or supervisor sees what every command would run into. With
+    API_TOKEN set, only a caller with a token gets the full reason; the log always has it."""
     runtime = runtime_of(request)
     reason = await runtime.store.health_problem()
+    if reason is not None:
+        if getattr(request.app.state, "logged_health_problem", None) != reason:
+            request.app.state.logged_health_problem = reason
+            log.warning("degraded: %s", reason)
+        if runtime.settings.api_tokens and not principal_of(request.scope):
+            reason = UNDISCLOSED_REASON
     head = await runtime.store.head_position()
     database = "memory" if runtime.settings.database_url == "memory://" else "sqlite"
     return json_response(
