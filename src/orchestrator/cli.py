@@ -77,17 +77,13 @@ def _serve(settings: Settings) -> int:
         return 2
     lock: DatabaseLock | None = None
     try:
-        if settings.database_url.startswith("sqlite:///"):
+        path = settings.database.path
+        if path is not None:
             from orchestrator.eventstore.sqlite_schema import (
                 OriginalDatabase,
                 refuse_original_database,
-                sqlite_path,
             )
 
-            try:
-                path = sqlite_path(settings.database_url)
-            except ValueError as exc:
-                raise ServeRefused(f"bad setting: DATABASE_URL: {exc}") from None
             try:
                 refuse_original_database(path)
             except OriginalDatabase as exc:  # before uvicorn, which would bury it in a traceback

@@ -19,7 +19,7 @@ from orchestrator.domain.workflow import Workflow
 from orchestrator.eventstore.anchor_store import read_sqlite_anchors
 from orchestrator.eventstore.anchoring import checkpoint_sqlite
 from orchestrator.eventstore.errors import EventStoreError
-from orchestrator.eventstore.sqlite import SQLiteEventStore, sqlite_path
+from orchestrator.eventstore.sqlite import SQLiteEventStore
 from orchestrator.history.anchor_check import AnchorCheck
 from orchestrator.history.anchor_check import anchor_lines as exported_anchor_lines
 from orchestrator.history.import_original import plan_import, write_import
@@ -27,7 +27,7 @@ from orchestrator.history.original_rows import ImportRefused, read_original
 from orchestrator.history.replay import differences, missing_version, replay, table
 from orchestrator.history.transfer import export_lines, import_lines
 from orchestrator.history.verify import verify
-from orchestrator.http.schemas import workflow_out
+from orchestrator.http.conversions import workflow_out
 from orchestrator.projections import rebuild as rebuilding
 from orchestrator.projections.models import WORKFLOWS
 from orchestrator.projections.projector import Projector
@@ -43,11 +43,11 @@ class CommandFailed(Exception):
 
 def open_store(settings: Settings, *, must_exist: bool = True) -> SQLiteEventStore:
     """The SQLite log of DATABASE_URL (the history tools work on files, not memory://)."""
-    if not settings.database_url.startswith("sqlite:///"):
+    path = settings.database.path
+    if path is None:
         raise CommandFailed(
             f"the history tools need a SQLite DATABASE_URL, not {redact_url(settings.database_url)}"
         )
-    path = sqlite_path(settings.database_url)
     if must_exist and not Path(path).is_file():
         raise CommandFailed(
             f"no database at {path} (DATABASE_URL={redact_url(settings.database_url)})"

@@ -20,7 +20,7 @@ from orchestrator.eventstore.anchor_store import AnchorStore, InMemoryAnchors, S
 from orchestrator.eventstore.anchoring import Anchorer
 from orchestrator.eventstore.base import EventStore
 from orchestrator.eventstore.memory import InMemoryEventStore
-from orchestrator.eventstore.sqlite import SQLiteEventStore, sqlite_path
+from orchestrator.eventstore.sqlite import SQLiteEventStore
 from orchestrator.projections.models import TASKS, WORKFLOWS
 from orchestrator.projections.projector import Projector
 from orchestrator.projections.sqlite import SQLiteProjectionStorage
@@ -121,16 +121,17 @@ class Runtime:
 
 
 def build_runtime(settings: Settings, registry: TaskRegistry | None = None) -> Runtime:
-    """Wire a runtime for `settings.database_url` (sqlite:///file or memory://)."""
+    """Wire a runtime for `settings.database` (a SQLite file or memory)."""
     store: EventStore
     projections: ProjectionStorage
     anchors: AnchorStore
-    if settings.database_url == "memory://":
+    database = settings.database
+    if database.path is None:
         store = InMemoryEventStore()
         projections = InMemoryProjectionStorage()
         anchors = InMemoryAnchors()
     else:
-        sqlite_store = SQLiteEventStore(sqlite_path(settings.database_url))
+        sqlite_store = SQLiteEventStore(database.path)
         store = sqlite_store
         projections = SQLiteProjectionStorage(sqlite_store)
         anchors = SQLiteAnchors(sqlite_store)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -14,6 +15,37 @@ T = TypeVar("T")
 
 class SettingsError(ValueError):
     """A setting has a value the service cannot run with."""
+
+
+@dataclass(frozen=True)
+class Database:
+    """DATABASE_URL, parsed once: which backend, and for SQLite which file.
+
+    Every part of the service that must know where the log lives asks this, so the URL's syntax
+    is known in one place.
+    """
+
+    #: "sqlite" or "memory".
+    backend: str
+    #: The SQLite file (as written: relative paths are relative to the working directory).
+    path: str | None = None
+
+
+def parse_database(url: str) -> Database:
+    """`sqlite:///relative.db`, `sqlite:////absolute.db` or `memory://`; SettingsError otherwise."""
+    prefix = "sqlite:///"
+    if url == "memory://":
+        return Database(backend="memory")
+    if url.startswith(prefix) and len(url) > len(prefix):
+        path = url[len(prefix) :]
+        if path == ":memory:":
+            raise SettingsError(
+                "DATABASE_URL: an in-memory SQLite database cannot be shared; use memory://"
+            )
+        return Database(backend="sqlite", path=path)
+    raise SettingsError(
+        f"DATABASE_URL must look like sqlite:///./workflow.db or memory://, got {redact_url(url)!r}"
+    )
 
 
 @dataclass(frozen=True)
@@ -76,6 +108,11 @@ class Settings:
     log_backups: int = 5
     #: On SIGTERM, seconds running steps get to finish before they are left to resume later.
     shutdown_grace_seconds: float = 10.0
+
+    @functools.cached_property
+    def database(self) -> Database:
+        """Where the log lives (DATABASE_URL, parsed)."""
+        return parse_database(self.database_url)
 
     @classmethod
     def from_env(
@@ -249,24 +286,20 @@ def _log_file(name: str, raw: str) -> str:
 
 
 def _database_url(name: str, raw: str) -> str:
-    if raw.startswith("sqlite:///") and len(raw) > len("sqlite:///"):
-        folder = Path(raw[len("sqlite:///") :]).parent
-        if not folder.is_dir():
-            raise SettingsError(
-                f"{name}: the folder {redact_url(str(folder))!r} of {redact_url(raw)!r} "
-                "does not exist"
-            )
-        return raw
-    if raw == "memory://":
-        return raw
     if raw.startswith(("postgresql://", "postgres://")):
         raise SettingsError(
             f"{name}: the PostgreSQL backend is not part of this release yet; "
             "use sqlite:///path/to/file.db"
         )
-    raise SettingsError(
-        f"{name} must look like sqlite:///./workflow.db or memory://, got {redact_url(raw)!r}"
-    )
+    database = parse_database(raw)
+    if database.path is not None:
+        folder = Path(database.path).parent
+        if not folder.is_dir():
+            raise SettingsError(
+                f"{name}: the folder {redact_url(str(folder))!r} of {redact_url(raw)!r} "
+                "does not exist"
+            )
+    return raw
 
 
 # `scheme://user:password@`: everything from the password to the last `@` is hidden (a password

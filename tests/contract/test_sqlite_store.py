@@ -25,7 +25,7 @@ from orchestrator.eventstore.errors import (
     SchemaTooNew,
     StoreUnavailable,
 )
-from orchestrator.eventstore.sqlite import SCHEMA_VERSION, SQLiteEventStore, sqlite_path
+from orchestrator.eventstore.sqlite import SCHEMA_VERSION, SQLiteEventStore
 
 PROMPT = 5.0
 
@@ -355,38 +355,3 @@ async def test_using_a_store_that_is_not_open_raises_store_unavailable(db_path: 
         await store.append("workflow-1", 0, [new_event(1)])
     with pytest.raises(StoreUnavailable):
         await store.read_all()
-
-
-# Database URLs ------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("url", "path"),
-    [
-        ("sqlite:///orchestrator.db", "orchestrator.db"),
-        ("sqlite:///data/orchestrator.db", "data/orchestrator.db"),
-        ("sqlite:////var/lib/orchestrator.db", "/var/lib/orchestrator.db"),
-        ("sqlite:////tmp/x.db", "/tmp/x.db"),
-    ],
-)
-def test_sqlite_path_takes_the_file_path_from_a_sqlite_url(url: str, path: str) -> None:
-    assert sqlite_path(url) == path
-
-
-@pytest.mark.parametrize(
-    "url",
-    [
-        "sqlite:///",
-        "sqlite://",
-        "sqlite://host/file.db",
-        "sqlite:/file.db",
-        "sqlite:///:memory:",
-        "memory://",
-        "postgresql://user@localhost/orchestrator",
-        "orchestrator.db",
-        "",
-    ],
-)
-def test_sqlite_path_refuses_anything_but_a_sqlite_file_url(url: str) -> None:
-    with pytest.raises(ValueError, match=r"SQLite|memory"):
-        sqlite_path(url)

@@ -13,15 +13,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 import httpx
 import pytest
 
-T = TypeVar("T")
+from tests.waiting import wait_for as wait_for
 
 #: How long a test waits for a condition of a real server before it counts as a failure.
 DEADLINE = 15.0
@@ -55,27 +55,6 @@ SETTING_NAMES = (
     "ALLOW_INSECURE_REMOTE",
     "CORS_ORIGINS",
 )
-
-
-def wait_for(
-    probe: Callable[[], T],
-    done: Callable[[T], bool],
-    *,
-    what: str,
-    timeout: float = DEADLINE,
-    interval: float = 0.01,
-) -> T:
-    """Call `probe` until `done` accepts its value; fail naming `what` and the last value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if done(value):
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(
-                f"timed out after {timeout:g} s waiting for {what}; last: {value!r}"
-            )
-        time.sleep(interval)  # poll interval; the deadline above bounds the wait
 
 
 def free_port() -> int:

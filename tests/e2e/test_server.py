@@ -12,19 +12,17 @@ import json
 import re
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import wait_for
+from tests.waiting import wait_for, wait_for_async
 
 if TYPE_CHECKING:
     from tests.e2e.conftest import RunServe, ServerProcess, StartServer
 
-T = TypeVar("T")
 Json = dict[str, Any]
 
 FORWARD_PATH = [
@@ -37,30 +35,6 @@ TASK_STATES = ["INIT", "PREPARE", "EXECUTE", "VALIDATE", "COMPLETE"]
 #: Unscaled durations of the built-in tasks, INIT..COMPLETE (API.md).
 FULL_RUN_SECONDS = 0.5 + 0.7 + 1.0 + 0.6 + 0.3
 DEADLINE = 15.0
-
-
-# Waiting ---------------------------------------------------------------------------------------
-
-
-async def wait_for_async(
-    probe: Callable[[], Awaitable[T]],
-    done: Callable[[T], bool],
-    *,
-    what: str,
-    timeout: float = DEADLINE,
-    interval: float = 0.05,
-) -> T:
-    """`wait_for` for an async probe."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if done(value):
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(
-                f"timed out after {timeout:g} s waiting for {what}; last: {value!r}"
-            )
-        await asyncio.sleep(interval)
 
 
 # HTTP ------------------------------------------------------------------------------------------

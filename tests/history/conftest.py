@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import ServerProcess, free_port, server_environment
-from tests.e2e.conftest import wait_for as wait_for
+from tests.waiting import wait_for as wait_for
 
 Json = dict[str, Any]
 

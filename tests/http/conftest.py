@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -25,6 +24,7 @@ from orchestrator.http.app import create_app, runtime_of
 from orchestrator.runtime import Runtime
 from orchestrator.settings import Settings
 from tests.settings_for_tests import TESTCLIENT_HOSTS
+from tests.waiting import wait_for
 
 #: How long any wait in these tests may take before it counts as a failure.
 DEADLINE = 5.0
@@ -135,16 +135,19 @@ def settle(client: TestClient) -> Callable[[int], dict[str, Any]]:
     """Poll GET /workflow/{id} until nothing more will happen by itself; return that body."""
 
     def wait_until_settled(workflow_id: int) -> dict[str, Any]:
-        deadline = time.monotonic() + DEADLINE
-        while True:
+        def read() -> dict[str, Any]:
             response = client.get(f"/workflow/{workflow_id}")
             assert response.status_code == 200, response.text
             body: dict[str, Any] = response.json()
-            if is_settled(body):
-                return body
-            if time.monotonic() > deadline:
-                pytest.fail(f"workflow {workflow_id} did not settle in {DEADLINE} s: {body}")
-            time.sleep(0.005)  # poll interval; the deadline above bounds the wait
+            return body
+
+        return wait_for(
+            read,
+            is_settled,
+            what=f"workflow {workflow_id} to settle",
+            timeout=DEADLINE,
+            interval=0.005,
+        )
 
     return wait_until_settled
 

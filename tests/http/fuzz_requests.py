@@ -15,8 +15,8 @@ from typing import Any
 import msgspec
 from hypothesis import strategies as st
 
-from orchestrator.http.api import ENDPOINTS
-from orchestrator.http.schemas import (
+from orchestrator.http.endpoint_table import ENDPOINTS
+from orchestrator.http.request_types import (
     CreateTaskRequest,
     CreateWorkflowRequest,
     StartWorkflowRequest,

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from typing import Any
 
-import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from orchestrator.eventstore.keys import IdempotencyRecord
-from orchestrator.http.api import ENDPOINTS
 from orchestrator.http.app import runtime_of
+from orchestrator.http.endpoint_table import ENDPOINTS
 from orchestrator.http.idempotency_key import COMMAND_METHODS
+from tests.waiting import wait_for
 
 DEADLINE = 5.0
 #: A request as (method, url, JSON body).
@@ -106,8 +105,4 @@ COMMANDS = sorted(f"{e.method} {e.path}" for e in ENDPOINTS if e.method in COMMA
 
 def wait_until(condition: Callable[[], bool], what: str) -> None:
     """Poll `condition` until it holds; fail naming `what` after DEADLINE."""
-    deadline = time.monotonic() + DEADLINE
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.005)  # poll interval; the deadline above bounds the wait
+    wait_for(condition, bool, what=what, timeout=DEADLINE, interval=0.005)

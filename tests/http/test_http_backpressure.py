@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 from orchestrator.domain.states import State
 from orchestrator.engine.tasks import TaskContext, TaskFunction, TaskRegistry
 from orchestrator.settings import Settings
+from tests.waiting import wait_for
 
 DEADLINE = 5.0
 #: How soon a cancelled sleep must give its thread back.
@@ -36,9 +37,13 @@ def pools(client: TestClient) -> tuple[int, int]:
 def wait_until(probe: Callable[[], Any], expected: Any, within: float = DEADLINE) -> float:
     """Poll `probe` until it returns `expected`; how long that took."""
     began = time.monotonic()
-    while (value := probe()) != expected:
-        assert time.monotonic() - began < within, f"still {value!r}, expected {expected!r}"
-        time.sleep(0.005)  # poll interval; the deadline above bounds the wait
+    wait_for(
+        probe,
+        lambda value: bool(value == expected),
+        what=f"{expected!r}",
+        timeout=within,
+        interval=0.005,
+    )
     return time.monotonic() - began
 
 

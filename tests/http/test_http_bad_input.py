@@ -18,8 +18,8 @@ import httpx2
 import pytest
 from starlette.testclient import TestClient
 
-from orchestrator.http.api import ENDPOINTS
-from orchestrator.http.endpoints import MAX_JSON_DEPTH
+from orchestrator.http.dispatch import MAX_JSON_DEPTH
+from orchestrator.http.endpoint_table import ENDPOINTS
 from orchestrator.settings import Settings
 from tests.settings_for_tests import TESTCLIENT_HOSTS
 

@@ -26,8 +26,8 @@ from orchestrator.domain.states import State
 from orchestrator.engine.claims import claiming
 from orchestrator.engine.tasks import TaskFunction, TaskRegistry
 from orchestrator.eventstore.keys import IdempotencyClaim
-from orchestrator.http.api import ENDPOINTS
 from orchestrator.http.app import runtime_of
+from orchestrator.http.endpoint_table import ENDPOINTS
 from orchestrator.http.idempotency import IdempotentCommands
 from orchestrator.http.idempotency_key import request_hash
 from orchestrator.http.replies import REPLIES

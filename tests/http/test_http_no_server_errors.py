@@ -16,7 +16,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from orchestrator.http import routes
+from orchestrator.http import responses
 from orchestrator.http.app import runtime_of
 from orchestrator.projections.models import Row
 from tests.http.raw_asgi import RawAnswer, call
@@ -103,7 +103,7 @@ async def failing_save(*args: Any) -> None:
 @pytest.fixture
 def stalled(client: TestClient, app: Starlette, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """The read models stop following the log (every save fails); a short settle wait."""
-    monkeypatch.setattr(routes, "SETTLE_SECONDS", 0.2)
+    monkeypatch.setattr(responses, "SETTLE_SECONDS", 0.2)
     monkeypatch.setattr(runtime_of(app).projections, "save", failing_save)
     yield
     monkeypatch.undo()  # the read models catch up again before the lifespan ends
@@ -184,7 +184,7 @@ def test_stalled_read_models_do_not_refuse_reads_of_what_they_hold(
     client: TestClient, app: Starlette, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert client.post("/workflow/start", json={"name": "before", "auto_start": False}).is_success
-    monkeypatch.setattr(routes, "SETTLE_SECONDS", 0.2)
+    monkeypatch.setattr(responses, "SETTLE_SECONDS", 0.2)
     saves: list[Sequence[Row]] = []
 
     async def failing(rows: Sequence[Row], *args: Any) -> None:

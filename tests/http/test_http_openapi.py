@@ -27,10 +27,10 @@ from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 from starlette.types import Message, Scope
 
-from orchestrator.http.api import ENDPOINTS
-from orchestrator.http.endpoints import Endpoint
+from orchestrator.http.dispatch import Endpoint
+from orchestrator.http.endpoint_table import ENDPOINTS
 from orchestrator.http.errors import ErrorBody
-from orchestrator.http.schemas import EventOut
+from orchestrator.http.response_types import EventOut
 
 #: How long any wait here may take before it counts as a failure.
 DEADLINE = 5.0

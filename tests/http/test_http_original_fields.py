@@ -17,16 +17,20 @@ from orchestrator.http.app import create_app
 from orchestrator.settings import Settings
 from tests.http.conftest import DEADLINE
 from tests.settings_for_tests import TESTCLIENT_HOSTS
+from tests.waiting import wait_for
 
 Json = dict[str, Any]
 
 
 def wait_for_status(client: TestClient, path: str, status: str) -> Json:
     """Poll `path` until its `status` is `status`; return that body."""
-    deadline = time.monotonic() + DEADLINE
-    while (body := client.get(path).json())["status"] != status:
-        assert time.monotonic() < deadline, f"{path} never reached {status}: {body}"
-        time.sleep(0.005)  # poll interval; the deadline above bounds the wait
+    body: Json = wait_for(
+        lambda: client.get(path).json(),
+        lambda body: bool(body["status"] == status),
+        what=f"{path} to reach {status}",
+        timeout=DEADLINE,
+        interval=0.005,
+    )
     return dict(body)
 
 

@@ -25,9 +25,9 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 from starlette.applications import Starlette
 from starlette.types import Message, Receive, Scope, Send
 
-from orchestrator.http.api import ENDPOINTS
 from orchestrator.http.app import runtime_of
-from orchestrator.http.endpoints import MAX_JSON_DEPTH
+from orchestrator.http.dispatch import MAX_JSON_DEPTH
+from orchestrator.http.endpoint_table import ENDPOINTS
 from orchestrator.http.openapi import openapi_document
 from orchestrator.runtime import Runtime
 

@@ -23,6 +23,7 @@ from orchestrator.engine import task_types
 from orchestrator.eventstore.errors import StoreUnavailable
 from orchestrator.http.app import runtime_of
 from orchestrator.runtime import Runtime
+from tests.waiting import wait_for
 
 DEADLINE = 5.0
 BACKSTOP = 10.0
@@ -41,25 +42,31 @@ def create_task(client: TestClient, body: dict[str, Any]) -> dict[str, Any]:
 
 def wait_for_task(client: TestClient, task_id: int, statuses: frozenset[str]) -> dict[str, Any]:
     """Poll GET /tasks/{id} until its status is one of `statuses`; return that body."""
-    deadline = time.monotonic() + DEADLINE
-    while True:
+
+    def read() -> dict[str, Any]:
         response = client.get(f"/tasks/{task_id}")
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
-        if body["status"] in statuses:
-            return body
-        if time.monotonic() > deadline:
-            pytest.fail(f"task {task_id} did not reach {sorted(statuses)} in {DEADLINE} s: {body}")
-        time.sleep(0.005)  # poll interval; the deadline above bounds the wait
+        return body
+
+    return wait_for(
+        read,
+        lambda body: body["status"] in statuses,
+        what=f"task {task_id} to reach {sorted(statuses)}",
+        timeout=DEADLINE,
+        interval=0.005,
+    )
 
 
 def wait_for_active_workers(client: TestClient, count: int) -> None:
     """Poll /execution/stats until exactly `count` standalone tasks run in worker threads."""
-    deadline = time.monotonic() + DEADLINE
-    while client.get("/execution/stats").json()["task_pool"]["active_tasks"] != count:
-        if time.monotonic() > deadline:
-            pytest.fail(f"the pool did not reach {count} active tasks in {DEADLINE} s")
-        time.sleep(0.005)  # poll interval; the deadline above bounds the wait
+    wait_for(
+        lambda: client.get("/execution/stats").json()["task_pool"]["active_tasks"],
+        lambda active: bool(active == count),
+        what=f"the pool to reach {count} active tasks",
+        timeout=DEADLINE,
+        interval=0.005,
+    )
 
 
 async def tasks_idle(runtime: Runtime) -> None:

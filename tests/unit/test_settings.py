@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.settings import Settings, SettingsError
+from orchestrator.settings import Database, Settings, SettingsError, parse_database
 
 HOSTS_ERROR = "HTTP_TASK_ALLOWED_HOSTS must be comma-separated host names or host:port"
 
@@ -163,3 +163,39 @@ def test_the_example_env_file_names_every_setting_with_its_default() -> None:
     assert Settings.from_env({}, env_file=example) == Settings()
     # Every field is spelled in the file, so a new setting cannot be forgotten there.
     assert len(names) == len(dataclasses.fields(Settings))
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        ("sqlite:///orchestrator.db", "orchestrator.db"),
+        ("sqlite:///data/orchestrator.db", "data/orchestrator.db"),
+        ("sqlite:////var/lib/orchestrator.db", "/var/lib/orchestrator.db"),
+        ("sqlite:////tmp/x.db", "/tmp/x.db"),
+    ],
+)
+def test_a_sqlite_url_names_its_file(url: str, path: str) -> None:
+    assert parse_database(url) == Database(backend="sqlite", path=path)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite:///",
+        "sqlite://",
+        "sqlite://host/file.db",
+        "sqlite:/file.db",
+        "sqlite:///:memory:",
+        "postgresql://user@localhost/orchestrator",
+        "orchestrator.db",
+        "",
+    ],
+)
+def test_database_urls_other_than_a_sqlite_file_or_memory_are_refused(url: str) -> None:
+    with pytest.raises(SettingsError, match=r"DATABASE_URL"):
+        parse_database(url)
+
+
+def test_memory_needs_no_file() -> None:
+    assert parse_database("memory://") == Database(backend="memory")
+    assert Settings(database_url="memory://").database.path is None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 
 from orchestrator.domain.commands import (
     AdvanceWorkflow,
@@ -39,17 +39,16 @@ from orchestrator.domain.transitions import FORWARD_TRIGGER, target
 from orchestrator.domain.workflow import Workflow, allowed_actions
 from orchestrator.engine.backlog import Backlog
 from orchestrator.engine.drivers import Drivers
+from orchestrator.engine.driving import drive
 from orchestrator.engine.executor import NotStarted, TaskTimedOut, WorkerPool
+from orchestrator.engine.retry import retry_store_errors
 from orchestrator.engine.service import Outcome, WorkflowService
 from orchestrator.engine.tasks import TaskContext, TaskRegistry, check_config, checked_result
-from orchestrator.eventstore.errors import EventStoreError
 
 log = logging.getLogger(__name__)
 
 _API = {"actor": "api"}
 _ENGINE = {"actor": "engine"}
-#: Back-off between attempts to record an outcome while the store fails, in seconds.
-_FIRST_RETRY, _LAST_RETRY = 0.1, 5.0
 
 
 class Coordinator:
@@ -187,24 +186,23 @@ class Coordinator:
         self._drivers.start(workflow_id, self._drive_loop(workflow_id))
 
     async def _drive_loop(self, workflow_id: int) -> Workflow | None:
-        workflow = await self._load_fresh(workflow_id)
         # A draining pool (the server stops) means: record this step's outcome, begin no other.
-        while workflow is not None and not workflow.deleted and not self.pool.draining:
-            if workflow.step is not None:
-                # Also the path of a step resumed after a restart: it runs again.
-                after = await self._run_task(workflow)
-            elif workflow.needs_step() and workflow.is_driven_automatically():
-                after = await self._record(workflow_id, [self._begin(workflow.state)])
-            else:
-                break
-            if after is None:
-                # Refused: the workflow moved on (cancelled, or an append that reported an
-                # error had committed). Look again; stop if nothing changed, not to spin.
-                after = await self._load_fresh(workflow_id)
-                if after is None or after.version == workflow.version:
-                    break
-            workflow = after
-        return workflow
+        return await drive(
+            lambda: self._load_fresh(workflow_id),
+            self._next_step,
+            draining=lambda: self.pool.draining,
+        )
+
+    def _next_step(self, workflow: Workflow) -> Awaitable[Workflow | None] | None:
+        """What the engine does next for `workflow`, or None if nothing (until a client acts)."""
+        if workflow.deleted:
+            return None
+        if workflow.step is not None:
+            # Also the path of a step resumed after a restart: it runs again.
+            return self._run_task(workflow)
+        if workflow.needs_step() and workflow.is_driven_automatically():
+            return self._record(workflow.workflow_id, [self._begin(workflow.state)])
+        return None
 
     async def _finish_manual_step(self, begun: Workflow) -> Workflow | None:
         """Run a `next` step; the workflow after it, or None if its result was discarded."""
@@ -272,42 +270,26 @@ class Coordinator:
         self, workflow_id: int, commands: list[BeginStep | FinishStep | FailStep]
     ) -> Workflow | None:
         names = "+".join(type(command).__name__ for command in commands)
-        delay = _FIRST_RETRY
-        while True:
-            try:
-                return (await self.service.execute_all(workflow_id, commands, _ENGINE)).workflow
-            except DomainError as exc:
-                log.info("workflow %d: discarded %s: %s", workflow_id, names, exc)
-                return None
-            except EventStoreError as exc:
-                # The outcome must not be lost to a passing failure (a busy or full disk):
-                # try again, decided afresh each time, until it is recorded or refused.
-                log.warning(
-                    "workflow %d: could not record %s (%s); retrying in %.1fs",
-                    workflow_id,
-                    names,
-                    exc,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _LAST_RETRY)
+        try:
+            # Never lose an outcome to a passing store failure: decided afresh at each attempt.
+            outcome = await retry_store_errors(
+                lambda: self.service.execute_all(workflow_id, commands, _ENGINE),
+                what=f"workflow {workflow_id}: could not record {names}",
+                log=log,
+            )
+        except DomainError as exc:
+            log.info("workflow %d: discarded %s: %s", workflow_id, names, exc)
+            return None
+        return outcome.workflow
 
     async def _load_fresh(self, workflow_id: int) -> Workflow | None:
         """The workflow read from the log, retried like `_record` while the store fails: a
         driver that gave up would leave a started step that nobody runs until a restart."""
-        delay = _FIRST_RETRY
-        while True:
-            try:
-                return await self.service.load(workflow_id, fresh=True)
-            except EventStoreError as exc:
-                log.warning(
-                    "workflow %d: could not read it (%s); retrying in %.1fs",
-                    workflow_id,
-                    exc,
-                    delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _LAST_RETRY)
+        return await retry_store_errors(
+            lambda: self.service.load(workflow_id, fresh=True),
+            what=f"workflow {workflow_id}: could not read it",
+            log=log,
+        )
 
     async def _current(self, workflow_id: int) -> Workflow:
         workflow = await self.service.load(workflow_id)

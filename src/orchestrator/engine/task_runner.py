@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from orchestrator.domain.errors import DomainError, WorkflowNotFound
@@ -26,10 +26,11 @@ from orchestrator.domain.tasks import (
 )
 from orchestrator.engine.backlog import Backlog
 from orchestrator.engine.drivers import Drivers
+from orchestrator.engine.driving import drive
 from orchestrator.engine.executor import NotStarted, TaskTimedOut, WorkerPool
+from orchestrator.engine.retry import retry_store_errors
 from orchestrator.engine.service import Outcome, TaskService, WorkflowService
 from orchestrator.engine.task_types import TaskTypes
-from orchestrator.eventstore.errors import EventStoreError
 
 log = logging.getLogger(__name__)
 
@@ -96,30 +97,28 @@ class TaskRunner:
         self._drivers.start(task_id, self._drive_loop(task_id))
 
     async def _drive_loop(self, task_id: int) -> Task | None:
-        task = await self._load_fresh(task_id)
-        while task is not None and task.needs_run() and not self.pool.draining:
-            if not task.in_run:
-                after = await self._record(task_id, BeginTaskRun())
-            else:
-                after = await self._run(task)
-            if after is None:  # refused: look again, stop if nothing changed
-                after = await self._load_fresh(task_id)
-                if after is None or after.version == task.version:
-                    break
-            task = after
-        return task
+        return await drive(
+            lambda: self._load_fresh(task_id),
+            self._next_step,
+            draining=lambda: self.pool.draining,
+        )
+
+    def _next_step(self, task: Task) -> Awaitable[Task | None] | None:
+        """Begin a run, or run the one begun; None once the task needs no run."""
+        if not task.needs_run():
+            return None
+        if not task.in_run:
+            return self._record(task.task_id, BeginTaskRun())
+        return self._run(task)
 
     async def _load_fresh(self, task_id: int) -> Task | None:
         """The task read from the log, retried like `_record` while the store fails (a driver
         that gave up would leave a started run that nobody drives until a restart)."""
-        delay = 0.1
-        while True:
-            try:
-                return await self.service.load(task_id, fresh=True)
-            except EventStoreError as exc:
-                log.warning("task %d: could not read it (%s); retrying", task_id, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        return await retry_store_errors(
+            lambda: self.service.load(task_id, fresh=True),
+            what=f"task {task_id}: could not read it",
+            log=log,
+        )
 
     async def _run(self, task: Task) -> Task | None:
         started = time.monotonic()
@@ -176,19 +175,14 @@ class TaskRunner:
     async def _record(
         self, task_id: int, command: BeginTaskRun | PickUpTaskRun | FinishTaskRun | FailTaskRun
     ) -> Task | None:
-        delay = 0.1
-        while True:
-            try:
-                return (await self.service.execute(task_id, command, _ENGINE)).task
-            except DomainError as exc:
-                log.info("task %d: discarded %s: %s", task_id, type(command).__name__, exc)
-                return None
-            except EventStoreError as exc:  # as for workflow steps: never lose an outcome
-                log.warning(
-                    "task %d: could not record %s (%s); retrying",
-                    task_id,
-                    type(command).__name__,
-                    exc,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        name = type(command).__name__
+        try:  # as for workflow steps: never lose an outcome
+            outcome = await retry_store_errors(
+                lambda: self.service.execute(task_id, command, _ENGINE),
+                what=f"task {task_id}: could not record {name}",
+                log=log,
+            )
+        except DomainError as exc:
+            log.info("task %d: discarded %s: %s", task_id, name, exc)
+            return None
+        return outcome.task

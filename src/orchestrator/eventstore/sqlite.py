@@ -53,7 +53,6 @@ from orchestrator.eventstore.sqlite_schema import (
     row_to_event,
 )
 from orchestrator.eventstore.sqlite_schema import SCHEMA_VERSION as SCHEMA_VERSION
-from orchestrator.eventstore.sqlite_schema import sqlite_path as sqlite_path
 
 T = TypeVar("T")
 _MAX_BATCH = 512

@@ -60,17 +60,6 @@ INSERT = f"INSERT INTO events ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _metadata_decoder = msgspec.json.Decoder(dict)
 
 
-def sqlite_path(url: str) -> str:
-    """The file path of a `sqlite:///relative` or `sqlite:////absolute` URL."""
-    prefix = "sqlite:///"
-    if not url.startswith(prefix) or len(url) == len(prefix):
-        raise ValueError(f"not a SQLite URL with a file path: {url!r}")
-    path = url[len(prefix) :]
-    if path == ":memory:":
-        raise ValueError("an in-memory SQLite database cannot be shared; use memory:// instead")
-    return path
-
-
 #: The tables of the original FastAPI orchestrator's database (its SQLAlchemy models). Ours are
 #: `events` and `projection_*`, so the names never collide.
 ORIGINAL_TABLES = ("workflows", "workflow_transitions", "tasks")

@@ -7,31 +7,18 @@ left and calls the same function (see replies.py), so the two answers cannot dri
 
 from __future__ import annotations
 
-from typing import Any
-
-import msgspec
 from starlette.responses import Response
 
 from orchestrator.domain.tasks import Task
 from orchestrator.domain.workflow import Workflow
-from orchestrator.http.schemas import (
-    RetryResponse,
-    StepResponse,
-    WorkflowStartedResponse,
-    task_out,
-    workflow_out,
-)
-
-_encoder = msgspec.json.Encoder()
-
-
-def _json(body: Any, status: int = 200) -> Response:
-    return Response(_encoder.encode(body), status_code=status, media_type="application/json")
+from orchestrator.http.conversions import task_out, workflow_out
+from orchestrator.http.response_types import RetryResponse, StepResponse, WorkflowStartedResponse
+from orchestrator.http.responses import json_response
 
 
 def _step(workflow: Workflow, message: str) -> Response:
     state = workflow.state.value
-    return _json(
+    return json_response(
         StepResponse(
             message=message, workflow_id=workflow.workflow_id, current_state=state, status=state
         )
@@ -48,7 +35,7 @@ def started(workflow: Workflow) -> Response:
         status=state,
         current_state=state,
     )
-    return _json(answer, 201)
+    return json_response(answer, 201)
 
 
 def advanced(workflow: Workflow) -> Response:
@@ -58,7 +45,7 @@ def advanced(workflow: Workflow) -> Response:
 
 def retried(workflow: Workflow) -> Response:
     """POST /workflow/{id}/retry."""
-    return _json(
+    return json_response(
         RetryResponse(
             message=f"Workflow retry {workflow.retries} started",
             workflow_id=workflow.workflow_id,
@@ -81,17 +68,17 @@ def launched(workflow: Workflow) -> Response:
 
 def created(workflow: Workflow) -> Response:
     """POST /workflows: 201, the whole workflow."""
-    return _json(workflow_out(workflow), 201)
+    return json_response(workflow_out(workflow), 201)
 
 
 def edited(workflow: Workflow) -> Response:
     """PUT /workflows/{id}: the whole workflow after the edit."""
-    return _json(workflow_out(workflow))
+    return json_response(workflow_out(workflow))
 
 
 def task_created(task: Task) -> Response:
     """POST /tasks: 201, the whole task."""
-    return _json(task_out(task), 201)
+    return json_response(task_out(task), 201)
 
 
 def deleted(_: object) -> Response:

@@ -10,17 +10,20 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from orchestrator.engine.tasks import TaskRegistry
-from orchestrator.http.api import ENDPOINTS
+from orchestrator.http.dispatch import build_routes
 from orchestrator.http.docs import docs_routes
-from orchestrator.http.endpoints import build_routes
+from orchestrator.http.endpoint_table import ENDPOINTS
 from orchestrator.http.errors import exception_handlers
 from orchestrator.http.idempotency import IdempotentCommands
 from orchestrator.http.limits import BodyLimitMiddleware, HeaderLimitMiddleware
 from orchestrator.http.paths import TrailingSlashMiddleware
-from orchestrator.http.routes import EncodedReads
+from orchestrator.http.responses import EncodedReads, runtime_of
 from orchestrator.http.security import host_middleware, request_guards
-from orchestrator.runtime import Runtime, build_runtime
+from orchestrator.runtime import build_runtime
 from orchestrator.settings import Settings
+
+#: `runtime_of` is re-exported: the CLI and the tests reach an app's runtime through here.
+__all__ = ["cors_middleware", "create_app", "runtime_of"]
 
 
 def create_app(settings: Settings | None = None, registry: TaskRegistry | None = None) -> Starlette:
@@ -77,9 +80,3 @@ def cors_middleware(origins: tuple[str, ...]) -> list[Middleware]:
             max_age=600,
         )
     ]
-
-
-def runtime_of(app: Starlette) -> Runtime:
-    """The runtime behind an app made by `create_app`."""
-    runtime: Runtime = app.state.runtime
-    return runtime

@@ -15,9 +15,9 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from orchestrator.http.api import ENDPOINTS
+from orchestrator.http.endpoint_table import ENDPOINTS
 from orchestrator.http.openapi import openapi_document
-from orchestrator.http.routes import json_response
+from orchestrator.http.responses import json_response
 
 _TITLE = "Workflow Orchestrator API"
 

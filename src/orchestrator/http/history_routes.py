@@ -27,19 +27,15 @@ from orchestrator.http.bounds import (
     next_page,
     truncation_headers,
 )
+from orchestrator.http.conversions import workflow_out
 from orchestrator.http.errors import InvalidInput, VersionNotFound
-from orchestrator.http.routes import (
+from orchestrator.http.request_types import EventsQuery, StreamQuery, WorkflowReadQuery
+from orchestrator.http.response_types import EventOut
+from orchestrator.http.responses import (
     existing_workflow,
     json_response,
     runtime_of,
     workflow_response,
-)
-from orchestrator.http.schemas import (
-    EventOut,
-    EventsQuery,
-    StreamQuery,
-    WorkflowReadQuery,
-    workflow_out,
 )
 from orchestrator.projections.models import read_model_of
 from orchestrator.runtime import Runtime

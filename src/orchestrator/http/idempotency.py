@@ -33,7 +33,7 @@ from orchestrator.engine.claims import claiming
 from orchestrator.eventstore.errors import EventStoreError
 from orchestrator.eventstore.keys import IdempotencyClaim, IdempotencyRecord
 from orchestrator.http.auth import principal_of
-from orchestrator.http.endpoints import Endpoint
+from orchestrator.http.dispatch import Endpoint
 from orchestrator.http.errors import (
     InvalidInput,
     RequestInProgress,
@@ -103,7 +103,7 @@ def replayed(status: int, body: bytes) -> Response:
 
 
 class IdempotentCommands:
-    """The dispatcher's guard around command handlers (see endpoints.build_routes)."""
+    """The dispatcher's guard around command handlers (see dispatch.build_routes)."""
 
     def __init__(self, runtime: Runtime, *, clock: Callable[[], float] = time.time) -> None:
         self._runtime = runtime

@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from orchestrator import __version__
-from orchestrator.http.endpoints import Endpoint
+from orchestrator.http.dispatch import Endpoint
 from orchestrator.http.errors import ErrorBody
 from orchestrator.http.idempotency_key import COMMAND_METHODS
 from orchestrator.http.idempotency_key import openapi_parameter as idempotency_parameter

@@ -43,7 +43,7 @@ class Reply:
     after_step: bool = False
 
 
-#: Every command endpoint of api.py, by (method, path); a test keeps the two in step.
+#: Every command endpoint of endpoint_table.py, by (method, path); a test keeps the two in step.
 REPLIES: dict[tuple[str, str], Reply] = {
     ("POST", "/workflow/start"): Reply(answers.started),
     ("DELETE", _W): Reply(answers.deleted),

@@ -12,16 +12,16 @@ from orchestrator.domain.states import FINAL_STATES, State, Trigger
 from orchestrator.domain.transitions import FORWARD_TRIGGER, TRANSITIONS
 from orchestrator.engine.executor import WorkerPool
 from orchestrator.http.auth import principal_of
-from orchestrator.http.routes import json_response, runtime_of
-from orchestrator.http.schemas import (
+from orchestrator.http.conversions import workflow_counts
+from orchestrator.http.response_types import (
     ExecutionStats,
     Health,
     ServiceInfo,
     StateMachine,
     TransitionRow,
     WorkerPoolStats,
-    workflow_counts,
 )
+from orchestrator.http.responses import json_response, runtime_of
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ async def health(request: Request) -> Response:
         if runtime.settings.api_tokens and not principal_of(request.scope):
             reason = UNDISCLOSED_REASON
     head = await runtime.store.head_position()
-    database = "memory" if runtime.settings.database_url == "memory://" else "sqlite"
+    database = runtime.settings.database.backend
     return json_response(
         Health(
             status="healthy" if reason is None else "degraded",

@@ -9,9 +9,10 @@ from orchestrator.domain.errors import TaskNotFound
 from orchestrator.domain.tasks import CreateTask, TaskStatus
 from orchestrator.http import answers
 from orchestrator.http.bounds import bounded_list, list_response, next_page
-from orchestrator.http.endpoints import path_id
-from orchestrator.http.routes import json_response, runtime_of, settled
-from orchestrator.http.schemas import CreateTaskRequest, TaskListQuery, task_out
+from orchestrator.http.conversions import task_out
+from orchestrator.http.dispatch import path_id
+from orchestrator.http.request_types import CreateTaskRequest, TaskListQuery
+from orchestrator.http.responses import json_response, runtime_of, settled
 from orchestrator.projections.models import TASKS
 from orchestrator.projections.storage import ListQuery
 

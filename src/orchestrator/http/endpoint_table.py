@@ -1,44 +1,53 @@
-"""The endpoint table: every route the API serves, with its input and output types."""
+"""The endpoint table: every route the API serves, with its handler, input and output types.
+
+Data only: dispatch.py turns it into Starlette routes (decoding bodies and queries before the
+handler runs) and openapi.py into the OpenAPI document, so what is documented is what is served.
+"""
 
 from __future__ import annotations
 
-from orchestrator.http import history_routes, routes, service_routes, task_routes
-from orchestrator.http.endpoints import Endpoint
-from orchestrator.http.schemas import (
+from orchestrator.http import history_routes, service_routes, task_routes, workflow_routes
+from orchestrator.http.dispatch import Endpoint
+from orchestrator.http.request_types import (
     CreateTaskRequest,
     CreateWorkflowRequest,
+    EventsQuery,
+    StartWorkflowRequest,
+    StreamQuery,
+    TaskListQuery,
+    UpdateWorkflowRequest,
+    WorkflowListQuery,
+    WorkflowReadQuery,
+)
+from orchestrator.http.response_types import (
     EventOut,
     EventPage,
-    EventsQuery,
     ExecutionStats,
     ExecutionStatus,
     Health,
     RetryResponse,
     ServiceInfo,
-    StartWorkflowRequest,
     StateMachine,
     StepResponse,
-    StreamQuery,
-    TaskListQuery,
     TaskOut,
     TransitionOut,
-    UpdateWorkflowRequest,
-    WorkflowListQuery,
     WorkflowOut,
-    WorkflowReadQuery,
     WorkflowStartedResponse,
 )
 
-_W = "/workflow/{workflow_id}"
-_WS = "/workflows/{workflow_id}"
-_X = "/execution/workflows/{workflow_id}"
+#: One workflow under the original routes.
+WORKFLOW_PATH = "/workflow/{workflow_id}"
+#: One workflow under the CRUD routes.
+CRUD_PATH = "/workflows/{workflow_id}"
+#: One workflow under the execution routes.
+EXECUTION_PATH = "/execution/workflows/{workflow_id}"
 
 ENDPOINTS: tuple[Endpoint, ...] = (
     # The original routes.
     Endpoint(
         "POST",
         "/workflow/start",
-        routes.start_workflow,
+        workflow_routes.start_workflow,
         "Start a workflow",
         "workflow",
         status=201,
@@ -48,7 +57,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         "GET",
-        _W,
+        WORKFLOW_PATH,
         history_routes.get_workflow,
         "Read a workflow (at_version: as it was after that event)",
         "workflow",
@@ -58,8 +67,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         "DELETE",
-        _W,
-        routes.delete_workflow,
+        WORKFLOW_PATH,
+        workflow_routes.delete_workflow,
         "Delete a finished workflow",
         "workflow",
         status=204,
@@ -67,8 +76,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         "POST",
-        f"{_W}/next",
-        routes.next_step,
+        f"{WORKFLOW_PATH}/next",
+        workflow_routes.next_step,
         "Run the current step",
         "workflow",
         response=StepResponse,
@@ -76,8 +85,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         "POST",
-        f"{_W}/retry",
-        routes.retry_workflow,
+        f"{WORKFLOW_PATH}/retry",
+        workflow_routes.retry_workflow,
         "Retry a failed workflow",
         "workflow",
         response=RetryResponse,
@@ -85,8 +94,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         "POST",
-        f"{_W}/cancel",
-        routes.cancel_workflow,
+        f"{WORKFLOW_PATH}/cancel",
+        workflow_routes.cancel_workflow,
         "Cancel a workflow",
         "workflow",
         response=StepResponse,
@@ -96,7 +105,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         "POST",
         "/workflows",
-        routes.create_workflow,
+        workflow_routes.create_workflow,
         "Create a workflow (not started)",
         "workflows",
         status=201,
@@ -106,7 +115,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         "GET",
         "/workflows",
-        routes.list_workflows,
+        workflow_routes.list_workflows,
         "List workflows",
         "workflows",
         query=WorkflowListQuery,
@@ -114,8 +123,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         "GET",
-        _WS,
-        routes.get_workflow,
+        CRUD_PATH,
+        workflow_routes.get_workflow,
         "Read a workflow",
         "workflows",
         response=WorkflowOut,
@@ -123,8 +132,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         "PUT",
-        _WS,
-        routes.update_workflow,
+        CRUD_PATH,
+        workflow_routes.update_workflow,
         "Edit name, description, config",
         "workflows",
         body=UpdateWorkflowRequest,
@@ -133,8 +142,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         "DELETE",
-        _WS,
-        routes.delete_workflow,
+        CRUD_PATH,
+        workflow_routes.delete_workflow,
         "Delete a workflow",
         "workflows",
         status=204,
@@ -142,8 +151,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         "GET",
-        f"{_WS}/tasks",
-        routes.workflow_tasks,
+        f"{CRUD_PATH}/tasks",
+        workflow_routes.workflow_tasks,
         "A workflow's tasks",
         "workflows",
         response=list[TaskOut],
@@ -151,8 +160,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         "GET",
-        f"{_WS}/transitions",
-        routes.workflow_transitions,
+        f"{CRUD_PATH}/transitions",
+        workflow_routes.workflow_transitions,
         "A workflow's transitions",
         "workflows",
         response=list[TransitionOut],
@@ -200,8 +209,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     # Execution.
     Endpoint(
         "POST",
-        f"{_X}/start",
-        routes.execution_start,
+        f"{EXECUTION_PATH}/start",
+        workflow_routes.execution_start,
         "Start a created workflow",
         "execution",
         response=StepResponse,
@@ -209,8 +218,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         "GET",
-        f"{_X}/status",
-        routes.execution_status_route,
+        f"{EXECUTION_PATH}/status",
+        workflow_routes.execution_status_route,
         "A workflow's status",
         "execution",
         response=ExecutionStatus,
@@ -218,8 +227,8 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     ),
     Endpoint(
         "POST",
-        f"{_X}/cancel",
-        routes.cancel_workflow,
+        f"{EXECUTION_PATH}/cancel",
+        workflow_routes.cancel_workflow,
         "Cancel a workflow",
         "execution",
         response=StepResponse,
@@ -254,7 +263,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     # History.
     Endpoint(
         "GET",
-        f"{_W}/events",
+        f"{WORKFLOW_PATH}/events",
         history_routes.workflow_events,
         "A workflow's events, from the log",
         "history",

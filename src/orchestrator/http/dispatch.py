@@ -1,7 +1,9 @@
-"""Endpoints as data: each one names its handler and the msgspec types of its inputs and output.
+"""Dispatch: the `Endpoint` record, and the Starlette routes built from a table of them.
 
-From this one table come the Starlette routes (with body and query decoding done before the
-handler runs) and the OpenAPI document, so what is documented is what is served.
+Each endpoint names its handler and the msgspec types of its inputs and output; the table itself
+is endpoint_table.py. Here the path ids, JSON bodies and query strings are decoded and checked
+before the handler runs, so handlers see typed values; openapi.py documents the same table, so
+what is documented is what is served.
 """
 
 from __future__ import annotations

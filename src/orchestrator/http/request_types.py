@@ -1,0 +1,122 @@
+"""Request bodies and query parameters, as msgspec Structs: what the routes decode.
+
+The same types decode requests and generate `/openapi.json` (see endpoint_table.py), so the
+document cannot drift from what the routes accept. Unknown body fields and query parameters are
+ignored, as the original API (FastAPI/pydantic defaults) did.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING, Annotated, Any
+
+import msgspec
+
+from orchestrator.domain.states import State
+from orchestrator.engine.http_task import HTTP_REQUEST
+from orchestrator.engine.task_types import TASK_TYPES
+from orchestrator.http.response_types import TaskState
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=255, description="1..255 characters")]
+Description = Annotated[str, msgspec.Meta(max_length=10_000)]
+Config = Annotated[
+    dict[str, Any],
+    msgspec.Meta(
+        description="Free-form JSON object; integers must fit in 64 bits; depth <= 32; at most "
+        "MAX_CONFIG_BYTES (64 KiB) as JSON and MAX_CONFIG_KEYS (1000) keys and array items"
+    ),
+]
+Skip = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+Limit = Annotated[int, msgspec.Meta(ge=1, le=1000)]
+Id = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
+
+
+#: The task types a client may ask for: the engine's built-in ones and the one the runtime adds
+#: from settings. Taken from the engine, so a new task type reaches the API without a copy here.
+TASK_TYPE_NAMES: tuple[str, ...] = (*TASK_TYPES, HTTP_REQUEST)
+
+if TYPE_CHECKING:
+
+    class TaskType(enum.Enum):
+        """The standalone task types (engine.task_types.TASK_TYPES, and http_request)."""
+
+else:
+    TaskType = enum.Enum("TaskType", {name.upper(): name for name in TASK_TYPE_NAMES})
+    # msgspec puts the docstring in the OpenAPI schema; a functional Enum has none of its own.
+    TaskType.__doc__ = "The standalone task types (engine.task_types.TASK_TYPES, and http_request)."
+
+
+class StartWorkflowRequest(msgspec.Struct, kw_only=True):
+    """POST /workflow/start."""
+
+    name: Name
+    description: Description | None = None
+    config: Config | None = None
+    auto_start: bool = True
+
+
+class CreateWorkflowRequest(msgspec.Struct, kw_only=True):
+    """POST /workflows: the workflow waits in INIT until /execution/workflows/{id}/start."""
+
+    name: Name
+    description: Description | None = None
+    config: Config | None = None
+
+
+class UpdateWorkflowRequest(msgspec.Struct, kw_only=True):
+    """PUT /workflows/{id}: fields left out keep their value."""
+
+    name: Name | msgspec.UnsetType = msgspec.UNSET
+    description: Description | msgspec.UnsetType | None = msgspec.UNSET
+    config: Config | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class CreateTaskRequest(msgspec.Struct, kw_only=True):
+    """POST /tasks: a standalone task, run at once by the worker pool."""
+
+    name: Name
+    task_type: TaskType
+    workflow_id: Id | None = None
+    description: Description | None = None
+    config: Config | None = None
+    max_retries: Annotated[int, msgspec.Meta(ge=0, le=10)] = 0
+
+
+class WorkflowListQuery(msgspec.Struct, kw_only=True):
+    """GET /workflows query parameters."""
+
+    skip: Skip = 0
+    limit: Limit = 100
+    status_filter: State | None = None
+
+
+class TaskListQuery(msgspec.Struct, kw_only=True):
+    """GET /tasks query parameters."""
+
+    skip: Skip = 0
+    limit: Limit = 100
+    workflow_id: Id | None = None
+    status: TaskState | None = None
+    #: The original service's name for `status`; `status` wins when both are given.
+    status_filter: TaskState | None = None
+
+
+class WorkflowReadQuery(msgspec.Struct, kw_only=True):
+    """GET /workflow/{id} query parameters: `at_version` reads the state after that event."""
+
+    at_version: Id | None = None
+
+
+class EventsQuery(msgspec.Struct, kw_only=True):
+    """GET /events query parameters."""
+
+    after: Skip = 0
+    limit: Limit = 100
+    type: Annotated[str, msgspec.Meta(max_length=100)] | None = None
+    stream: Annotated[str, msgspec.Meta(max_length=200)] | None = None
+
+
+class StreamQuery(msgspec.Struct, kw_only=True):
+    """GET /events/stream query parameters (Last-Event-ID, when sent, wins over `after`)."""
+
+    after: Skip | None = None

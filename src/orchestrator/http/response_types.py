@@ -1,0 +1,230 @@
+"""Response bodies, as msgspec Structs: what the routes encode.
+
+The same types encode answers and generate `/openapi.json`, so the document cannot drift from
+what the routes send. conversions.py builds them from the read models.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+
+class TaskState(enum.Enum):
+    """A standalone task's status as the API shows it: the original's lower-case values."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class WorkflowStartedResponse(msgspec.Struct, kw_only=True):
+    """201 answer to POST /workflow/start."""
+
+    message: str
+    workflow_id: int
+    name: str
+    status: str
+    current_state: str
+
+
+class TransitionOut(msgspec.Struct, kw_only=True):
+    """One recorded transition; `timestamp` and `created_at` carry the same time.
+
+    `id` is the version of the transition's event in the workflow's stream (unique within the
+    workflow); `transition_metadata` holds that version and, for `fail`, the error.
+    """
+
+    id: int
+    workflow_id: int
+    from_state: str
+    to_state: str
+    trigger: str
+    transition_metadata: dict[str, Any]
+    timestamp: datetime
+    created_at: datetime
+
+
+class WorkflowOut(msgspec.Struct, kw_only=True):
+    """A workflow: the original fields first, then additions."""
+
+    workflow_id: int
+    name: str
+    description: str | None
+    status: str
+    current_state: str
+    retries: int
+    started_at: datetime | None
+    completed_at: datetime | None
+    error_message: str | None
+    next_trigger: str | None
+    created_at: datetime | None
+    transitions: list[TransitionOut]
+    task_results: dict[str, dict[str, Any]]
+    id: int
+    config: dict[str, Any]
+    auto_start: bool
+    launched: bool
+    step_running: str | None
+    allowed_actions: list[str]
+    version: int
+    updated_at: datetime | None
+
+
+class StepResponse(msgspec.Struct, kw_only=True):
+    """Answer to next, cancel and execution start."""
+
+    message: str
+    workflow_id: int
+    current_state: str
+    status: str
+
+
+class RetryResponse(msgspec.Struct, kw_only=True):
+    """Answer to retry."""
+
+    message: str
+    workflow_id: int
+    retries: int
+    current_state: str
+    status: str
+
+
+class ExecutionStatus(msgspec.Struct, kw_only=True):
+    """GET /execution/workflows/{id}/status."""
+
+    workflow_id: int
+    name: str
+    status: str
+    current_state: str
+    retries: int
+    launched: bool
+    step_running: str | None
+    next_trigger: str | None
+    allowed_actions: list[str]
+    transitions: int
+    started_at: datetime | None
+    completed_at: datetime | None
+    error_message: str | None
+
+
+class TaskOut(msgspec.Struct, kw_only=True):
+    """A standalone task."""
+
+    id: int
+    task_id: int
+    workflow_id: int | None
+    name: str
+    task_type: str
+    description: str | None
+    config: dict[str, Any]
+    status: TaskState
+    result: dict[str, Any] | None
+    error: str | None
+    #: The original's name for `error`.
+    error_message: str | None
+    retry_count: int
+    max_retries: int
+    created_at: datetime | None
+    started_at: datetime | None
+    completed_at: datetime | None
+    updated_at: datetime | None
+
+
+class EventOut(msgspec.Struct, kw_only=True):
+    """One event of the log; `data` is the payload in the current schema."""
+
+    position: int
+    stream_id: str
+    version: int
+    type: str
+    data: Any
+    metadata: dict[str, Any]
+    recorded_at: datetime
+    schema_version: int
+    hash: str
+
+
+class EventPage(msgspec.Struct, kw_only=True):
+    """GET /events: a page of the log; pass `next_after` as `after` for the next page."""
+
+    events: list[EventOut]
+    next_after: int
+    head: int
+
+
+class WorkerPoolStats(msgspec.Struct, kw_only=True):
+    """How busy the worker pool is."""
+
+    max_workers: int
+    active_tasks: int
+    queue_size: int
+
+
+class WorkflowCounts(msgspec.Struct, kw_only=True):
+    """Workflows by state (deleted ones excluded)."""
+
+    total: int
+    init: int
+    prepare: int
+    execute: int
+    validate: int
+    complete: int
+    failed: int
+    cancelled: int
+
+
+class ExecutionStats(msgspec.Struct, kw_only=True):
+    """GET /execution/stats: `worker_pool` runs workflow steps, `task_pool` standalone tasks."""
+
+    worker_pool: WorkerPoolStats
+    workflows: WorkflowCounts
+    task_pool: WorkerPoolStats
+
+
+class Health(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """GET /health: `healthy` (200), or `degraded` (503) with the reason writes fail."""
+
+    status: str
+    version: str
+    database: str
+    log_position: int
+    projection_position: int
+    #: Why the service is degraded; left out while it is healthy.
+    reason: str | None = None
+
+
+class ServiceInfo(msgspec.Struct, kw_only=True):
+    """GET /."""
+
+    message: str
+    name: str
+    version: str
+    docs: str
+    openapi: str
+    health: str
+
+
+class TransitionRow(msgspec.Struct, kw_only=True):
+    """One row of the transition table."""
+
+    from_state: str
+    trigger: str
+    to_state: str
+
+
+class StateMachine(msgspec.Struct, kw_only=True):
+    """GET /state-machine: the transition table as data."""
+
+    states: list[str]
+    triggers: list[str]
+    initial_state: str
+    final_states: list[str]
+    forward_triggers: dict[str, str]
+    tasks: dict[str, str]
+    transitions: list[TransitionRow]
