@@ -17,6 +17,7 @@ from typing import Any
 import anyio
 import pytest
 
+from orchestrator.domain.aggregates import WORKFLOW
 from orchestrator.domain.commands import (
     AdvanceWorkflow,
     BeginStep,
@@ -32,7 +33,7 @@ from orchestrator.domain.commands import (
 )
 from orchestrator.domain.events import decode_event
 from orchestrator.domain.states import State
-from orchestrator.domain.workflow import Workflow, fold
+from orchestrator.domain.workflow import Workflow
 from orchestrator.engine.service import WORKFLOW_KIND, WorkflowService
 from orchestrator.eventstore.base import EventStore, RecordedEvent
 from orchestrator.eventstore.memory import InMemoryEventStore
@@ -297,7 +298,7 @@ async def folded_workflows(store: EventStore) -> dict[int, Workflow]:
         streams.setdefault(recorded.stream_id, []).append(recorded)
     folded: dict[int, Workflow] = {}
     for stream, events in streams.items():
-        workflow = fold(decode_event(e.data) for e in events)
+        workflow = WORKFLOW.fold(decode_event(e.data) for e in events)
         assert workflow is not None
         assert stream == f"workflow-{workflow.workflow_id}"
         folded[workflow.workflow_id] = workflow

@@ -26,11 +26,12 @@ import pytest
 from starlette.testclient import TestClient
 
 from orchestrator.cli import main
+from orchestrator.domain.aggregates import WORKFLOW
 from orchestrator.domain.events import StepFailed, WorkflowStarted, decode_event, encode_event
 from orchestrator.domain.states import State
 from orchestrator.domain.tasks import Task, decode_task_event, evolve_task
 from orchestrator.domain.upcasting import CURRENT_SCHEMA
-from orchestrator.domain.workflow import Workflow, evolve, fold
+from orchestrator.domain.workflow import Workflow, evolve
 from orchestrator.eventstore.base import NewEvent
 from orchestrator.eventstore.sqlite import SQLiteEventStore
 from orchestrator.eventstore.sqlite_schema import OriginalDatabase
@@ -665,7 +666,7 @@ def test_an_error_left_on_a_retried_workflow_stays_on_its_failed_step_and_in_sou
 
     failures = [event for event, _ in pairs if isinstance(event, StepFailed)]
     assert [(f.state, f.error, f.at) for f in failures] == [(State.INIT, FAILURE, failed_at)]
-    after = fold(event for event, _ in pairs)
+    after = WORKFLOW.fold(event for event, _ in pairs)
     assert after is not None
     assert (after.state, after.retries, after.error_message) == (State.INIT, 1, None)
     assert pairs[0][1]["source_row"]["error_message"] == FAILURE

@@ -10,6 +10,7 @@ from hypothesis import event as note_event
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from orchestrator.domain.aggregates import WORKFLOW
 from orchestrator.domain.commands import (
     AdvanceWorkflow,
     BeginStep,
@@ -31,7 +32,7 @@ from orchestrator.domain.events import (
     encode_event,
 )
 from orchestrator.domain.states import State, Trigger
-from orchestrator.domain.workflow import Workflow, decide, evolve, fold
+from orchestrator.domain.workflow import Workflow, decide, evolve
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
 #: When the liveness checks decide; decide is pure, so the moment only stamps the events.
@@ -97,7 +98,7 @@ def check_invariants(workflow: Workflow, events: list[Event]) -> None:
     """Assert everything that must hold of a workflow folded from an accepted history."""
     assert isinstance(workflow.state, State)
     assert workflow.version == len(events)
-    assert fold(events) == workflow
+    assert WORKFLOW.fold(events) == workflow
 
     moves = workflow.transitions
     assert len(moves) == sum(1 for e in events if isinstance(e, WorkflowTransitioned))

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from orchestrator.domain.aggregates import WORKFLOW
 from orchestrator.domain.commands import (
     AdvanceWorkflow,
     BeginStep,
@@ -40,7 +41,6 @@ from orchestrator.domain.workflow import (
     allowed_actions,
     decide,
     evolve,
-    fold,
 )
 
 WORKFLOW_ID = 7
@@ -86,14 +86,14 @@ def started(*, auto_start: bool = True) -> list[Event]:
 
 def when(given: list[Event], command: Command) -> list[Event]:
     """The events `command` produces on the workflow folded from `given`, decided at NOW."""
-    return decide(fold(given), command, NOW)
+    return decide(WORKFLOW.fold(given), command, NOW)
 
 
 def history(*commands: Command, auto_start: bool = True) -> list[Event]:
     """A started workflow's stream after `commands`, each decided one second after the last."""
     events = started(auto_start=auto_start)
     for second, command in enumerate(commands, start=1):
-        events += decide(fold(events), command, at(second))
+        events += decide(WORKFLOW.fold(events), command, at(second))
     return events
 
 
@@ -122,12 +122,12 @@ def in_state(state: State) -> list[Event]:
 def with_step(state: State) -> list[Event]:
     """A stream whose workflow is in `state` with that state's task running."""
     events = in_state(state)
-    return events + decide(fold(events), BeginStep(task=TASKS[state]), at(100))
+    return events + decide(WORKFLOW.fold(events), BeginStep(task=TASKS[state]), at(100))
 
 
 def workflow_of(events: list[Event]) -> Workflow:
     """The folded workflow of a non-empty stream."""
-    workflow = fold(events)
+    workflow = WORKFLOW.fold(events)
     assert workflow is not None
     return workflow
 
@@ -197,7 +197,7 @@ def test_starting_an_existing_workflow_is_refused() -> None:
 
 
 def test_an_empty_stream_folds_to_no_workflow() -> None:
-    assert fold([]) is None
+    assert WORKFLOW.fold([]) is None
 
 
 def test_a_stream_must_begin_with_workflow_started() -> None:
@@ -773,7 +773,7 @@ def test_an_event_round_trips_through_encode_and_decode_unchanged(event: Event) 
 def test_a_decoded_history_folds_to_the_same_workflow() -> None:
     decoded = [decode_event(encode_event(e)) for e in FULL_HISTORY]
 
-    assert fold(decoded) == fold(FULL_HISTORY)
+    assert WORKFLOW.fold(decoded) == WORKFLOW.fold(FULL_HISTORY)
 
 
 def test_an_event_is_stored_under_its_class_name_with_stable_field_names() -> None:
@@ -801,7 +801,7 @@ def test_folding_is_evolving_one_event_at_a_time() -> None:
         workflow = evolve(workflow, event)
 
     assert workflow is not None
-    assert workflow == fold(FULL_HISTORY)
+    assert workflow == WORKFLOW.fold(FULL_HISTORY)
 
 
 def test_a_workflows_stream_id_is_prefixed_with_workflow() -> None:

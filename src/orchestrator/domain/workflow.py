@@ -5,7 +5,6 @@ Both are pure. Time comes in as an argument so that a decision is a function of 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -257,14 +256,6 @@ def _evolve_transition(workflow: Workflow, event: WorkflowTransitioned, version:
     elif not is_running(event.to_state):
         changes["completed_at"] = event.at
     return msgspec.structs.replace(workflow, **changes)
-
-
-def fold(events: Iterable[Event]) -> Workflow | None:
-    """The workflow after all of `events`, or None for an empty stream."""
-    workflow: Workflow | None = None
-    for event in events:
-        workflow = evolve(workflow, event)
-    return workflow
 
 
 def decide(workflow: Workflow | None, command: Command, now: datetime) -> list[Event]:

@@ -17,6 +17,7 @@ import msgspec
 
 from orchestrator.domain import tasks as task_domain
 from orchestrator.domain import workflow as workflow_domain
+from orchestrator.domain.aggregates import TASK, WORKFLOW, AggregateType
 from orchestrator.domain.commands import Command
 from orchestrator.domain.errors import DomainError, TaskNotFound, WorkflowNotFound
 from orchestrator.domain.events import (
@@ -24,10 +25,8 @@ from orchestrator.domain.events import (
     StepFailed,
     StepSucceeded,
     WorkflowTransitioned,
-    decode_event,
     encode_event,
 )
-from orchestrator.domain.events import stream_id as workflow_stream_id
 from orchestrator.domain.states import State
 from orchestrator.domain.upcasting import CURRENT_SCHEMA
 from orchestrator.engine.claims import unrecorded_claim
@@ -60,19 +59,37 @@ E = TypeVar("E")
 
 @dataclass(frozen=True)
 class AggregateKind(Generic[S, C, E]):
-    """How a service stores, folds and decides one kind of aggregate."""
+    """How a service stores, folds and decides one kind of aggregate.
 
-    name: str
-    stream_id: Callable[[int], str]
+    The name, streams, decoding and folding come from the domain's registry (`aggregate`);
+    this adds what only commands need.
+    """
+
+    aggregate: AggregateType[S, E]
     encode: Callable[[E], bytes]
-    decode: Callable[[bytes, int], E]
-    evolve: Callable[[S | None, E], S]
     decide: Callable[[S | None, C, datetime], list[E]]
     not_found: Callable[[int], Exception]
     #: The creation command with the id the service allocated.
     with_id: Callable[[C, int], C]
     #: Called for each appended event with the state after it (for logs).
     on_event: Callable[[int, E, S], None] | None = None
+
+    @property
+    def name(self) -> str:
+        """The kind's name ("workflow", "task")."""
+        return self.aggregate.name
+
+    def stream_id(self, aggregate_id: int) -> str:
+        """The log stream that holds one aggregate's events."""
+        return self.aggregate.stream_id(aggregate_id)
+
+    def decode(self, data: bytes, schema_version: int) -> E:
+        """A stored payload as an event (upcast from an older schema if need be)."""
+        return self.aggregate.decode(data, schema_version)
+
+    def evolve(self, state: S | None, event: E) -> S:
+        """The state after `event`."""
+        return self.aggregate.evolve(state, event)
 
 
 class Outcome(msgspec.Struct, frozen=True):
@@ -123,12 +140,9 @@ class AggregateService(Generic[S, C, E]):
             cached = self._cache.get(aggregate_id)
             if cached is not None:
                 return cached, self._cache.size_of(aggregate_id)
-        state: S | None = None
-        size = 0
-        for recorded in await self._store.read_stream(self.kind.stream_id(aggregate_id)):
-            event = self.kind.decode(recorded.data, recorded.schema_version)
-            state = self.kind.evolve(state, event)
-            size += charge(recorded.data)
+        stream = await self._store.read_stream(self.kind.stream_id(aggregate_id))
+        state = self.kind.aggregate.fold_recorded(stream)
+        size = sum(charge(recorded.data) for recorded in stream)
         if state is not None:
             self._remember(aggregate_id, state, size)
         return state, size
@@ -182,8 +196,7 @@ class AggregateService(Generic[S, C, E]):
         events: list[E] = []
         for command in commands:
             decided = self.kind.decide(state, command, now)
-            for event in decided:
-                state = self.kind.evolve(state, event)
+            state = self.kind.aggregate.fold(decided, state)
             events.extend(decided)
         return events
 
@@ -278,11 +291,8 @@ def _task_with_id(command: task_domain.TaskCommand, task_id: int) -> task_domain
 
 
 WORKFLOW_KIND: AggregateKind[workflow_domain.Workflow, Command, Event] = AggregateKind(
-    name="workflow",
-    stream_id=workflow_stream_id,
+    aggregate=WORKFLOW,
     encode=encode_event,
-    decode=decode_event,
-    evolve=workflow_domain.evolve,
     decide=workflow_domain.decide,
     not_found=WorkflowNotFound,
     with_id=_workflow_with_id,
@@ -291,11 +301,8 @@ WORKFLOW_KIND: AggregateKind[workflow_domain.Workflow, Command, Event] = Aggrega
 
 TASK_KIND: AggregateKind[task_domain.Task, task_domain.TaskCommand, task_domain.TaskEvent] = (
     AggregateKind(
-        name="task",
-        stream_id=task_domain.task_stream_id,
+        aggregate=TASK,
         encode=task_domain.encode_task_event,
-        decode=task_domain.decode_task_event,
-        evolve=task_domain.evolve_task,
         decide=task_domain.decide_task,
         not_found=TaskNotFound,
         with_id=_task_with_id,

@@ -8,6 +8,7 @@ from typing import Any
 
 import msgspec
 
+from orchestrator.domain.aggregates import WORKFLOW
 from orchestrator.domain.events import (
     Event,
     StepFailed,
@@ -15,10 +16,8 @@ from orchestrator.domain.events import (
     StepSucceeded,
     WorkflowStarted,
     WorkflowTransitioned,
-    decode_event,
-    stream_id,
 )
-from orchestrator.domain.workflow import Workflow, evolve
+from orchestrator.domain.workflow import Workflow
 from orchestrator.eventstore.base import EventStore, RecordedEvent
 
 _encoder = msgspec.json.Encoder()
@@ -37,13 +36,12 @@ async def replay(
     store: EventStore, workflow_id: int, at_version: int | None = None
 ) -> list[ReplayedEvent]:
     """The stream folded event by event (up to `at_version`); empty if the workflow is unknown."""
-    replayed: list[ReplayedEvent] = []
-    state: Workflow | None = None
-    for recorded in await store.read_stream(stream_id(workflow_id), at_version):
-        event = decode_event(recorded.data, recorded.schema_version)
-        state = evolve(state, event)
-        replayed.append(ReplayedEvent(recorded, event, state))
-    return replayed
+    stream = await store.read_stream(WORKFLOW.stream_id(workflow_id), at_version)
+    events = WORKFLOW.decode_all(stream)
+    return [
+        ReplayedEvent(recorded, event, after)
+        for recorded, event, after in zip(stream, events, WORKFLOW.states(events), strict=True)
+    ]
 
 
 def key_fields(event: Event) -> str:

@@ -14,15 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.domain.aggregates import TASK, WORKFLOW, kind_of_stream
 from orchestrator.domain.legality import task_violation, workflow_violation
 from orchestrator.eventstore.base import EventStore, RecordedEvent
 from orchestrator.eventstore.chain import GENESIS, event_hash
 from orchestrator.history.anchor_check import AnchorCheck, AnchorReport
-from orchestrator.projections.models import TASKS, WORKFLOWS, read_model_of
 
 _VIOLATIONS: dict[str, Callable[[Any, Any], str | None]] = {
-    WORKFLOWS.kind: workflow_violation,
-    TASKS.kind: task_violation,
+    WORKFLOW.name: workflow_violation,
+    TASK.name: task_violation,
 }
 _PAGE = 5000
 _KEEP = 20
@@ -97,23 +97,23 @@ class _Checker:
 
     def _fold(self, event: RecordedEvent) -> None:
         stream = event.stream_id
-        found = read_model_of(stream)
+        found = kind_of_stream(stream)
         if found is None:
             return  # a stream of no known aggregate: its chain and versions are still checked
-        model = found[0]
+        kind = found[0]
         try:
-            decoded = model.decode_event(event.data, event.schema_version)
+            decoded = kind.decode(event.data, event.schema_version)
         except Exception as exc:
             self.flag(event, f"payload does not decode as {event.type}: {exc}")
             self.broken.add(stream)
             return
         state = self.states.get(stream)
-        reason = _VIOLATIONS[model.kind](state, decoded)
+        reason = _VIOLATIONS[kind.name](state, decoded)
         if reason is not None:
             self.flag(event, f"illegal {type(decoded).__name__}: {reason}")
             self.broken.add(stream)
             return
-        self.states[stream] = model.evolve(state, decoded)
+        self.states[stream] = kind.evolve(state, decoded)
 
 
 async def verify(store: EventStore, anchors: AnchorCheck | None = None) -> Report:

@@ -15,8 +15,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from orchestrator.domain.events import decode_event, stream_id
-from orchestrator.domain.workflow import Workflow, evolve
+from orchestrator.domain.aggregates import WORKFLOW, kind_of_stream
 from orchestrator.eventstore.base import RecordedEvent
 from orchestrator.history.replay import missing_version
 from orchestrator.http.bounds import (
@@ -37,7 +36,6 @@ from orchestrator.http.responses import (
     runtime_of,
     workflow_response,
 )
-from orchestrator.projections.models import read_model_of
 from orchestrator.runtime import Runtime
 
 _encoder = msgspec.json.Encoder()
@@ -78,11 +76,11 @@ async def _wait_or_stop(runtime: Runtime, position: int, timeout: float) -> bool
 def event_out(recorded: RecordedEvent) -> EventOut:
     """A stored event as the API shows it; `data` is upcast to the current shape when known."""
     data: Any = None
-    found = read_model_of(recorded.stream_id)
+    found = kind_of_stream(recorded.stream_id)
     if found is not None:
         # A payload that does not decode is shown as stored; `orchestrator verify` reports it.
         with contextlib.suppress(msgspec.DecodeError, ValueError):
-            data = found[0].decode_event(recorded.data, recorded.schema_version)
+            data = found[0].decode(recorded.data, recorded.schema_version)
     if data is None:
         data = msgspec.json.decode(recorded.data)
     return EventOut(
@@ -104,14 +102,12 @@ async def get_workflow(request: Request, query: WorkflowReadQuery) -> Response:
     if query.at_version is None:
         return workflow_response(request, workflow)
     store = runtime_of(request).store
-    recorded = await store.read_stream(stream_id(workflow.workflow_id), query.at_version)
+    recorded = await store.read_stream(WORKFLOW.stream_id(workflow.workflow_id), query.at_version)
     if len(recorded) < query.at_version:
         raise VersionNotFound(
             missing_version(workflow.workflow_id, query.at_version, len(recorded))
         )
-    state: Workflow | None = None
-    for item in recorded:
-        state = evolve(state, decode_event(item.data, item.schema_version))
+    state = WORKFLOW.fold_recorded(recorded)
     assert state is not None
     return json_response(workflow_out(state))
 
@@ -143,7 +139,7 @@ async def workflow_events(request: Request) -> Response:
     """GET /workflow/{id}/events: every event of the workflow, in version order (cut short at
     MAX_RESPONSE_BYTES; the Link header then points at the rest in /events)."""
     workflow = await existing_workflow(request)
-    stream = stream_id(workflow.workflow_id)
+    stream = WORKFLOW.stream_id(workflow.workflow_id)
     page, last = await _event_page(request, 0, None, stream=stream)
     return list_response(page, f"/events?stream={stream}&after={last}")
 

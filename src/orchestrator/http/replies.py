@@ -73,11 +73,8 @@ async def rebuild(
     if reply is None:
         raise LookupError(f"no rebuilt answer is defined for {method} {path}")
     service = _service_of(runtime, record.stream_id)
-    state: Any = None
-    for recorded in await runtime.store.read_stream(record.stream_id, record.version):
-        state = service.kind.evolve(
-            state, service.kind.decode(recorded.data, recorded.schema_version)
-        )
+    stream = await runtime.store.read_stream(record.stream_id, record.version)
+    state: Any = service.kind.aggregate.fold_recorded(stream)
     if reply.after_step:
         state = await _after_step(runtime, service, record, state, wait)
     return reply.answer(state)
@@ -86,7 +83,7 @@ async def rebuild(
 def _service_of(runtime: Runtime, stream_id: str) -> AggregateService[Any, Any, Any]:
     services: tuple[AggregateService[Any, Any, Any], ...] = (runtime.service, runtime.tasks.service)
     for service in services:
-        if stream_id.startswith(f"{service.kind.name}-"):
+        if stream_id.startswith(service.kind.aggregate.stream_prefix):
             return service
     raise LookupError(f"no service keeps the stream {stream_id!r}")
 

@@ -1,7 +1,8 @@
 """What the projector knows about each kind of aggregate it keeps a read model of.
 
 A read model row is the folded aggregate itself (msgspec-encoded), plus the columns that lists,
-recovery and stats need. Adding a kind of aggregate means adding one `ReadModel` here.
+recovery and stats need. Adding a kind of aggregate means adding one `AggregateType` to the
+domain's registry (`domain/aggregates.py`) and one `ReadModel` here.
 """
 
 from __future__ import annotations
@@ -12,9 +13,8 @@ from typing import Any
 
 import msgspec
 
-from orchestrator.domain.events import WorkflowCreated, WorkflowStarted, decode_event
-from orchestrator.domain.tasks import Task, TaskCreated, decode_task_event, evolve_task
-from orchestrator.domain.workflow import Workflow, evolve
+from orchestrator.domain.aggregates import TASK, WORKFLOW, AggregateType, kind_of_stream
+from orchestrator.domain.workflow import Workflow
 
 
 class Row(msgspec.Struct, frozen=True):
@@ -31,18 +31,31 @@ class Row(msgspec.Struct, frozen=True):
 
 @dataclass(frozen=True)
 class ReadModel:
-    """How one kind of aggregate is folded, filed and decoded."""
+    """How one kind of aggregate is filed and decoded.
 
-    kind: str
-    stream_prefix: str
-    state_type: type[Any]
-    decode_event: Callable[[bytes, int], Any]
-    evolve: Callable[[Any, Any], Any]
-    first_events: tuple[type[Any], ...]
+    The kind's name, streams, events and statuses come from the domain's registry
+    (`aggregate`); this adds the columns a row is filed under.
+    """
+
+    aggregate: AggregateType[Any, Any]
     status: Callable[[Any], str]
     parent_id: Callable[[Any], int | None]
     needs_engine: Callable[[Any], bool]
-    statuses: tuple[str, ...]
+
+    @property
+    def kind(self) -> str:
+        """The kind's name, as rows and counters are keyed."""
+        return self.aggregate.name
+
+    @property
+    def statuses(self) -> tuple[str, ...]:
+        """Every status the kind's counters count."""
+        return self.aggregate.statuses
+
+    @property
+    def state_type(self) -> type[Any]:
+        """The folded aggregate's type."""
+        return self.aggregate.state_type
 
     def row(self, aggregate_id: int, state: Any) -> Row:
         """The row that files `state`."""
@@ -74,39 +87,27 @@ def workflow_needs_engine(workflow: Workflow) -> bool:
 
 
 WORKFLOWS = ReadModel(
-    kind="workflow",
-    stream_prefix="workflow-",
-    state_type=Workflow,
-    decode_event=decode_event,
-    evolve=evolve,
-    first_events=(WorkflowStarted, WorkflowCreated),
+    aggregate=WORKFLOW,
     status=lambda w: w.state.value,
     parent_id=lambda w: None,
     needs_engine=workflow_needs_engine,
-    statuses=("INIT", "PREPARE", "EXECUTE", "VALIDATE", "COMPLETE", "FAILED", "CANCELLED"),
 )
 
 TASKS = ReadModel(
-    kind="task",
-    stream_prefix="task-",
-    state_type=Task,
-    decode_event=decode_task_event,
-    evolve=evolve_task,
-    first_events=(TaskCreated,),
+    aggregate=TASK,
     status=lambda t: t.status.value,
     parent_id=lambda t: t.workflow_id,
     needs_engine=lambda t: t.needs_run(),
-    statuses=("PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"),
 )
 
 READ_MODELS: tuple[ReadModel, ...] = (WORKFLOWS, TASKS)
+_BY_KIND = {model.kind: model for model in READ_MODELS}
 
 
 def read_model_of(stream_id: str) -> tuple[ReadModel, int] | None:
     """The read model a stream belongs to and the aggregate's id, or None for other streams."""
-    for model in READ_MODELS:
-        if stream_id.startswith(model.stream_prefix):
-            number = stream_id[len(model.stream_prefix) :]
-            if number.isdigit():
-                return model, int(number)
-    return None
+    found = kind_of_stream(stream_id)
+    if found is None:
+        return None
+    kind, aggregate_id = found
+    return _BY_KIND[kind.name], aggregate_id

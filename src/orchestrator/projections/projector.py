@@ -195,7 +195,7 @@ class Projector:
         return loaded
 
     async def _fold_stream(self, model: ReadModel, aggregate_id: int) -> Any:
-        recorded = await self._store.read_stream(f"{model.stream_prefix}{aggregate_id}")
+        recorded = await self._store.read_stream(model.aggregate.stream_id(aggregate_id))
         return _fold_onto(model, None, [e for e in recorded if e.position <= self.position])
 
     def _remember(self, key: tuple[str, int], state: Any, size: int) -> None:
@@ -263,6 +263,7 @@ class Projector:
 
 
 def _fold_onto(model: ReadModel, state: Any, events: list[RecordedEvent]) -> Any:
+    aggregate = model.aggregate
     for recorded in events:
         version = 0 if state is None else state.version
         if recorded.version <= version:
@@ -273,14 +274,14 @@ def _fold_onto(model: ReadModel, state: Any, events: list[RecordedEvent]) -> Any
             )
             break
         try:
-            event = model.decode_event(recorded.data, recorded.schema_version)
+            event = aggregate.decode(recorded.data, recorded.schema_version)
         except Exception:  # a payload the code cannot read: stop this stream, keep the others
             log.exception("cannot decode event at position %d", recorded.position)
             break
-        if state is None and not isinstance(event, model.first_events):
+        if state is None and not isinstance(event, aggregate.first_events):
             log.error("%s does not begin with its creation event", recorded.stream_id)
             break
-        state = model.evolve(state, event)
+        state = aggregate.evolve(state, event)
     return state
 
 
