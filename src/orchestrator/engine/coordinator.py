@@ -29,7 +29,6 @@ from orchestrator.domain.commands import (
     StartWorkflow,
 )
 from orchestrator.domain.errors import (
-    DomainError,
     InvalidTransition,
     StepInProgress,
     WorkflowNotFound,
@@ -41,7 +40,7 @@ from orchestrator.engine.backlog import Backlog
 from orchestrator.engine.drivers import Drivers
 from orchestrator.engine.driving import drive
 from orchestrator.engine.executor import NotStarted, TaskTimedOut, WorkerPool
-from orchestrator.engine.retry import retry_store_errors
+from orchestrator.engine.retry import record_or_discard, retry_store_errors
 from orchestrator.engine.service import Outcome, WorkflowService
 from orchestrator.engine.tasks import TaskContext, TaskRegistry, check_config, checked_result
 
@@ -270,17 +269,14 @@ class Coordinator:
         self, workflow_id: int, commands: list[BeginStep | FinishStep | FailStep]
     ) -> Workflow | None:
         names = "+".join(type(command).__name__ for command in commands)
-        try:
-            # Never lose an outcome to a passing store failure: decided afresh at each attempt.
-            outcome = await retry_store_errors(
-                lambda: self.service.execute_all(workflow_id, commands, _ENGINE),
-                what=f"workflow {workflow_id}: could not record {names}",
-                log=log,
-            )
-        except DomainError as exc:
-            log.info("workflow %d: discarded %s: %s", workflow_id, names, exc)
-            return None
-        return outcome.workflow
+        # Never lose an outcome to a passing store failure: decided afresh at each attempt.
+        outcome = await record_or_discard(
+            lambda: self.service.execute_all(workflow_id, commands, _ENGINE),
+            what=f"workflow {workflow_id}: could not record {names}",
+            discarded=f"workflow {workflow_id}: discarded {names}",
+            log=log,
+        )
+        return None if outcome is None else outcome.workflow
 
     async def _load_fresh(self, workflow_id: int) -> Workflow | None:
         """The workflow read from the log, retried like `_record` while the store fails: a

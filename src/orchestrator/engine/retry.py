@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from orchestrator.domain.errors import DomainError
 from orchestrator.eventstore.errors import EventStoreError
 
 T = TypeVar("T")
@@ -42,3 +43,18 @@ async def retry_store_errors(
             log.warning("%s (%s); retrying in %.1fs", what, exc, delay)
             await sleep(delay)
             delay = min(delay * 2, LAST_RETRY)
+
+
+async def record_or_discard(
+    action: Callable[[], Awaitable[T]], *, what: str, discarded: str, log: logging.Logger
+) -> T | None:
+    """`action()`'s result, retried like `retry_store_errors`; None if the domain refuses it.
+
+    A driver's outcome that the aggregate refuses (it was cancelled or moved on meanwhile) is
+    late, not wrong: it is logged as `discarded` and dropped.
+    """
+    try:
+        return await retry_store_errors(action, what=what, log=log)
+    except DomainError as exc:
+        log.info("%s: %s", discarded, exc)
+        return None

@@ -27,7 +27,6 @@ from orchestrator.domain.events import (
     WorkflowTransitioned,
     encode_event,
 )
-from orchestrator.domain.states import State
 from orchestrator.domain.upcasting import CURRENT_SCHEMA
 from orchestrator.engine.claims import unrecorded_claim
 from orchestrator.eventstore.base import EventStore, NewEvent
@@ -71,8 +70,8 @@ class AggregateKind(Generic[S, C, E]):
     not_found: Callable[[int], Exception]
     #: The creation command with the id the service allocated.
     with_id: Callable[[C, int], C]
-    #: Called for each appended event with the state after it (for logs).
-    on_event: Callable[[int, E, S], None] | None = None
+    #: Called with the events of each append once they are recorded (for logs).
+    on_append: Callable[[int, Sequence[E]], None] | None = None
 
     @property
     def name(self) -> str:
@@ -233,9 +232,9 @@ class AggregateService(Generic[S, C, E]):
         after = state
         for event in events:
             after = self.kind.evolve(after, event)
-            if self.kind.on_event is not None:
-                self.kind.on_event(aggregate_id, event, after)
         assert after is not None
+        if self.kind.on_append is not None:
+            self.kind.on_append(aggregate_id, events)
         # `size` is what `state`'s events were charged when it was loaded: the cache entry may
         # have been evicted (or replaced) while the append was awaited, so it is no base.
         size += sum(charge(event.data) for event in new)
@@ -249,37 +248,31 @@ class AggregateService(Generic[S, C, E]):
         self._cache.put(aggregate_id, state, size)
 
 
-#: The outcome just recorded for each workflow's step, until the transition it fires is logged
-#: (both are evolved one after the other from the same append, so this holds an entry only
-#: between two lines of `_log_transition`).
-_step_outcomes: dict[int, StepSucceeded | StepFailed] = {}
-
-
-def _log_transition(workflow_id: int, event: Event, after: workflow_domain.Workflow) -> None:
-    # The duration logged is the step's own (measured while it ran), so a step resumed after a
-    # restart does not count the time the server was down.
-    if isinstance(event, StepSucceeded | StepFailed):
-        if event.state is not State.COMPLETE:  # finalize fires no transition
-            _step_outcomes[workflow_id] = event
-        if isinstance(event, StepFailed):
-            log.warning(
-                "workflow %d %s step failed after %.3fs: %s",
-                workflow_id,
-                event.state.value,
-                event.duration,
-                event.error,
-            )
-        return
-    if not isinstance(event, WorkflowTransitioned):
-        return
-    outcome = _step_outcomes.pop(workflow_id, None)
-    line = f"workflow {workflow_id} {event.from_state.value} -> {event.to_state.value} "
-    line += f"({event.trigger.value})"
-    if outcome is not None:
-        line += f" after {outcome.duration:.3f}s"
-    if isinstance(outcome, StepFailed):
-        line += f": {outcome.error}"
-    log.info("%s", line)
+def _log_transitions(workflow_id: int, events: Sequence[Event]) -> None:
+    # A step's outcome and the transition it fires are recorded in one append, so the line can
+    # give the step's own duration (measured while it ran: a step resumed after a restart does
+    # not count the time the server was down) and, for `fail`, its error.
+    outcome: StepSucceeded | StepFailed | None = None
+    for event in events:
+        if isinstance(event, StepSucceeded | StepFailed):
+            outcome = event
+            if isinstance(event, StepFailed):
+                log.warning(
+                    "workflow %d %s step failed after %.3fs: %s",
+                    workflow_id,
+                    event.state.value,
+                    event.duration,
+                    event.error,
+                )
+        elif isinstance(event, WorkflowTransitioned):
+            line = f"workflow {workflow_id} {event.from_state.value} -> {event.to_state.value} "
+            line += f"({event.trigger.value})"
+            if outcome is not None:
+                line += f" after {outcome.duration:.3f}s"
+            if isinstance(outcome, StepFailed):
+                line += f": {outcome.error}"
+            log.info("%s", line)
+            outcome = None
 
 
 def _workflow_with_id(command: Command, workflow_id: int) -> Command:
@@ -296,7 +289,7 @@ WORKFLOW_KIND: AggregateKind[workflow_domain.Workflow, Command, Event] = Aggrega
     decide=workflow_domain.decide,
     not_found=WorkflowNotFound,
     with_id=_workflow_with_id,
-    on_event=_log_transition,
+    on_append=_log_transitions,
 )
 
 TASK_KIND: AggregateKind[task_domain.Task, task_domain.TaskCommand, task_domain.TaskEvent] = (

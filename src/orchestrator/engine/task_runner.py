@@ -13,7 +13,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from orchestrator.domain.errors import DomainError, WorkflowNotFound
+from orchestrator.domain.errors import WorkflowNotFound
 from orchestrator.domain.tasks import (
     BeginTaskRun,
     CreateTask,
@@ -28,7 +28,7 @@ from orchestrator.engine.backlog import Backlog
 from orchestrator.engine.drivers import Drivers
 from orchestrator.engine.driving import drive
 from orchestrator.engine.executor import NotStarted, TaskTimedOut, WorkerPool
-from orchestrator.engine.retry import retry_store_errors
+from orchestrator.engine.retry import record_or_discard, retry_store_errors
 from orchestrator.engine.service import Outcome, TaskService, WorkflowService
 from orchestrator.engine.task_types import TaskTypes
 
@@ -176,13 +176,10 @@ class TaskRunner:
         self, task_id: int, command: BeginTaskRun | PickUpTaskRun | FinishTaskRun | FailTaskRun
     ) -> Task | None:
         name = type(command).__name__
-        try:  # as for workflow steps: never lose an outcome
-            outcome = await retry_store_errors(
-                lambda: self.service.execute(task_id, command, _ENGINE),
-                what=f"task {task_id}: could not record {name}",
-                log=log,
-            )
-        except DomainError as exc:
-            log.info("task %d: discarded %s: %s", task_id, name, exc)
-            return None
-        return outcome.task
+        outcome = await record_or_discard(  # as for workflow steps: never lose an outcome
+            lambda: self.service.execute(task_id, command, _ENGINE),
+            what=f"task {task_id}: could not record {name}",
+            discarded=f"task {task_id}: discarded {name}",
+            log=log,
+        )
+        return None if outcome is None else outcome.task
