@@ -15,12 +15,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from orchestrator.backend import make_backend
 from orchestrator.domain.commands import StartWorkflow
-from orchestrator.eventstore.sqlite import SQLiteEventStore
+from orchestrator.eventstore.base import EventStore
 from orchestrator.history.verify import verify
 from orchestrator.projections import rebuild as rebuilding
 from orchestrator.runtime import build_runtime
-from orchestrator.settings import Settings
+from orchestrator.settings import Database, Settings
 
 
 async def fill(path: Path, workflows: int) -> int:
@@ -44,7 +45,7 @@ async def fill(path: Path, workflows: int) -> int:
         await runtime.stop()
 
 
-async def scan(store: SQLiteEventStore) -> int:
+async def scan(store: EventStore) -> int:
     """Read every event once: the floor under any tool that looks at the whole log."""
     after, count = 0, 0
     while events := await store.read_all(after, 5000):
@@ -55,7 +56,8 @@ async def scan(store: SQLiteEventStore) -> int:
 
 async def measure(path: Path) -> None:
     """Time the tools on the filled file and print rates and ratios."""
-    store = SQLiteEventStore(str(path))
+    backend = make_backend(Database(backend="sqlite", path=str(path)))
+    store = backend.store
     await store.open()
     try:
         began = time.perf_counter()
@@ -63,8 +65,8 @@ async def measure(path: Path) -> None:
         scan_rate = events / (time.perf_counter() - began)
         report = await verify(store)
         assert report.ok, report.violations[:3]
-        rebuilt = await rebuilding.rebuild(store, lambda line: None)
-        checked, differences = await rebuilding.check(store, lambda line: None)
+        rebuilt = await rebuilding.rebuild(store, backend.tables, lambda line: None)
+        checked, differences = await rebuilding.check(store, backend.tables, lambda line: None)
         assert not differences, differences[:3]
     finally:
         await store.close()

@@ -95,7 +95,7 @@ def _serve(settings: Settings) -> int:
             lock.acquire()
             # Opened once before uvicorn, so that a read-only folder or a file that is not a
             # database is one line here instead of a traceback from uvicorn's start-up.
-            problem = store_open_problem(path)
+            problem = store_open_problem(settings.database)
             if problem is not None:
                 raise ServeRefused(problem)
     except ServeRefused as exc:
@@ -253,19 +253,19 @@ def _history(args: argparse.Namespace, settings: Settings) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.command == "replay":
         return asyncio.run(
-            history.with_store(
+            history.with_backend(
                 settings,
-                lambda store: history.replay_command(
-                    store, args.workflow_id, args.at_version, args.json
+                lambda backend: history.replay_command(
+                    backend, args.workflow_id, args.at_version, args.json
                 ),
             )
         )
     if args.command == "verify":
         return asyncio.run(
-            history.with_store(
+            history.with_backend(
                 settings,
-                lambda store: history.verify_command(
-                    store, key=settings.integrity_key, anchors_file=args.anchors
+                lambda backend: history.verify_command(
+                    backend, key=settings.integrity_key, anchors_file=args.anchors
                 ),
             )
         )
@@ -274,7 +274,7 @@ def _history(args: argparse.Namespace, settings: Settings) -> int:
             history.export_command if args.command == "export" else history.export_anchors_command
         )
         try:
-            return asyncio.run(history.with_store(settings, export))
+            return asyncio.run(history.with_backend(settings, export))
         except BrokenPipeError:
             # The reader stopped early (`export | head`): nothing is wrong with the log. Point
             # stdout at nothing so the interpreter's last flush does not fail again.
@@ -282,15 +282,15 @@ def _history(args: argparse.Namespace, settings: Settings) -> int:
             return 1
     if args.command == "import":
         return asyncio.run(
-            history.with_store(
+            history.with_backend(
                 settings,
-                lambda store: history.import_command(store, key=settings.integrity_key),
+                lambda backend: history.import_command(backend, key=settings.integrity_key),
                 must_exist=False,
             )
         )
     return asyncio.run(
-        history.with_store(
-            settings, lambda store: history.rebuild_command(store, check_only=args.check)
+        history.with_backend(
+            settings, lambda backend: history.rebuild_command(backend, check_only=args.check)
         )
     )
 

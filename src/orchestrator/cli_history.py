@@ -1,8 +1,9 @@
 """The history commands of the CLI: replay, verify, export, import, import-original,
 rebuild-projections.
 
-Each opens the database named by DATABASE_URL directly (a SQLite file; the server may be running
-on it at the same time), does its work, and returns the process exit code.
+Each opens the database named by DATABASE_URL through the same factory as the server
+(`backend.make_backend`; the server may be running on it at the same time), does its work, and
+returns the process exit code.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from typing import Any, TextIO
 
 import msgspec
 
+from orchestrator.backend import Backend, make_backend
 from orchestrator.domain.workflow import Workflow
-from orchestrator.eventstore.anchor_store import read_sqlite_anchors
-from orchestrator.eventstore.anchoring import checkpoint_sqlite
+from orchestrator.eventstore.anchor_store import read_anchors
+from orchestrator.eventstore.anchoring import checkpoint
 from orchestrator.eventstore.errors import EventStoreError
-from orchestrator.eventstore.sqlite import SQLiteEventStore
 from orchestrator.history.anchor_check import AnchorCheck
 from orchestrator.history.anchor_check import anchor_lines as exported_anchor_lines
 from orchestrator.history.import_original import plan_import, write_import
@@ -31,7 +32,6 @@ from orchestrator.http.conversions import workflow_out
 from orchestrator.projections import rebuild as rebuilding
 from orchestrator.projections.models import WORKFLOWS
 from orchestrator.projections.projector import Projector
-from orchestrator.projections.sqlite import SQLiteProjectionStorage
 from orchestrator.settings import Settings, redact_url
 
 _encoder = msgspec.json.Encoder()
@@ -41,53 +41,55 @@ class CommandFailed(Exception):
     """A history command cannot go on; the message says why."""
 
 
-def open_store(settings: Settings, *, must_exist: bool = True) -> SQLiteEventStore:
-    """The SQLite log of DATABASE_URL (the history tools work on files, not memory://)."""
-    path = settings.database.path
-    if path is None:
+def open_backend(settings: Settings, *, must_exist: bool = True) -> Backend:
+    """The storage of DATABASE_URL, if it outlives the process (the tools refuse memory://)."""
+    database = settings.database
+    backend = make_backend(database)
+    if not backend.durable:
         raise CommandFailed(
-            f"the history tools need a SQLite DATABASE_URL, not {redact_url(settings.database_url)}"
+            "the history tools need a database that outlives the process, not "
+            f"{redact_url(settings.database_url)}"
         )
-    if must_exist and not Path(path).is_file():
+    if must_exist and database.path is not None and not Path(database.path).is_file():
         raise CommandFailed(
-            f"no database at {path} (DATABASE_URL={redact_url(settings.database_url)})"
+            f"no database at {database.path} (DATABASE_URL={redact_url(settings.database_url)})"
         )
-    return SQLiteEventStore(path)
+    return backend
 
 
-async def with_store(
+async def with_backend(
     settings: Settings,
-    work: Callable[[SQLiteEventStore], Awaitable[int]],
+    work: Callable[[Backend], Awaitable[int]],
     *,
     must_exist: bool = True,
 ) -> int:
-    """Open the store, run `work`, close it; errors become a message and exit code 1."""
+    """Open the event store, run `work`, close it; errors become a message and exit code 1."""
     try:
-        store = open_store(settings, must_exist=must_exist)
-        await store.open()
+        backend = open_backend(settings, must_exist=must_exist)
+        await backend.store.open()
     except (CommandFailed, EventStoreError) as exc:
         print(f"orchestrator: {exc}", file=sys.stderr)
         return 1
     try:
-        return await work(store)
+        return await work(backend)
     except (CommandFailed, EventStoreError) as exc:
         print(f"orchestrator: {exc}", file=sys.stderr)
         return 1
     finally:
-        await store.close()
+        await backend.store.close()
 
 
 async def replay_command(
-    store: SQLiteEventStore,
+    backend: Backend,
     workflow_id: int,
     at_version: int | None,
     as_json: bool,
     out: TextIO = sys.stdout,
 ) -> int:
     """Print the workflow's events and states; say whether the read model agrees."""
-    whole = await replay(store, workflow_id)
+    whole = await replay(backend.store, workflow_id)
     if not whole:
-        raise CommandFailed(f"workflow {workflow_id} has no events in {store.path}")
+        raise CommandFailed(f"workflow {workflow_id} has no events in {backend.name}")
     if at_version is not None and at_version > len(whole):
         raise CommandFailed(missing_version(workflow_id, at_version, len(whole)))
     replayed = whole if at_version is None else whole[:at_version]
@@ -95,7 +97,7 @@ async def replay_command(
     agrees: bool | None = None
     mismatched: list[str] = []
     if len(replayed) == len(whole):  # the read model holds the latest state only
-        live = SQLiteProjectionStorage(store)
+        live = backend.tables.storage()
         await live.open()
         try:
             row = (await live.load_rows(WORKFLOWS.kind, [workflow_id])).get(workflow_id)
@@ -142,7 +144,7 @@ async def replay_command(
 
 
 async def verify_command(
-    store: SQLiteEventStore,
+    backend: Backend,
     out: TextIO = sys.stdout,
     *,
     key: str = "",
@@ -151,7 +153,8 @@ async def verify_command(
     """Check the whole log and hold it to its head checkpoints (and those of `anchors_file`);
     exit 1 and name the first bad position, or the truncation, on any violation."""
     # The checkpoints first: one a running server writes during the scan is then not missed.
-    report = await verify(store, AnchorCheck(await read_sqlite_anchors(store, anchors_file), key))
+    stored = await read_anchors(backend.anchors, anchors_file)
+    report = await verify(backend.store, AnchorCheck(stored, key))
     anchor_lines = report.anchors.lines() if report.anchors is not None else []
     print(
         f"checked {report.events} events in {report.streams} streams in {report.seconds:.2f} s "
@@ -176,31 +179,32 @@ async def verify_command(
     return 1
 
 
-async def export_command(store: SQLiteEventStore, out: Any = None) -> int:
+async def export_command(backend: Backend, out: Any = None) -> int:
     """Write the log as JSON lines to stdout."""
     target = out or sys.stdout.buffer
-    async for line in export_lines(store):
+    async for line in export_lines(backend.store):
         target.write(line)
     target.flush()
     return 0
 
 
-async def export_anchors_command(store: SQLiteEventStore, out: Any = None) -> int:
-    """Write every head checkpoint (table and anchor file) as JSON lines, to keep elsewhere."""
+async def export_anchors_command(backend: Backend, out: Any = None) -> int:
+    """Write every head checkpoint (every copy the backend keeps) as JSON lines, to keep
+    elsewhere."""
     target = out or sys.stdout.buffer
-    for line in exported_anchor_lines(await read_sqlite_anchors(store)):
+    for line in exported_anchor_lines(await read_anchors(backend.anchors)):
         target.write(line)
     target.flush()
     return 0
 
 
-async def import_command(store: SQLiteEventStore, source: Any = None, *, key: str = "") -> int:
+async def import_command(backend: Backend, source: Any = None, *, key: str = "") -> int:
     """Read JSON lines from stdin into an empty log, rebuild the read models there, and
     checkpoint the new head."""
-    count = await import_lines(store, source or sys.stdin.buffer)
-    print(f"imported {count} events into {store.path}", file=sys.stderr)
-    await rebuild_command(store, check_only=False)
-    await checkpoint_sqlite(store, key)
+    count = await import_lines(backend.store, source or sys.stdin.buffer)
+    print(f"imported {count} events into {backend.name}", file=sys.stderr)
+    await rebuild_command(backend, check_only=False)
+    await checkpoint(backend.store, backend.anchors, key)
     return 0
 
 
@@ -214,7 +218,7 @@ async def import_original_command(
     """
     out = out or sys.stdout
     try:
-        target = open_store(settings, must_exist=False).path
+        target = open_backend(settings, must_exist=False).name
         if os.path.abspath(source) == os.path.abspath(target) or (
             os.path.exists(source) and os.path.exists(target) and os.path.samefile(source, target)
         ):
@@ -228,19 +232,19 @@ async def import_original_command(
         print(f"orchestrator: {exc}", file=sys.stderr)
         return 1
 
-    async def write(store: SQLiteEventStore) -> int:
+    async def write(backend: Backend) -> int:
         try:
-            done = await write_import(store, plans)
+            done = await write_import(backend.store, plans)
         except ImportRefused as exc:
             raise CommandFailed(str(exc)) from None
         if done.workflows or done.tasks:
-            live = SQLiteProjectionStorage(store)
+            live = backend.tables.storage()
             await live.open()
             try:
-                await Projector(store, live).start(follow=False)
+                await Projector(backend.store, live).start(follow=False)
             finally:
                 await live.close()
-            await checkpoint_sqlite(store, settings.integrity_key)
+            await checkpoint(backend.store, backend.anchors, settings.integrity_key)
         print(
             f"imported {done.workflows} workflows ({done.transitions} transitions) and "
             f"{done.tasks} tasks from {source}",
@@ -260,24 +264,24 @@ async def import_original_command(
             )
         return 0
 
-    return await with_store(settings, write, must_exist=False)
+    return await with_backend(settings, write, must_exist=False)
 
 
-async def rebuild_command(store: SQLiteEventStore, *, check_only: bool) -> int:
+async def rebuild_command(backend: Backend, *, check_only: bool) -> int:
     """Rebuild the read models (or only compare a rebuild with the live ones)."""
 
     def progress(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
     if not check_only:
-        done = await rebuilding.rebuild(store, progress)
+        done = await rebuilding.rebuild(backend.store, backend.tables, progress)
         print(
             f"rebuilt the read models from {done.done} events ({done.rate:,.0f} events/s) "
             "and swapped them in",
             file=sys.stderr,
         )
         return 0
-    done, found = await rebuilding.check(store, progress)
+    done, found = await rebuilding.check(backend.store, backend.tables, progress)
     if not found:
         print(f"the read models match a rebuild from {done.done} events", file=sys.stderr)
         return 0

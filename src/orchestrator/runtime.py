@@ -9,6 +9,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
+from orchestrator.backend import Backend, make_backend
 from orchestrator.engine.coordinator import Coordinator
 from orchestrator.engine.executor import WorkerPool
 from orchestrator.engine.http_task import HTTP_REQUEST, HttpTaskPolicy
@@ -16,15 +17,11 @@ from orchestrator.engine.service import TASK_KIND, WORKFLOW_KIND, TaskService, W
 from orchestrator.engine.task_runner import TaskRunner
 from orchestrator.engine.task_types import TaskTypes
 from orchestrator.engine.tasks import TaskRegistry
-from orchestrator.eventstore.anchor_store import AnchorStore, InMemoryAnchors, SQLiteAnchors
 from orchestrator.eventstore.anchoring import Anchorer
 from orchestrator.eventstore.base import EventStore
-from orchestrator.eventstore.memory import InMemoryEventStore
-from orchestrator.eventstore.sqlite import SQLiteEventStore
 from orchestrator.projections.models import TASKS, WORKFLOWS
 from orchestrator.projections.projector import Projector
-from orchestrator.projections.sqlite import SQLiteProjectionStorage
-from orchestrator.projections.storage import InMemoryProjectionStorage, ProjectionStorage
+from orchestrator.projections.storage import ProjectionStorage
 from orchestrator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,6 +35,8 @@ class Runtime:
     """The running parts of one server process."""
 
     settings: Settings
+    #: The database's storage, as the factory made it (the tools' way in, too).
+    backend: Backend
     store: EventStore
     projections: ProjectionStorage
     projector: Projector
@@ -121,20 +120,10 @@ class Runtime:
 
 
 def build_runtime(settings: Settings, registry: TaskRegistry | None = None) -> Runtime:
-    """Wire a runtime for `settings.database` (a SQLite file or memory)."""
-    store: EventStore
-    projections: ProjectionStorage
-    anchors: AnchorStore
-    database = settings.database
-    if database.path is None:
-        store = InMemoryEventStore()
-        projections = InMemoryProjectionStorage()
-        anchors = InMemoryAnchors()
-    else:
-        sqlite_store = SQLiteEventStore(database.path)
-        store = sqlite_store
-        projections = SQLiteProjectionStorage(sqlite_store)
-        anchors = SQLiteAnchors(sqlite_store)
+    """Wire a runtime for `settings.database` (through `backend.make_backend`)."""
+    backend = make_backend(settings.database)
+    store = backend.store
+    projections = backend.tables.storage()
     pool = WorkerPool(settings.max_workers, "steps")
     task_pool = WorkerPool(settings.task_workers, "tasks")
     service = WorkflowService(WORKFLOW_KIND, store)
@@ -161,6 +150,7 @@ def build_runtime(settings: Settings, registry: TaskRegistry | None = None) -> R
     )
     return Runtime(
         settings=settings,
+        backend=backend,
         store=store,
         projections=projections,
         projector=Projector(store, projections),
@@ -170,6 +160,9 @@ def build_runtime(settings: Settings, registry: TaskRegistry | None = None) -> R
         coordinator=coordinator,
         tasks=runner,
         anchorer=Anchorer(
-            store, anchors, key=settings.integrity_key, interval=settings.anchor_interval_seconds
+            store,
+            backend.anchors,
+            key=settings.integrity_key,
+            interval=settings.anchor_interval_seconds,
         ),
     )

@@ -17,9 +17,10 @@ from pathlib import Path
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from orchestrator.backend import make_backend
 from orchestrator.eventstore.errors import EventStoreError
-from orchestrator.eventstore.sqlite import SQLiteEventStore
 from orchestrator.eventstore.sqlite_guard import set_aside_logs
+from orchestrator.settings import Database
 
 
 def unwritable(path: Path) -> str | None:
@@ -85,21 +86,22 @@ def orphaned_wal(path: str) -> str | None:
     )
 
 
-def store_open_problem(path: str) -> str | None:
-    """Open the event store at `path` once and close it: what went wrong, as one line, or None.
+def store_open_problem(database: Database) -> str | None:
+    """Open the event store of `database` once and close it: what went wrong, as one line, or
+    None.
 
     This creates the schema of a new file, as the server's own start would a moment later.
     """
 
     async def open_and_close() -> None:
-        store = SQLiteEventStore(path)
+        store = make_backend(database).store
         await store.open()
         await store.close()
 
     try:
         asyncio.run(open_and_close())
     except (EventStoreError, sqlite3.Error, OSError) as exc:
-        return failure_line(exc, path)
+        return failure_line(exc, database.path)
     return None
 
 

@@ -7,28 +7,34 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.backend import Backend, make_backend
 from orchestrator.eventstore.base import EventStore
-from orchestrator.eventstore.memory import InMemoryEventStore
-from orchestrator.eventstore.sqlite import SQLiteEventStore
+from orchestrator.settings import Database
 
 BACKENDS = [
     "memory",
     "sqlite",
-    # "postgres" goes here once PostgresEventStore exists: add
-    # pytest.param("postgres", marks=pytest.mark.postgres) and build the store in `make_store`
+    # "postgres" goes here once its backend exists: add
+    # pytest.param("postgres", marks=pytest.mark.postgres) and build it in `make_storage`
     # from TEST_DATABASE_URL on a fresh schema per test, calling
     # pytest.skip("TEST_DATABASE_URL is unset: no PostgreSQL server to test against")
     # when the variable is missing (STYLE.md, Tests).
 ]
 
 
-def make_store(backend: str, tmp_path: Path) -> EventStore:
-    """A new, unopened store of `backend` on storage no other test uses."""
+def make_storage(backend: str, tmp_path: Path) -> Backend:
+    """New, unopened storage of `backend` on files no other test uses, from the factory the
+    server and the tools use."""
     if backend == "memory":
-        return InMemoryEventStore()
+        return make_backend(Database(backend="memory"))
     if backend == "sqlite":
-        return SQLiteEventStore(str(tmp_path / "events.db"))
-    raise ValueError(f"unknown event-store backend {backend!r}; known: {BACKENDS}")
+        return make_backend(Database(backend="sqlite", path=str(tmp_path / "events.db")))
+    raise ValueError(f"unknown backend {backend!r}; known: {BACKENDS}")
+
+
+def make_store(backend: str, tmp_path: Path) -> EventStore:
+    """A new, unopened event store of `backend` on storage no other test uses."""
+    return make_storage(backend, tmp_path).store
 
 
 @pytest.fixture(params=BACKENDS)

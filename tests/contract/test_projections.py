@@ -36,12 +36,10 @@ from orchestrator.domain.states import State
 from orchestrator.domain.workflow import Workflow
 from orchestrator.engine.service import WORKFLOW_KIND, WorkflowService
 from orchestrator.eventstore.base import EventStore, RecordedEvent
-from orchestrator.eventstore.memory import InMemoryEventStore
-from orchestrator.eventstore.sqlite import SQLiteEventStore
 from orchestrator.projections.models import WORKFLOWS
 from orchestrator.projections.projector import Projector
-from orchestrator.projections.sqlite import SQLiteProjectionStorage
-from orchestrator.projections.storage import InMemoryProjectionStorage, ProjectionStorage
+from orchestrator.projections.storage import ProjectionStorage
+from tests.contract.conftest import make_storage
 
 PROMPT = 5.0
 META = {"actor": "contract-test"}
@@ -58,23 +56,20 @@ TASK_OF = {
 
 
 class ReadSide:
-    """A store and projection storage as one server process has them; restartable on SQLite."""
+    """A store and projection storage as one server process has them (from the factory the
+    server uses); restartable on SQLite."""
 
     def __init__(self, kind: str, path: Path) -> None:
         self.kind = kind
         self.path = path
-        self.store: EventStore = InMemoryEventStore()
-        self.storage: ProjectionStorage = InMemoryProjectionStorage()
-        self._sqlite: SQLiteEventStore | None = None
+        self.backend = make_storage(kind, path.parent)
+        self.store: EventStore = self.backend.store
+        self.storage: ProjectionStorage = self.backend.tables.storage()
         self._projectors: list[Projector] = []
         self._extra_storages: list[ProjectionStorage] = []
 
     async def open(self) -> None:
         """Open the store, then the projection storage beside it."""
-        if self.kind == "sqlite":
-            self._sqlite = SQLiteEventStore(str(self.path))
-            self.store = self._sqlite
-            self.storage = SQLiteProjectionStorage(self._sqlite)
         await self.store.open()
         await self.storage.open()
 
@@ -101,6 +96,9 @@ class ReadSide:
             self._projectors.clear()
             return
         await self.close()
+        self.backend = make_storage(self.kind, self.path.parent)
+        self.store = self.backend.store
+        self.storage = self.backend.tables.storage()
         await self.open()
 
     def projector(self, *, cache_size: int = 100_000) -> Projector:
@@ -111,11 +109,8 @@ class ReadSide:
 
     async def fresh_storage(self) -> ProjectionStorage:
         """Empty projection storage beside the live one, as a rebuild fills."""
-        storage: ProjectionStorage
-        if self._sqlite is not None:
-            storage = SQLiteProjectionStorage(self._sqlite, prefix="rebuild_")
-        else:
-            storage = InMemoryProjectionStorage()
+        await self.backend.tables.drop("rebuild_")
+        storage = self.backend.tables.storage("rebuild_")
         await storage.open()
         self._extra_storages.append(storage)
         return storage

@@ -66,3 +66,45 @@ def test_nothing_below_the_app_imports_http() -> None:
     for layer in ALLOWED:
         users = [module for module, names in imported_layers(layer).items() if "http" in names]
         assert users == [], layer
+
+
+#: The modules of each concrete backend, by backend.
+CONCRETE = {
+    "sqlite": {
+        "eventstore/sqlite.py",
+        "eventstore/sqlite_anchors.py",
+        "eventstore/sqlite_guard.py",
+        "eventstore/sqlite_keys.py",
+        "eventstore/sqlite_schema.py",
+        "projections/sqlite.py",
+        "projections/sqlite_tables.py",
+    },
+    "memory": {"eventstore/memory.py", "projections/memory_tables.py"},
+}
+#: Where a backend is chosen (`backend.py`), and what `serve` checks of a SQLite file before
+#: it opens one (the file lock, a write-ahead log left without its database, the original's
+#: schema): the only modules outside a backend that may import one.
+CHOOSERS = {"backend.py", "startup.py", "cli.py"}
+#: `import-original` reads the original's own SQLite file (whatever our backend is), and names
+#: its tables from the list `serve` uses to refuse that file as a log of ours.
+FOREIGN_FILES = {("history/original_rows.py", "orchestrator.eventstore.sqlite_schema")}
+
+
+def _module_path(module: str) -> str:
+    return module.removeprefix("orchestrator.").replace(".", "/") + ".py"
+
+
+@pytest.mark.parametrize("name", sorted(CONCRETE))
+def test_a_concrete_backend_is_imported_only_by_itself_and_the_factory(name: str) -> None:
+    mine = CONCRETE[name]
+    users: dict[str, list[str]] = {}
+    for path in sorted(SOURCE.rglob("*.py")):
+        where = str(path.relative_to(SOURCE))
+        if where in mine or where in CHOOSERS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                if _module_path(node.module) in mine and (where, node.module) not in FOREIGN_FILES:
+                    users.setdefault(where, []).append(node.module)
+
+    assert users == {}

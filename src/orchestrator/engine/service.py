@@ -152,9 +152,9 @@ class AggregateService(Generic[S, C, E]):
             aggregate_id = self._next_id
             self._next_id += 1
             commands = [self.kind.with_id(command, aggregate_id), *then]
-            events = self._decide_all(None, commands)
+            events, after = self._decide_all(None, commands)
             try:
-                return await self._append(None, 0, aggregate_id, events, metadata, commands)
+                return await self._append(None, 0, aggregate_id, events, after, metadata, commands)
             except ConcurrencyConflict:
                 continue  # another process took this id; try the next one
         raise ConcurrencyConflict(self.kind.stream_id(self._next_id), 0, -1)
@@ -176,7 +176,7 @@ class AggregateService(Generic[S, C, E]):
             try:
                 if state is None or state.deleted:
                     raise self.kind.not_found(aggregate_id)
-                events = self._decide_all(state, commands)
+                events, after = self._decide_all(state, commands)
             except DomainError:
                 if fresh:
                     raise
@@ -185,19 +185,25 @@ class AggregateService(Generic[S, C, E]):
                 fresh = True
                 continue
             try:
-                return await self._append(state, size, aggregate_id, events, metadata, commands)
+                return await self._append(
+                    state, size, aggregate_id, events, after, metadata, commands
+                )
             except ConcurrencyConflict:
                 fresh = True
         raise ConcurrencyConflict(self.kind.stream_id(aggregate_id), -1, -1)
 
-    def _decide_all(self, state: S | None, commands: Sequence[C]) -> list[E]:
+    def _decide_all(self, state: S | None, commands: Sequence[C]) -> tuple[list[E], S]:
+        """The events of `commands`, each decided against the state the earlier ones left, and
+        the state after all of them (each event evolved once: the append reuses it)."""
         now = datetime.now(UTC)
         events: list[E] = []
         for command in commands:
             decided = self.kind.decide(state, command, now)
             state = self.kind.aggregate.fold(decided, state)
             events.extend(decided)
-        return events
+        if state is None:  # decide returned no event for a creation: a bug in the domain
+            raise RuntimeError(f"{commands} decided no event for a new {self.kind.name}")
+        return events, state
 
     async def _append(
         self,
@@ -205,6 +211,7 @@ class AggregateService(Generic[S, C, E]):
         size: int,
         aggregate_id: int,
         events: list[E],
+        after: S,
         metadata: dict[str, str],
         commands: Sequence[C],
     ) -> Outcome:
@@ -229,10 +236,6 @@ class AggregateService(Generic[S, C, E]):
             result = await self._store.append(stream_id, expected, new, idempotency=pending.claim)
             pending.recorded = record_of(pending.claim, stream_id, result.version, result.position)
         self.last_position = max(self.last_position, result.position)
-        after = state
-        for event in events:
-            after = self.kind.evolve(after, event)
-        assert after is not None
         if self.kind.on_append is not None:
             self.kind.on_append(aggregate_id, events)
         # `size` is what `state`'s events were charged when it was loaded: the cache entry may

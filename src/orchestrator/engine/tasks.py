@@ -64,15 +64,17 @@ _result_encoder = msgspec.json.Encoder()
 
 
 def checked_result(result: Any) -> dict[str, Any]:
-    """`result` if the log can store it as a step's result; TypeError (or msgspec's) if not.
+    """`result` as the log will give it back (JSON values: tuples become lists, keys strings);
+    TypeError (or msgspec's) if the log cannot store it.
 
     Refusing it before it reaches the append fails the step with a clear error instead of
-    breaking the write path.
+    breaking the write path; giving back the stored form keeps the state the command service
+    remembers equal to the state folded from the log.
     """
     if not isinstance(result, dict):
         raise TypeError(f"task returned {type(result).__name__}, expected a dict")
-    _result_encoder.encode(result)
-    return result
+    stored: dict[str, Any] = msgspec.json.decode(_result_encoder.encode(result))
+    return stored
 
 
 class SimulatedFailure(RuntimeError):

@@ -11,11 +11,10 @@ import asyncio
 import contextlib
 import logging
 
-from orchestrator.eventstore.anchor_store import AnchorStore, SQLiteAnchors
+from orchestrator.eventstore.anchor_store import AnchorStore
 from orchestrator.eventstore.anchors import Anchor, make_anchor
 from orchestrator.eventstore.base import EventStore
 from orchestrator.eventstore.errors import EventStoreError
-from orchestrator.eventstore.sqlite import SQLiteEventStore
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +44,9 @@ async def write_checkpoint(store: EventStore, anchors: AnchorStore, key: str) ->
     return anchor
 
 
-async def checkpoint_sqlite(store: SQLiteEventStore, key: str) -> Anchor | None:
-    """One checkpoint of a SQLite log's head, in its table and anchor file (after an import)."""
-    anchors = SQLiteAnchors(store)
+async def checkpoint(store: EventStore, anchors: AnchorStore, key: str) -> Anchor | None:
+    """One checkpoint of the head, in every copy `anchors` keeps (after an import); the anchor
+    storage is opened and closed here."""
     await anchors.open()
     try:
         return await write_checkpoint(store, anchors, key)

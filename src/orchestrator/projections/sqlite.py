@@ -19,7 +19,8 @@ from orchestrator.eventstore.sqlite_schema import connect
 from orchestrator.projections.models import Row
 from orchestrator.projections.storage import ListQuery, ProjectionMoved
 
-_CHECKPOINT = "read_models"
+#: The row of the checkpoints table holding the last log position applied.
+CHECKPOINT = "read_models"
 #: The row of the checkpoints table counting rebuild swaps (its `position` is the count).
 GENERATION = "generation"
 #: The row of the checkpoints table holding READ_MODEL_FORMAT (in its `position` column).
@@ -136,7 +137,7 @@ class SQLiteProjectionStorage:
     async def load_checkpoint(self) -> int:
         """The last applied position."""
         rows = await self._fetch(
-            f"SELECT position FROM {self.prefix}checkpoints WHERE name = ?", (_CHECKPOINT,)
+            f"SELECT position FROM {self.prefix}checkpoints WHERE name = ?", (CHECKPOINT,)
         )
         return int(rows[0][0]) if rows else 0
 
@@ -194,7 +195,7 @@ class SQLiteProjectionStorage:
         async def write(conn: aiosqlite.Connection) -> None:
             rows = await conn.execute_fetchall(f"SELECT name, position FROM {prefix}checkpoints")
             found = {str(name): int(at) for name, at in rows}
-            stored = int(found.get(_CHECKPOINT, 0))
+            stored = int(found.get(CHECKPOINT, 0))
             generation = int(found.get(GENERATION, 0))
             if stored != expected_checkpoint or generation != expected_generation:
                 raise ProjectionMoved(expected_checkpoint, stored)
@@ -213,7 +214,7 @@ class SQLiteProjectionStorage:
             await conn.execute(
                 f"INSERT INTO {prefix}checkpoints (name, position) VALUES (?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
-                (_CHECKPOINT, position),
+                (CHECKPOINT, position),
             )
 
         await self._store.write_transaction(write)

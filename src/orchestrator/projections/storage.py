@@ -85,6 +85,7 @@ class InMemoryProjectionStorage:
         self._rows: dict[tuple[str, int], Row] = {}
         self._counters: dict[str, int] = {}
         self._checkpoint = 0
+        self._generation = 0
 
     async def open(self) -> None:
         """Nothing to connect to."""
@@ -101,8 +102,8 @@ class InMemoryProjectionStorage:
         return dict(self._counters)
 
     async def load_generation(self) -> int:
-        """In memory there is no rebuild to swap tables: always 0."""
-        return 0
+        """How many times a rebuild swapped other contents in."""
+        return self._generation
 
     async def load_rows(self, kind: str, ids: Iterable[int]) -> dict[int, bytes]:
         """Stored states for these ids."""
@@ -118,7 +119,7 @@ class InMemoryProjectionStorage:
         expected_generation: int = 0,
     ) -> None:
         """Store everything at once (nothing can interleave: no await inside)."""
-        if self._checkpoint != expected_checkpoint:
+        if self._checkpoint != expected_checkpoint or self._generation != expected_generation:
             raise ProjectionMoved(expected_checkpoint, self._checkpoint)
         for row in rows:
             self._rows[(row.kind, row.id)] = row
@@ -148,3 +149,28 @@ class InMemoryProjectionStorage:
     async def max_id(self, kind: str) -> int:
         """Highest id seen."""
         return max((i for (k, i) in self._rows if k == kind), default=0)
+
+    def take_over(self, rebuilt: InMemoryProjectionStorage) -> None:
+        """Hold what `rebuilt` holds from now on, as a new generation (a rebuild's swap).
+
+        In place, not by replacing the object: a running projector keeps this storage.
+        """
+        self._rows = dict(rebuilt._rows)
+        self._counters = dict(rebuilt._counters)
+        self._checkpoint = rebuilt._checkpoint
+        self._generation += 1
+
+    def clear(self) -> None:
+        """Hold nothing, as freshly made (a dropped set of tables)."""
+        self._rows.clear()
+        self._counters.clear()
+        self._checkpoint = 0
+
+    def rows_in_order(self) -> list[Row]:
+        """Every row, deleted ones included, in (kind, id) order."""
+        return [self._rows[key] for key in sorted(self._rows)]
+
+    @property
+    def checkpoint(self) -> int:
+        """The last applied position."""
+        return self._checkpoint

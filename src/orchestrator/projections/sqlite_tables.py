@@ -1,0 +1,121 @@
+"""The read-model tables of a SQLite log, for rebuild and `--check` (see `tables.py`).
+
+Every write goes through the event store's single writer, in one transaction: a swap holds the
+database's write lock, so no event can be appended between the last event a rebuild applied and
+the swap, and readers see the old tables or the new, never a mix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aiosqlite
+
+from orchestrator.eventstore.sqlite import SQLiteEventStore
+from orchestrator.eventstore.sqlite_schema import connect
+from orchestrator.projections.sqlite import (
+    CHECKPOINT,
+    GENERATION,
+    INDEXES,
+    TABLES,
+    SQLiteProjectionStorage,
+    drop_tables,
+    schema_statements,
+)
+from orchestrator.projections.tables import LIVE, StoredRow
+
+_ROW_COLUMNS = "kind, id, status, parent_id, deleted, needs_engine, state"
+
+
+class SQLiteTablesSnapshot:
+    """One set of tables read in one read transaction (a WAL snapshot)."""
+
+    def __init__(self, conn: aiosqlite.Connection, prefix: str, checkpoint: int) -> None:
+        self._conn = conn
+        self._prefix = prefix
+        self._checkpoint = checkpoint
+
+    @property
+    def checkpoint(self) -> int:
+        """The position the tables reflected when the snapshot began."""
+        return self._checkpoint
+
+    async def rows(self) -> AsyncIterator[StoredRow]:
+        """Every row in (kind, id) order, a page at a time."""
+        sql = f"SELECT {_ROW_COLUMNS} FROM {self._prefix}rows ORDER BY kind, id"
+        async with self._conn.execute(sql) as cursor:
+            while page := await cursor.fetchmany(1000):
+                for kind, id_, status, parent, deleted, needs_engine, state in page:
+                    yield StoredRow(
+                        str(kind),
+                        int(id_),
+                        str(status),
+                        None if parent is None else int(parent),
+                        bool(deleted),
+                        bool(needs_engine),
+                        str(state),
+                    )
+
+    async def counters(self) -> dict[str, int]:
+        """Counters by name."""
+        found = await self._conn.execute_fetchall(f"SELECT name, count FROM {self._prefix}counters")
+        return {str(name): int(count) for name, count in found}
+
+
+class SQLiteReadModelTables:
+    """Read-model tables in the log's own SQLite file."""
+
+    def __init__(self, store: SQLiteEventStore) -> None:
+        self._store = store
+
+    def storage(self, prefix: str = LIVE) -> SQLiteProjectionStorage:
+        """Projection storage over the tables under `prefix`."""
+        return SQLiteProjectionStorage(self._store, prefix=prefix)
+
+    async def drop(self, prefix: str) -> None:
+        """Drop the tables under `prefix`."""
+        await self._store.write_transaction(lambda conn: drop_tables(conn, prefix))
+
+    async def swap_in(self, prefix: str, rebuilt_to: int) -> bool:
+        """Rename the tables under `prefix` to the live ones, in the writer's transaction."""
+
+        async def swap(conn: aiosqlite.Connection) -> bool:
+            rows = await conn.execute_fetchall("SELECT COALESCE(MAX(position), 0) FROM events")
+            if int(next(iter(rows))[0]) != rebuilt_to:
+                return False
+            for statement in schema_statements(LIVE):  # a new database may have none yet
+                await conn.execute(statement)
+            found = await conn.execute_fetchall(
+                f"SELECT position FROM {LIVE}checkpoints WHERE name = ?", (GENERATION,)
+            )
+            generation = int(next(iter(found))[0]) + 1 if found else 1
+            await drop_tables(conn, LIVE)
+            for name in INDEXES:
+                await conn.execute(f"DROP INDEX IF EXISTS {prefix}{name}")
+            for name in TABLES:
+                await conn.execute(f"ALTER TABLE {prefix}{name} RENAME TO {LIVE}{name}")
+            for statement in schema_statements(LIVE):
+                await conn.execute(statement)
+            # A new generation tells running projectors the tables changed under them, even
+            # when the rebuild ended at the very position they were at.
+            await conn.execute(
+                f"INSERT INTO {LIVE}checkpoints (name, position) VALUES (?, ?)",
+                (GENERATION, generation),
+            )
+            return True
+
+        return await self._store.write_transaction(swap)
+
+    @asynccontextmanager
+    async def snapshot(self, prefix: str) -> AsyncIterator[SQLiteTablesSnapshot]:
+        """The tables under `prefix` in a read transaction of a connection of their own."""
+        conn = await connect(self._store.path, 10_000)
+        try:
+            await conn.execute("BEGIN")
+            found = await conn.execute_fetchall(
+                f"SELECT position FROM {prefix}checkpoints WHERE name = ?", (CHECKPOINT,)
+            )
+            yield SQLiteTablesSnapshot(conn, prefix, int(next(iter(found))[0]) if found else 0)
+        finally:
+            await conn.close()

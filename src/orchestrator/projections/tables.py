@@ -1,0 +1,66 @@
+"""A backend's read models as sets of tables under a prefix: what a rebuild and `--check` need.
+
+A projection storage (`storage.py`) is one set of tables: the live set serves reads. A rebuild
+fills a fresh set beside it and swaps it in; `--check` compares a fresh set with a snapshot of
+the live one. Each backend says how, in its own transactions (SQLite: `sqlite_tables.py`; memory:
+`memory_tables.py`), so `rebuild.py` is written once for all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from typing import NamedTuple, Protocol
+
+from orchestrator.projections.storage import ProjectionStorage
+
+#: The prefix of the live tables, the ones a running server reads and writes.
+LIVE = "projection_"
+
+
+class StoredRow(NamedTuple):
+    """One read-model row as a snapshot yields it (the position it was saved at left out: that
+    depends on batch boundaries, not on content)."""
+
+    kind: str
+    id: int
+    status: str
+    parent_id: int | None
+    deleted: bool
+    needs_engine: bool
+    state: str
+
+
+class TablesSnapshot(Protocol):
+    """One set of tables as of one moment, however far writers move on meanwhile."""
+
+    @property
+    def checkpoint(self) -> int:
+        """The log position these tables reflect."""
+
+    def rows(self) -> AsyncIterator[StoredRow]:
+        """Every row, in (kind, id) order, streamed: memory stays flat however many there are."""
+
+    async def counters(self) -> dict[str, int]:
+        """Counters by name."""
+
+
+class ReadModelTables(Protocol):
+    """Sets of read-model tables of one backend, each under a prefix."""
+
+    def storage(self, prefix: str = LIVE) -> ProjectionStorage:
+        """A projection storage over the tables under `prefix` (to be opened, which creates
+        them if missing)."""
+
+    async def drop(self, prefix: str) -> None:
+        """Remove the tables under `prefix` and everything in them."""
+
+    async def swap_in(self, prefix: str, rebuilt_to: int) -> bool:
+        """Make the tables under `prefix` the live ones, atomically, and count a new generation
+        (so running projectors reload), only if the log's head is still `rebuilt_to`.
+
+        False, changing nothing, if an event was appended since: catch up, then try again.
+        """
+
+    def snapshot(self, prefix: str) -> AbstractAsyncContextManager[TablesSnapshot]:
+        """The tables under `prefix` as of now, readable until the context ends."""
