@@ -103,8 +103,9 @@ def test_a_concrete_backend_is_imported_only_by_itself_and_the_factory(name: str
         if where in mine or where in CHOOSERS:
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.module:
-                if _module_path(node.module) in mine and (where, node.module) not in FOREIGN_FILES:
-                    users.setdefault(where, []).append(node.module)
+            if not isinstance(node, ast.ImportFrom) or not node.module:
+                continue
+            if _module_path(node.module) in mine and (where, node.module) not in FOREIGN_FILES:
+                users.setdefault(where, []).append(node.module)
 
     assert users == {}
