@@ -18,6 +18,11 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
+from tests.e2e.workflow_reads import (
+    get_workflow,
+    has_finished_complete,
+    wait_until_finished_complete,
+)
 from tests.waiting import wait_for, wait_for_async
 
 if TYPE_CHECKING:
@@ -54,32 +59,9 @@ def start_workflow(client: httpx.Client, **body: Any) -> int:
     return workflow_id
 
 
-def get_workflow(client: httpx.Client, workflow_id: int) -> Json:
-    """GET /workflow/{id}."""
-    return json_of(client.get(f"/workflow/{workflow_id}"), 200)
-
-
 def get_stats(client: httpx.Client) -> Json:
     """GET /execution/stats."""
     return json_of(client.get("/execution/stats"), 200)
-
-
-def has_finished_complete(workflow: Json) -> bool:
-    """True once the workflow is COMPLETE and its finalize step has been recorded."""
-    return (
-        workflow["status"] == "COMPLETE"
-        and workflow["step_running"] is None
-        and "COMPLETE" in workflow["task_results"]
-    )
-
-
-def wait_until_finished_complete(client: httpx.Client, workflow_id: int) -> Json:
-    """The workflow once it has finished COMPLETE."""
-    return wait_for(
-        lambda: get_workflow(client, workflow_id),
-        has_finished_complete,
-        what=f"workflow {workflow_id} to finish COMPLETE",
-    )
 
 
 def transition_pairs(workflow: Json) -> list[tuple[str, str]]:

@@ -24,6 +24,8 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import ServerProcess, free_port, server_environment
+from tests.e2e.workflow_reads import get_workflow as get_workflow
+from tests.e2e.workflow_reads import wait_until_finished_complete as wait_until_finished_complete
 from tests.waiting import wait_for as wait_for
 
 Json = dict[str, Any]
@@ -70,30 +72,6 @@ def start_workflow(client: httpx.Client, name: str, **body: Any) -> int:
     started = json_of(client.post("/workflow/start", json={"name": name, **body}), 201)
     workflow_id: int = started["workflow_id"]
     return workflow_id
-
-
-def get_workflow(client: httpx.Client, workflow_id: int) -> Json:
-    """GET /workflow/{id}."""
-    body: Json = json_of(client.get(f"/workflow/{workflow_id}"), 200)
-    return body
-
-
-def has_finished_complete(workflow: Json) -> bool:
-    """True once the workflow is COMPLETE and its finalize step has been recorded."""
-    return (
-        workflow["status"] == "COMPLETE"
-        and workflow["step_running"] is None
-        and "COMPLETE" in workflow["task_results"]
-    )
-
-
-def wait_until_finished_complete(client: httpx.Client, workflow_id: int) -> Json:
-    """The workflow once it has finished COMPLETE."""
-    return wait_for(
-        lambda: get_workflow(client, workflow_id),
-        has_finished_complete,
-        what=f"workflow {workflow_id} to finish COMPLETE",
-    )
 
 
 def wait_until_status(client: httpx.Client, workflow_id: int, status: str) -> Json:

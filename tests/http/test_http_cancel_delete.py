@@ -13,15 +13,9 @@ from starlette.testclient import TestClient
 
 from orchestrator.domain.states import State
 from orchestrator.engine.tasks import TaskFunction, TaskRegistry
-from orchestrator.http.app import runtime_of
+from tests.http.engine_waits import wait_until_idle
 
 DEADLINE = 5.0
-
-
-def wait_until_idle(client: TestClient, app: Starlette) -> None:
-    """Return once the engine drives no workflow, so every late task outcome has been handled."""
-    assert client.portal is not None
-    client.portal.call(runtime_of(app).coordinator.wait_idle)
 
 
 def log_position(client: TestClient) -> int:

@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 
 from orchestrator.domain.states import State
 from orchestrator.engine.tasks import TaskFunction, TaskRegistry
-from orchestrator.http.app import runtime_of
+from tests.http.engine_waits import wait_until_idle
 
 DEADLINE = 5.0
 #: How long a created workflow is watched to see that it does not start by itself.
@@ -68,12 +68,6 @@ def log_position(client: TestClient) -> int:
     position = client.get("/health").json()["log_position"]
     assert isinstance(position, int)
     return position
-
-
-def wait_until_idle(client: TestClient, app: Starlette) -> None:
-    """Return once the engine drives no workflow."""
-    assert client.portal is not None
-    client.portal.call(runtime_of(app).coordinator.wait_idle)
 
 
 def triples(transitions: list[dict[str, Any]]) -> list[tuple[str, str, str]]:

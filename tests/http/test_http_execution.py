@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 from orchestrator.domain.states import State
 from orchestrator.engine.tasks import TaskFunction, TaskRegistry
-from orchestrator.http.app import runtime_of
+from tests.http.engine_waits import wait_until_idle
 
 DEADLINE = 5.0
 FORWARD = [
@@ -43,12 +43,6 @@ def status_of(client: TestClient, workflow_id: int) -> dict[str, Any]:
 def triples(transitions: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
     """Transitions as (from, to, trigger), for comparison with FORWARD."""
     return [(t["from_state"], t["to_state"], t["trigger"]) for t in transitions]
-
-
-def wait_until_idle(client: TestClient, app: Starlette) -> None:
-    """Return once the engine drives no workflow, so every late task outcome has been handled."""
-    assert client.portal is not None
-    client.portal.call(runtime_of(app).coordinator.wait_idle)
 
 
 # POST /execution/workflows/{id}/start ----------------------------------------------------------
