@@ -59,6 +59,7 @@ def _serve(settings: Settings) -> int:
     import uvicorn
 
     from orchestrator.engine.executor import TASK_THREAD_PREFIX
+    from orchestrator.engine.task_loading import TaskLoadError, load_task_modules
     from orchestrator.http.app import create_app, runtime_of
     from orchestrator.http.connections import server_options
     from orchestrator.serving import DatabaseLock, ServeRefused, bind_listener
@@ -69,7 +70,14 @@ def _serve(settings: Settings) -> int:
         store_open_problem,
     )
 
-    # The port first: a busy port fails here, before the database is opened or anything resumed.
+    # The user's tasks first: a module that cannot be loaded is one line, before anything is
+    # claimed (the port, the database).
+    try:
+        registry = load_task_modules(settings.tasks_modules)
+    except TaskLoadError as exc:
+        print(f"orchestrator: {exc}", file=sys.stderr)
+        return 2
+    # Then the port: a busy port fails here, before the database is opened or anything resumed.
     try:
         listener = bind_listener(settings.api_host, settings.api_port)
     except ServeRefused as exc:
@@ -111,6 +119,19 @@ def _serve(settings: Settings) -> int:
         redact_url(settings.database_url),
         settings.max_workers,
     )
+    if settings.tasks_modules:
+        steps = registry.steps()
+        own = [
+            f"{state.value}={spec.name}"
+            for state, spec in steps.items()
+            if spec.source != "built-in"
+        ]
+        logging.getLogger(__name__).info(
+            "tasks from %s: steps %s; task types %s",
+            ", ".join(settings.tasks_modules),
+            ", ".join(own) or "none",
+            ", ".join(registry.type_names()) or "none",
+        )
     from orchestrator.exposure import exposure_warning
 
     warning = exposure_warning(settings)
@@ -118,7 +139,7 @@ def _serve(settings: Settings) -> int:
         logging.getLogger(__name__).warning("%s", warning)
     if settings.api_reload:
         logging.getLogger(__name__).warning("API_RELOAD is ignored: the engine must not restart")
-    app = create_app(settings)
+    app = create_app(settings, registry)
     guarded = OneLineStartup(app)
     config = uvicorn.Config(
         guarded,
@@ -175,6 +196,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve_parser = commands.add_parser("serve", help="run the HTTP server")
     serve_parser.add_argument("--host", help="overrides API_HOST")
     serve_parser.add_argument("--port", type=_port, help="overrides API_PORT")
+    serve_parser.add_argument(
+        "--tasks",
+        type=_task_modules,
+        metavar="MODULES",
+        help="comma-separated Python modules of your tasks (overrides TASKS_MODULES)",
+    )
     demo_parser = commands.add_parser("demo", help="replay the demonstration against a server")
     demo_parser.add_argument("--url", help="the server (default http://API_HOST:API_PORT)")
     demo_parser.add_argument("--interactive", action="store_true", help="offer a menu")
@@ -242,6 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = _replace(settings, api_host=args.host)
         if args.port:
             settings = _replace(settings, api_port=args.port)
+        if args.tasks is not None:
+            settings = _replace(settings, tasks_modules=args.tasks)
         return serve(settings)
     parser.error(f"unknown command {args.command}")
     return 2
@@ -293,6 +322,15 @@ def _history(args: argparse.Namespace, settings: Settings) -> int:
             settings, lambda backend: history.rebuild_command(backend, check_only=args.check)
         )
     )
+
+
+def _task_modules(text: str) -> tuple[str, ...]:
+    from orchestrator.settings import SettingsError, module_names
+
+    try:
+        return module_names("--tasks", text)
+    except SettingsError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _positive_int(text: str) -> int:

@@ -14,6 +14,7 @@ from orchestrator.engine.coordinator import Coordinator
 from orchestrator.engine.executor import WorkerPool
 from orchestrator.engine.http_task import HTTP_REQUEST, HttpTaskPolicy
 from orchestrator.engine.service import TASK_KIND, WORKFLOW_KIND, TaskService, WorkflowService
+from orchestrator.engine.task_loading import load_task_modules
 from orchestrator.engine.task_runner import TaskRunner
 from orchestrator.engine.task_types import TaskTypes
 from orchestrator.engine.tasks import TaskRegistry
@@ -120,7 +121,11 @@ class Runtime:
 
 
 def build_runtime(settings: Settings, registry: TaskRegistry | None = None) -> Runtime:
-    """Wire a runtime for `settings.database` (through `backend.make_backend`)."""
+    """Wire a runtime for `settings.database` (through `backend.make_backend`), running the
+    tasks of `registry`, or else the built-ins and those of TASKS_MODULES (TaskLoadError if one
+    of those cannot be loaded)."""
+    if registry is None:
+        registry = load_task_modules(settings.tasks_modules)
     backend = make_backend(settings.database)
     store = backend.store
     projections = backend.tables.storage()
@@ -130,7 +135,7 @@ def build_runtime(settings: Settings, registry: TaskRegistry | None = None) -> R
     coordinator = Coordinator(
         service,
         pool,
-        registry or TaskRegistry(),
+        registry,
         task_timeout=settings.task_timeout,
         time_scale=settings.task_time_scale,
         max_queued_steps=settings.max_queued_steps,
@@ -146,6 +151,7 @@ def build_runtime(settings: Settings, registry: TaskRegistry | None = None) -> R
         task_pool,
         task_timeout=settings.task_timeout,
         types=TaskTypes({HTTP_REQUEST: http_policy.prepare}),
+        registry=registry,
         max_queued_runs=settings.max_queued_steps,
     )
     return Runtime(

@@ -108,6 +108,9 @@ class Settings:
     log_backups: int = 5
     #: On SIGTERM, seconds running steps get to finish before they are left to resume later.
     shutdown_grace_seconds: float = 10.0
+    # Users' tasks.
+    #: Python modules whose @step and @task_type functions the server runs (imported at start).
+    tasks_modules: tuple[str, ...] = ()
 
     @functools.cached_property
     def database(self) -> Database:
@@ -192,6 +195,7 @@ class Settings:
             shutdown_grace_seconds=get(
                 "SHUTDOWN_GRACE_SECONDS", _non_negative_float, defaults.shutdown_grace_seconds
             ),
+            tasks_modules=get("TASKS_MODULES", module_names, defaults.tasks_modules),
         )
 
 
@@ -245,6 +249,18 @@ def _origins(name: str, raw: str) -> tuple[str, ...]:
             )
         origins.append(origin)
     return tuple(origins)
+
+
+def module_names(name: str, raw: str) -> tuple[str, ...]:
+    """Comma-separated dotted Python module names (`mypkg.tasks,other`)."""
+    names = tuple(entry.strip() for entry in raw.split(",") if entry.strip())
+    for module in names:
+        if not all(part.isidentifier() for part in module.split(".")):
+            raise SettingsError(
+                f"{name} must be comma-separated Python module names like mypkg.tasks, "
+                f"got {module!r}"
+            )
+    return names
 
 
 def _secret(name: str, raw: str) -> str:

@@ -48,6 +48,8 @@ MIRRORS: dict[type[Any], type[Any]] = {
     server_types.ServiceInfo: client_types.ServiceInfo,
     server_types.TransitionRow: client_types.TransitionRule,
     server_types.StateMachine: client_types.StateMachine,
+    server_types.StepTaskRow: client_types.StepTask,
+    server_types.CurrentStep: client_types.CurrentStep,
 }
 
 #: Every route and the client method that calls it.

@@ -22,6 +22,12 @@ BACKSTOP = 10.0
 TASK_STATES = (State.INIT, State.PREPARE, State.EXECUTE, State.VALIDATE, State.COMPLETE)
 
 
+def step_of(context: TaskContext) -> State:
+    """The state of the step a fake runs (fakes run only as workflow steps)."""
+    assert context.state is not None, "a step's context names its state"
+    return context.state
+
+
 class TaskFailure(RuntimeError):
     """What the failing fakes raise."""
 
@@ -37,7 +43,7 @@ class Calls:
     def note(self, context: TaskContext) -> None:
         """Count one call of a task in `context.state`."""
         with self._lock:
-            self._states.append(context.state)
+            self._states.append(step_of(context))
 
     def note_return(self, context: TaskContext) -> None:
         """Remember whether the step's cancellation signal was set when its task returned."""
@@ -71,7 +77,7 @@ def succeeding(calls: Calls) -> TaskFunction:
 
     def succeed(context: TaskContext) -> dict[str, Any]:
         calls.note(context)
-        return result_of(context.state, context.retries)
+        return result_of(step_of(context), context.retries)
 
     return succeed
 
@@ -83,7 +89,7 @@ def failing(calls: Calls, message: str, *, attempts: int | None = None) -> TaskF
         calls.note(context)
         if attempts is None or context.retries < attempts:
             raise TaskFailure(message)
-        return result_of(context.state, context.retries)
+        return result_of(step_of(context), context.retries)
 
     return fail
 
@@ -97,7 +103,7 @@ def until_cancelled(calls: Calls, entered: threading.Event) -> TaskFunction:
         entered.set()
         if not context.cancelled.wait(BACKSTOP):
             raise TimeoutError("nothing ever told this task to stop")
-        raise TaskCancelled(f"the {context.state.value} step was told to stop")
+        raise TaskCancelled(f"the {step_of(context).value} step was told to stop")
 
     return wait_for_signal
 
@@ -127,7 +133,7 @@ class Gate:
             calls.note(context)
             self.pass_through()
             calls.note_return(context)
-            return result_of(context.state, context.retries)
+            return result_of(step_of(context), context.retries)
 
         return wait_for_release
 

@@ -141,16 +141,27 @@ async def test_ids_are_given_in_order_and_a_deleted_ones_is_not_given_again(
     assert ids == [1, 2, 3]
 
 
+class Batch(msgspec.Struct):
+    """The config a test step declares."""
+
+    size: int
+
+
 async def test_a_start_with_a_config_the_tasks_cannot_run_records_nothing(
-    runtime: Runtime,
+    runtime: Runtime, registry: TaskRegistry
 ) -> None:
-    with pytest.raises(InvalidTaskConfig, match="iterations must be an integer"):
+    registry.register(
+        State.EXECUTE, lambda ctx: {"size": ctx.config.size}, "sized", config_type=Batch
+    )
+
+    with pytest.raises(InvalidTaskConfig, match=r"Expected `int`, got `str` - at `\$.config.size`"):
         await runtime.coordinator.start(
-            StartWorkflow(workflow_id=0, name="bad", config={"iterations": "many"})
+            StartWorkflow(workflow_id=0, name="bad", config={"size": "many"})
         )
 
     assert await runtime.store.head_position() == 0
-    assert (await runtime.coordinator.start(MANUAL)).workflow.workflow_id == 1
+    sized = msgspec.structs.replace(MANUAL, config={"size": 3})
+    assert (await runtime.coordinator.start(sized)).workflow.workflow_id == 1
 
 
 # next ------------------------------------------------------------------------------------------

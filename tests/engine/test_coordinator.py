@@ -227,7 +227,7 @@ async def test_a_step_past_the_task_timeout_fails_as_timed_out(calls: Calls, gat
 
 def returns_a_list(context: TaskContext) -> dict[str, Any]:
     """A task that breaks its contract: its result is no dict."""
-    return cast(dict[str, Any], [context.state.value])
+    return cast(dict[str, Any], [str(context.state)])
 
 
 def exits(context: TaskContext) -> dict[str, Any]:

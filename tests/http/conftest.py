@@ -78,7 +78,7 @@ def blocking_task(gate: threading.Event, entered: threading.Event) -> TaskFuncti
         entered.set()
         if not gate.wait(BACKSTOP):
             raise TimeoutError("the test never opened the gate")
-        return {"status": "released", "state": context.state.value}
+        return {"status": "released", "state": context.state and context.state.value}
 
     return wait_for_gate
 

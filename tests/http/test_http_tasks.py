@@ -33,7 +33,7 @@ def test_a_registered_task_result_shows_up_in_task_results(
         return {
             "status": "prepared",
             "workflow": context.workflow_id,
-            "state": context.state.value,
+            "state": context.state and context.state.value,
             "files": context.config["files"],
         }
 

@@ -83,9 +83,9 @@ CONCRETE = {
     },
     "memory": {"eventstore/memory.py", "projections/memory_tables.py"},
 }
-#: Where a backend is chosen (`backend.py`), and what `serve` checks of a SQLite file before
-#: it opens one (the file lock, a write-ahead log left without its database, the original's
-#: schema): the only modules outside a backend that may import one.
+#: Where a backend is chosen (`backend.py`), and what `serve` and an embedded Orchestrator check
+#: of a SQLite file before they open one (the file lock, a write-ahead log left without its
+#: database, the original's schema): the only modules outside a backend that may import one.
 CHOOSERS = {"backend.py", "startup.py", "cli.py"}
 #: `import-original` reads the original's own SQLite file (whatever our backend is), and names
 #: its tables from the list `serve` uses to refuse that file as a log of ours.

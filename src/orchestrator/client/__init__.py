@@ -36,6 +36,7 @@ from orchestrator.client.errors import (
 from orchestrator.client.sync import Client, EventStream
 from orchestrator.client.types import (
     TERMINAL_STATES,
+    CurrentStep,
     Event,
     EventPage,
     ExecutionStatus,
@@ -47,6 +48,7 @@ from orchestrator.client.types import (
     StateMachine,
     Stats,
     StepResult,
+    StepTask,
     Task,
     TaskStatus,
     Transition,
@@ -67,6 +69,7 @@ __all__ = [
     "ClientError",
     "Conflict",
     "ConnectionFailed",
+    "CurrentStep",
     "Event",
     "EventPage",
     "EventStream",
@@ -84,6 +87,7 @@ __all__ = [
     "StateMachine",
     "Stats",
     "StepResult",
+    "StepTask",
     "Task",
     "TaskStatus",
     "Transition",

@@ -56,6 +56,19 @@ class Transition(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
 
 
+class CurrentStep(msgspec.Struct, frozen=True, kw_only=True):
+    """The step running now: its task, which attempt, and the progress its task reported."""
+
+    state: str
+    task: str | None
+    started_at: datetime | None
+    attempt: int
+    progress: float | None
+    progress_note: str | None
+    progress_at: datetime | None
+    next_attempt_at: datetime | None
+
+
 class Workflow(msgspec.Struct, frozen=True, kw_only=True):
     """A workflow as GET /workflow/{id} shows it: the original fields, then additions."""
 
@@ -80,6 +93,8 @@ class Workflow(msgspec.Struct, frozen=True, kw_only=True):
     allowed_actions: list[str]
     version: int
     updated_at: datetime | None
+    #: None when no step runs.
+    current_step: CurrentStep | None
 
 
 class WorkflowStarted(msgspec.Struct, frozen=True, kw_only=True):
@@ -233,6 +248,17 @@ class TransitionRule(msgspec.Struct, frozen=True, kw_only=True):
     to_state: str
 
 
+class StepTask(msgspec.Struct, frozen=True, kw_only=True):
+    """The task a state runs, where it comes from, and its limits."""
+
+    state: str
+    task: str
+    source: str
+    timeout: float
+    retries: int
+    is_async: bool
+
+
 class StateMachine(msgspec.Struct, frozen=True, kw_only=True):
     """GET /state-machine: the states, triggers and transition table, as data."""
 
@@ -243,3 +269,5 @@ class StateMachine(msgspec.Struct, frozen=True, kw_only=True):
     forward_triggers: dict[str, str]
     tasks: dict[str, str]
     transitions: list[TransitionRule]
+    steps: list[StepTask]
+    task_types: list[str]

@@ -81,6 +81,26 @@ class DeleteWorkflow(msgspec.Struct, frozen=True, kw_only=True):
     """Hide a finished workflow from reads; its history stays in the log."""
 
 
+class ReportProgress(msgspec.Struct, frozen=True, kw_only=True):
+    """Record how far the step running in `state` got (refused once that step is over)."""
+
+    state: State
+    fraction: float
+    note: str | None = None
+
+
+class FailStepAttempt(msgspec.Struct, frozen=True, kw_only=True):
+    """Record that attempt `attempt` of the step running in `state` failed; it runs again after
+    `retry_in` seconds (refused if that attempt's outcome was recorded already)."""
+
+    state: State
+    attempt: int
+    error: str
+    duration: float = 0.0
+    timed_out: bool = False
+    retry_in: float = 0.0
+
+
 Command = (
     StartWorkflow
     | CreateWorkflow
@@ -90,6 +110,8 @@ Command = (
     | AdvanceWorkflow
     | FinishStep
     | FailStep
+    | ReportProgress
+    | FailStepAttempt
     | RetryWorkflow
     | CancelWorkflow
     | DeleteWorkflow

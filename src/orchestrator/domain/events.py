@@ -74,6 +74,28 @@ class StepFailed(_EventBase, frozen=True, kw_only=True, tag=True):
     timed_out: bool = False
 
 
+class StepProgressed(_EventBase, frozen=True, kw_only=True, tag=True):
+    """The running step's task reported how far it got (`ctx.progress`; throttled)."""
+
+    state: State
+    #: From 0 to 1.
+    fraction: float
+    note: str | None = None
+
+
+class StepAttemptFailed(_EventBase, frozen=True, kw_only=True, tag=True):
+    """One attempt of the running step raised or timed out, and its task allows another: the
+    step stays running and is tried again after `retry_in` seconds."""
+
+    state: State
+    #: Which attempt failed (1 for the first).
+    attempt: int
+    error: str
+    duration: float = 0.0
+    timed_out: bool = False
+    retry_in: float = 0.0
+
+
 class WorkflowTransitioned(_EventBase, frozen=True, kw_only=True, tag=True):
     """Recorded when the workflow moves along one row of the transition table."""
 
@@ -94,6 +116,8 @@ Event = (
     | StepStarted
     | StepSucceeded
     | StepFailed
+    | StepProgressed
+    | StepAttemptFailed
     | WorkflowTransitioned
     | WorkflowDeleted
 )

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from orchestrator.domain.events import (
     Event,
+    StepAttemptFailed,
     StepFailed,
+    StepProgressed,
     StepStarted,
     StepSucceeded,
     WorkflowCreated,
@@ -59,9 +61,15 @@ def workflow_violation(workflow: Workflow | None, event: Event) -> str | None:
         if not workflow.needs_step() or event.state is not state:
             return f"a {event.state.value} step started while {state.value}"
         return None
-    if isinstance(event, StepSucceeded | StepFailed):
+    if isinstance(event, StepSucceeded | StepFailed | StepProgressed):
         if workflow.step is not event.state:
             return f"an outcome for the {event.state.value} step, which is not running"
+        return None
+    if isinstance(event, StepAttemptFailed):
+        if workflow.step is not event.state:
+            return f"a failed attempt of the {event.state.value} step, which is not running"
+        if event.attempt != workflow.step_attempts + 1:
+            return f"attempt {event.attempt} failed while attempt {workflow.step_attempts + 1} ran"
         return None
     if isinstance(event, WorkflowLaunched):
         return None if is_waiting_to_launch(workflow) else "launched twice or while running"

@@ -5,7 +5,7 @@ Both are pure. Time comes in as an argument so that a decision is a function of 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -19,15 +19,19 @@ from orchestrator.domain.commands import (
     DeleteWorkflow,
     EditWorkflow,
     FailStep,
+    FailStepAttempt,
     FinishStep,
     LaunchWorkflow,
+    ReportProgress,
     RetryWorkflow,
     StartWorkflow,
 )
 from orchestrator.domain.errors import InvalidTransition, StepInProgress, WorkflowNotFound
 from orchestrator.domain.events import (
     Event,
+    StepAttemptFailed,
     StepFailed,
+    StepProgressed,
     StepStarted,
     StepSucceeded,
     WorkflowCreated,
@@ -55,6 +59,14 @@ class Transition(msgspec.Struct, frozen=True, kw_only=True):
     reason: str | None = None
 
 
+class StepProgress(msgspec.Struct, frozen=True, kw_only=True):
+    """The last progress the running step's task reported."""
+
+    fraction: float
+    note: str | None = None
+    at: datetime
+
+
 class Workflow(msgspec.Struct, frozen=True, kw_only=True):
     """Everything known about one workflow after folding its events."""
 
@@ -78,6 +90,12 @@ class Workflow(msgspec.Struct, frozen=True, kw_only=True):
     step_started_at: datetime | None = None
     #: The name of the task running as `step` (the StepStarted event's `task`).
     step_task: str | None = None
+    #: Failed attempts of the running step so far (its task allows retries); 0 on a new step.
+    step_attempts: int = 0
+    #: What the running step's task last reported through `ctx.progress`.
+    step_progress: StepProgress | None = None
+    #: When the running step's next attempt is due, after a failed one (None: now).
+    step_retry_at: datetime | None = None
     #: True once finalize has run (or failed) after reaching COMPLETE.
     finalized: bool = False
     transitions: tuple[Transition, ...] = ()
@@ -195,6 +213,21 @@ def evolve(workflow: Workflow | None, event: Event) -> Workflow:
             step=event.state,
             step_started_at=event.at,
             step_task=event.task,
+            step_attempts=0,
+            step_progress=None,
+            step_retry_at=None,
+            updated_at=event.at,
+        )
+    if isinstance(event, StepProgressed):
+        progress = StepProgress(fraction=event.fraction, note=event.note, at=event.at)
+        return replace(workflow, version=version, step_progress=progress, updated_at=event.at)
+    if isinstance(event, StepAttemptFailed):
+        return replace(
+            workflow,
+            version=version,
+            step_attempts=workflow.step_attempts + 1,
+            step_progress=None,
+            step_retry_at=event.at + timedelta(seconds=event.retry_in),
             updated_at=event.at,
         )
     if isinstance(event, StepSucceeded):
@@ -208,6 +241,9 @@ def evolve(workflow: Workflow | None, event: Event) -> Workflow:
             step=None,
             step_started_at=None,
             step_task=None,
+            step_attempts=0,
+            step_progress=None,
+            step_retry_at=None,
             task_results=results,
             task_names=names,
             finalized=workflow.finalized or event.state is State.COMPLETE,
@@ -220,6 +256,9 @@ def evolve(workflow: Workflow | None, event: Event) -> Workflow:
             step=None,
             step_started_at=None,
             step_task=None,
+            step_attempts=0,
+            step_progress=None,
+            step_retry_at=None,
             error_message=event.error,
             finalized=workflow.finalized or event.state is State.COMPLETE,
             updated_at=event.at,
@@ -248,7 +287,14 @@ def _evolve_transition(workflow: Workflow, event: WorkflowTransitioned, version:
     }
     if event.trigger is Trigger.CANCEL:
         # A cancelled step's result will be discarded, so the step no longer counts as running.
-        changes.update(step=None, step_started_at=None, step_task=None)
+        changes.update(
+            step=None,
+            step_started_at=None,
+            step_task=None,
+            step_attempts=0,
+            step_progress=None,
+            step_retry_at=None,
+        )
     if event.trigger is Trigger.RETRY:
         changes.update(
             retries=workflow.retries + 1, completed_at=None, error_message=None, finalized=False
@@ -352,6 +398,34 @@ def decide(workflow: Workflow | None, command: Command, now: datetime) -> list[E
         if not is_running(command.state):
             return [failed]
         return [failed, _transition(workflow, Trigger.FAIL, now)]
+    if isinstance(command, ReportProgress):
+        _require_step(workflow, command.state, "record progress")
+        return [
+            StepProgressed(
+                at=now, state=command.state, fraction=command.fraction, note=command.note
+            )
+        ]
+    if isinstance(command, FailStepAttempt):
+        _require_step(workflow, command.state, "record a failed attempt")
+        if command.attempt != workflow.step_attempts + 1:
+            raise InvalidTransition(
+                workflow.workflow_id,
+                workflow.state.value,
+                f"record the failure of attempt {command.attempt}",
+                allowed_actions(workflow),
+                f"attempt {workflow.step_attempts + 1} is the one running",
+            )
+        return [
+            StepAttemptFailed(
+                at=now,
+                state=command.state,
+                attempt=command.attempt,
+                error=command.error,
+                duration=command.duration,
+                timed_out=command.timed_out,
+                retry_in=command.retry_in,
+            )
+        ]
     if isinstance(command, CancelWorkflow | RetryWorkflow):
         trigger = Trigger.CANCEL if isinstance(command, CancelWorkflow) else Trigger.RETRY
         if target(workflow.state, trigger) is None:

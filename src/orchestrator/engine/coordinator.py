@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Sequence
+from datetime import UTC, datetime
 
 from orchestrator.domain.commands import (
     AdvanceWorkflow,
@@ -23,8 +24,10 @@ from orchestrator.domain.commands import (
     DeleteWorkflow,
     EditWorkflow,
     FailStep,
+    FailStepAttempt,
     FinishStep,
     LaunchWorkflow,
+    ReportProgress,
     RetryWorkflow,
     StartWorkflow,
 )
@@ -42,7 +45,10 @@ from orchestrator.engine.driving import drive
 from orchestrator.engine.executor import NotStarted, TaskTimedOut, WorkerPool
 from orchestrator.engine.retry import record_or_discard, retry_store_errors
 from orchestrator.engine.service import Outcome, WorkflowService
-from orchestrator.engine.tasks import TaskContext, TaskRegistry, check_config, checked_result
+from orchestrator.engine.task_context import TaskContext
+from orchestrator.engine.task_execution import ProgressReporter, run_attempt
+from orchestrator.engine.task_specs import TaskSpec
+from orchestrator.engine.tasks import TaskRegistry
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +85,7 @@ class Coordinator:
 
     async def start(self, command: StartWorkflow) -> Outcome:
         """Create a workflow; an automatic one starts its first step in the same append."""
-        check_config(command.config)
+        self.registry.check_config(command.config)
         if not command.auto_start:
             return await self.service.create(command, _API)
         with self.backlog.admit():
@@ -89,7 +95,7 @@ class Coordinator:
 
     async def create(self, command: CreateWorkflow) -> Outcome:
         """Create a workflow that waits in INIT until `launch`."""
-        check_config(command.config)
+        self.registry.check_config(command.config)
         return await self.service.create(command, _API)
 
     async def launch(self, workflow_id: int) -> Outcome:
@@ -103,7 +109,7 @@ class Coordinator:
     async def edit(self, workflow_id: int, command: EditWorkflow) -> Outcome:
         """Change name, description or config (refused mid-run)."""
         if isinstance(command.config, dict):
-            check_config(command.config)
+            self.registry.check_config(command.config)
         return await self.service.execute(workflow_id, command, _API)
 
     async def advance(self, workflow_id: int) -> Outcome:
@@ -212,61 +218,119 @@ class Coordinator:
         return stepped
 
     def _begin(self, state: State) -> BeginStep:
-        return BeginStep(task=self.registry.lookup(state)[0])
+        return BeginStep(task=self.registry.spec_of(state).name)
 
     async def _run_task(self, workflow: Workflow) -> Workflow | None:
-        """Run the started step's task and record its outcome.
+        """Run the started step's task, attempt after attempt while its retries allow, and
+        record its outcome.
 
         On success the next state's step is begun in the same append when the engine drives
         it (an automatic workflow, or finalize on reaching COMPLETE): one append per step.
         """
         state = workflow.step
         assert state is not None
-        _, function = self.registry.lookup(state)
-        started = time.monotonic()
-        commands: list[BeginStep | FinishStep | FailStep]
+        spec = self.registry.spec_of(state)
+        if workflow.step_task is not None and workflow.step_task != spec.name:
+            # The step began under task code this server no longer has (a restart with changed
+            # task modules): running another task in its place would be a silent change.
+            gone = (
+                f"the {state.value} step's task {workflow.step_task!r} is no longer loaded (this "
+                f"server runs {spec.name!r} in {state.value}); retry the workflow to run that"
+            )
+            return await self._record(workflow.workflow_id, [FailStep(state=state, error=gone)])
+        while True:
+            if not await self._wait_for_retry(workflow):
+                return None
+            started = time.monotonic()
+            commands: list[Command]
+            try:
+                result = await self._attempt(workflow, spec)
+            except NotStarted:  # the server stops: the step stays started, for the next start
+                return None
+            except Exception as exc:
+                attempt = workflow.step_attempts + 1
+                timed_out = isinstance(exc, TaskTimedOut)
+                error = (
+                    f"{state.value} step timed out after {exc.seconds:g} s"
+                    if isinstance(exc, TaskTimedOut)
+                    else f"{type(exc).__name__}: {exc}"
+                )
+                duration = time.monotonic() - started
+                if attempt <= spec.retries:
+                    retry = FailStepAttempt(
+                        state=state,
+                        attempt=attempt,
+                        error=error,
+                        duration=duration,
+                        timed_out=timed_out,
+                        retry_in=spec.retry_delay(attempt),
+                    )
+                    after = await self._record(workflow.workflow_id, [retry])
+                    if after is None:
+                        return None
+                    workflow = after
+                    continue
+                commands = [
+                    FailStep(state=state, error=error, duration=duration, timed_out=timed_out)
+                ]
+            else:
+                duration = time.monotonic() - started
+                commands = [FinishStep(state=state, result=result, duration=duration)]
+                trigger = FORWARD_TRIGGER.get(state)
+                following = target(state, trigger) if trigger else None
+                if following is not None and (workflow.auto_start or following is State.COMPLETE):
+                    commands.append(self._begin(following))
+            return await self._record(workflow.workflow_id, commands)
+
+    async def _attempt(self, workflow: Workflow, spec: TaskSpec) -> dict[str, object]:
+        """One attempt of the step's task, its progress recorded while it runs."""
+        state = workflow.step
+        assert state is not None
+        workflow_id = workflow.workflow_id
+
+        async def record_progress(fraction: float, note: str | None) -> None:
+            command = ReportProgress(state=state, fraction=fraction, note=note)
+            await self.service.execute(workflow_id, command, _ENGINE)
+
+        reporter = ProgressReporter(record_progress)
         try:
-            with self._drivers.running(workflow.workflow_id) as cancelled:
+            with self._drivers.running(workflow_id) as cancelled:
                 context = TaskContext(
-                    workflow_id=workflow.workflow_id,
+                    workflow_id=workflow_id,
                     state=state,
-                    config=dict(workflow.config),
+                    config=spec.config_for(workflow.config),
                     retries=workflow.retries,
                     time_scale=self._time_scale,
                     cancelled=cancelled,
+                    attempt=workflow.step_attempts + 1,
+                    task_name=spec.name,
+                    _progress=reporter.report,
                 )
-                result = await self.pool.run(
-                    lambda: checked_result(function(context)), self._task_timeout, cancel=cancelled
-                )
-        except NotStarted:  # the server stops: the step stays started, to run at the next start
-            return None
-        except TaskTimedOut as exc:
-            commands = [
-                FailStep(
-                    state=state,
-                    error=f"{state.value} step timed out after {exc.seconds:g} s",
-                    duration=time.monotonic() - started,
-                    timed_out=True,
-                )
-            ]
-        except Exception as exc:
-            commands = [
-                FailStep(
-                    state=state,
-                    error=f"{type(exc).__name__}: {exc}",
-                    duration=time.monotonic() - started,
-                )
-            ]
-        else:
-            commands = [FinishStep(state=state, result=result, duration=time.monotonic() - started)]
-            trigger = FORWARD_TRIGGER.get(state)
-            following = target(state, trigger) if trigger else None
-            if following is not None and (workflow.auto_start or following is State.COMPLETE):
-                commands.append(self._begin(following))
-        return await self._record(workflow.workflow_id, commands)
+                timeout = spec.timeout or self._task_timeout
+                return await run_attempt(spec, context, self.pool, timeout)
+        finally:
+            reporter.close()
+
+    async def _wait_for_retry(self, workflow: Workflow) -> bool:
+        """Wait until the step's next attempt is due (after a failed one); False if the workflow
+        was cancelled meanwhile."""
+        if workflow.step_retry_at is None:
+            return True
+        left = (workflow.step_retry_at - datetime.now(UTC)).total_seconds()
+        if left <= 0:
+            return True
+        with self._drivers.running(workflow.workflow_id) as cancelled:
+            deadline = time.monotonic() + left
+            while (wait := deadline - time.monotonic()) > 0:
+                if cancelled.is_set():
+                    return False
+                await asyncio.sleep(min(wait, 0.1))
+        return True
 
     async def _record(
-        self, workflow_id: int, commands: list[BeginStep | FinishStep | FailStep]
+        self,
+        workflow_id: int,
+        commands: Sequence[Command],
     ) -> Workflow | None:
         names = "+".join(type(command).__name__ for command in commands)
         # Never lose an outcome to a passing store failure: decided afresh at each attempt.

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from orchestrator.domain.errors import WorkflowNotFound
@@ -30,7 +32,14 @@ from orchestrator.engine.driving import drive
 from orchestrator.engine.executor import NotStarted, TaskTimedOut, WorkerPool
 from orchestrator.engine.retry import record_or_discard, retry_store_errors
 from orchestrator.engine.service import Outcome, TaskService, WorkflowService
-from orchestrator.engine.task_types import TaskTypes
+from orchestrator.engine.task_context import TaskContext
+from orchestrator.engine.task_execution import ProgressReporter, run_attempt
+from orchestrator.engine.task_specs import TaskSpec
+from orchestrator.engine.task_types import InvalidTaskConfig, TaskTypes
+from orchestrator.engine.tasks import TaskRegistry
+
+#: Starts a run: given the run's cancellation signal and what to call when a worker picks it up.
+RunStarter = Callable[[threading.Event, Callable[[], None]], Awaitable[dict[str, Any]]]
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +58,13 @@ class TaskRunner:
         *,
         task_timeout: float,
         types: TaskTypes | None = None,
+        registry: TaskRegistry | None = None,
         max_queued_runs: int = 1000,
     ) -> None:
         self.service = service
         self._types = types or TaskTypes()
+        #: The user's task types (`@task_type`), beside the built-in `types`.
+        self.registry = registry or TaskRegistry()
         self._workflows = workflows
         self.pool = pool
         self._task_timeout = task_timeout
@@ -62,7 +74,11 @@ class TaskRunner:
 
     async def create(self, command: CreateTask) -> Outcome:
         """Check type, config and workflow, record the task and its first run, and run it."""
-        self._types.prepare(command.task_type, command.config)  # refuses what could never run
+        spec = self.registry.task_type(command.task_type)
+        if spec is not None:
+            spec.config_for(command.config)  # refuses, naming the field, what could never run
+        else:
+            self._types.prepare(command.task_type, command.config)
         if command.workflow_id is not None:
             workflow = await self._workflows.load(command.workflow_id)
             if workflow is None or workflow.deleted:
@@ -78,6 +94,15 @@ class TaskRunner:
         outcome = await self.service.execute(task_id, DeleteTask(), _API)
         self._drivers.cancel_running(task_id)
         return outcome
+
+    def type_names(self) -> list[str]:
+        """Every task type this server runs: the built-in ones and the user's."""
+        return sorted({*self._types.names(), *self.registry.type_names()})
+
+    def default_retries(self, task_type: str) -> int:
+        """A task's `max_retries` when its request gives none: its type's `retries`, else 0."""
+        spec = self.registry.task_type(task_type)
+        return spec.retries if spec is not None else 0
 
     def resume(self, task_ids: Iterable[int]) -> None:
         """After a restart: run again every task that was pending or running."""
@@ -108,8 +133,18 @@ class TaskRunner:
         if not task.needs_run():
             return None
         if not task.in_run:
-            return self._record(task.task_id, BeginTaskRun())
+            return self._begin_run(task)
         return self._run(task)
+
+    async def _begin_run(self, task: Task) -> Task | None:
+        """Begin the next run; after a failed one, once its type's back-off has passed."""
+        spec = self.registry.task_type(task.task_type)
+        if task.attempt > 0 and spec is not None and task.updated_at is not None:
+            due = task.updated_at.timestamp() + spec.retry_delay(task.attempt)
+            left = due - datetime.now(UTC).timestamp()
+            if left > 0:
+                await asyncio.sleep(left)  # a deleted task is told apart at the append
+        return await self._record(task.task_id, BeginTaskRun())
 
     async def _load_fresh(self, task_id: int) -> Task | None:
         """The task read from the log, retried like `_record` while the store fails (a driver
@@ -124,8 +159,7 @@ class TaskRunner:
         started = time.monotonic()
         command: FinishTaskRun | FailTaskRun
         try:
-            work = self._types.prepare(task.task_type, task.config)
-            result = await self._run_in_pool(task, work)
+            result = await self._run_in_pool(task, self._starter(task))
         except NotStarted:  # the server stops: the run stays started, to run at the next start
             return None
         except TaskTimedOut as exc:
@@ -147,8 +181,51 @@ class TaskRunner:
             )
         return await self._record(task.task_id, command)
 
-    async def _run_in_pool(self, task: Task, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-        """Run `work` in the pool, recording when a worker thread picks it up.
+    def _starter(self, task: Task) -> RunStarter:
+        """How to start the task's run: its user type's function, or a built-in type's work."""
+        spec = self.registry.task_type(task.task_type)
+        if spec is not None:
+            return lambda cancelled, on_start: self._run_user_type(task, spec, cancelled, on_start)
+        if task.task_type not in self._types.names():
+            raise InvalidTaskConfig(
+                f"task type {task.task_type!r} is not loaded in this server (its task modules "
+                "changed since the task was created)"
+            )
+        work = self._types.prepare(task.task_type, task.config)
+        return lambda cancelled, on_start: self.pool.run(
+            work, self._task_timeout, on_start=on_start, cancel=cancelled
+        )
+
+    async def _run_user_type(
+        self,
+        task: Task,
+        spec: TaskSpec,
+        cancelled: threading.Event,
+        on_start: Callable[[], None],
+    ) -> dict[str, Any]:
+        async def note(fraction: float, text: str | None) -> None:
+            log.info("task %d (%s): %.0f%% %s", task.task_id, spec.name, fraction * 100, text or "")
+
+        reporter = ProgressReporter(note)
+        context = TaskContext(
+            workflow_id=task.workflow_id,
+            state=None,
+            config=spec.config_for(task.config),
+            retries=task.retry_count,
+            cancelled=cancelled,
+            attempt=task.attempt,
+            task_name=spec.name,
+            task_id=task.task_id,
+            _progress=reporter.report,
+        )
+        try:
+            timeout = spec.timeout or self._task_timeout
+            return await run_attempt(spec, context, self.pool, timeout, on_start=on_start)
+        finally:
+            reporter.close()
+
+    async def _run_in_pool(self, task: Task, start: RunStarter) -> dict[str, Any]:
+        """Start the run, recording when a worker thread (or the loop) picks it up.
 
         The task stays PENDING while its run waits in the queue, as the original service
         showed it. The pick-up is recorded while the work already runs; the outcome is recorded
@@ -156,9 +233,7 @@ class TaskRunner:
         """
         picked_up = asyncio.Event()
         with self._drivers.running(task.task_id) as cancelled:
-            running = asyncio.ensure_future(
-                self.pool.run(work, self._task_timeout, on_start=picked_up.set, cancel=cancelled)
-            )
+            running = asyncio.ensure_future(start(cancelled, picked_up.set))
             try:
                 if task.status is TaskStatus.PENDING:  # not already RUNNING before a restart
                     waiting = asyncio.ensure_future(picked_up.wait())

@@ -104,6 +104,10 @@ class TaskTypes:
 
     configured: Mapping[str, WorkFactory] = field(default_factory=dict)
 
+    def names(self) -> list[str]:
+        """The built-in types' names."""
+        return sorted({*TASK_TYPES, *self.configured})
+
     def prepare(self, task_type: str, config: dict[str, Any]) -> TaskWork:
         """The work a task of this type and config does; InvalidTaskConfig if it cannot be run."""
         factory = self.configured.get(task_type) or TASK_TYPES.get(task_type)

@@ -1,63 +1,120 @@
-"""The built-in state tasks and the registry that lets a user plug in their own.
+"""The task registry: which task runs in each state, and the standalone task types users add.
 
-A task is a blocking callable `(TaskContext) -> dict` run in a worker thread. Returning a dict
-fires the state's forward trigger with that dict as the recorded result; raising fires `fail`.
-A long task should watch `ctx.cancelled` (wait on it instead of sleeping, or check it between
-pieces of work): it is set when the workflow is cancelled, the step times out or the server
-stops, and a task that returns then frees its thread at once.
+It starts with the built-in tasks (engine/builtin_tasks.py); `@step` replaces one for every
+workflow, `@task_type` adds a type for `POST /tasks` (engine/task_specs.py). A task is a
+callable `(TaskContext) -> dict`: a plain function runs in a worker thread, an `async def` on
+the event loop. Returning a dict fires the state's forward trigger with that dict as the
+recorded result; raising fails the attempt (and the step once its retries are used up).
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 import msgspec
 
 from orchestrator.domain.states import State
-from orchestrator.engine.executor import TaskCancelled
-from orchestrator.engine.task_types import InvalidTaskConfig, iterations_of, sum_of_squares
+from orchestrator.engine.builtin_tasks import BUILT_IN_STEPS, DEFAULT_ITERATIONS
+from orchestrator.engine.task_context import TaskContext
+from orchestrator.engine.task_specs import TASK_STATES, TaskSpec, declared_in
+from orchestrator.engine.task_types import TASK_TYPES
 
-
-@dataclass(frozen=True)
-class TaskContext:
-    """What a task knows about the step it runs."""
-
-    workflow_id: int
-    state: State
-    config: dict[str, Any]
-    retries: int
-    time_scale: float = 1.0
-    extra: dict[str, Any] = field(default_factory=dict)
-    #: Set when the step should stop early: the workflow was cancelled, the step timed out, or
-    #: the server is stopping (the step then runs again at the next start).
-    cancelled: threading.Event = field(default_factory=threading.Event)
-
-    def simulate_work(self, seconds: float) -> None:
-        """Wait `seconds` scaled by TASK_TIME_SCALE (0 makes it instant); TaskCancelled if the
-        step is cancelled meanwhile."""
-        scaled = seconds * self.time_scale
-        if scaled > 0 and self.cancelled.wait(scaled):
-            raise TaskCancelled(f"the {self.state.value} step was cancelled")
-
+__all__ = ["DEFAULT_ITERATIONS", "TaskContext", "TaskFunction", "TaskRegistry", "checked_result"]
 
 TaskFunction = Callable[[TaskContext], dict[str, Any]]
 
-DEFAULT_ITERATIONS = 5000
+#: Type names no user type may take: the built-in ones.
+RESERVED_TYPES = frozenset({*TASK_TYPES, "http_request"})
 
 
-def check_config(config: dict[str, Any]) -> None:
-    """Refuse, before anything is recorded, config values the built-in tasks would choke on."""
-    iterations_of(config, DEFAULT_ITERATIONS)
-    if not isinstance(config.get("simulate_failure", False), bool):
-        raise InvalidTaskConfig("config simulate_failure must be true or false")
-    fail_until = config.get("fail_until_retry", 1)
-    if isinstance(fail_until, bool) or not isinstance(fail_until, int) or fail_until < 0:
-        raise InvalidTaskConfig(
-            f"config fail_until_retry must be a non-negative integer, got {fail_until!r}"
-        )
+class DuplicateTask(ValueError):
+    """Two tasks were declared for one state, or two task types under one name."""
+
+
+class TaskRegistry:
+    """Which task runs in which state (starts with the built-ins), and the user's task types."""
+
+    def __init__(self) -> None:
+        self._steps: dict[State, TaskSpec] = dict(BUILT_IN_STEPS)
+        self._types: dict[str, TaskSpec] = {}
+
+    def register(
+        self, state: State, function: TaskFunction, name: str | None = None, **options: Any
+    ) -> None:
+        """Run `function` for `state` from now on, replacing what ran there (for embedding and
+        tests; task modules use `@step`). `options` are TaskSpec's (timeout, retries, ...)."""
+        if state not in TASK_STATES:
+            raise ValueError(f"{state.value} has no task; tasks run in {_task_states()}")
+        task_name = name or str(getattr(function, "__name__", "task"))
+        source = str(getattr(function, "__module__", "?"))
+        self._steps[state] = TaskSpec(name=task_name, function=function, source=source, **options)
+
+    def add_step(self, state: State, spec: TaskSpec) -> None:
+        """Take a declared step; DuplicateTask if another user task has the state already."""
+        current = self._steps[state]
+        if current.source != "built-in" and current.function is not spec.function:
+            raise DuplicateTask(
+                f"two tasks for {state.value}: {current.name!r} ({current.source}) and "
+                f"{spec.name!r} ({spec.source})"
+            )
+        self._steps[state] = spec
+
+    def add_type(self, spec: TaskSpec) -> None:
+        """Take a declared task type; DuplicateTask if its name is taken."""
+        if spec.name in RESERVED_TYPES:
+            raise DuplicateTask(f"task type {spec.name!r} ({spec.source}) is a built-in type")
+        current = self._types.get(spec.name)
+        if current is not None and current.function is not spec.function:
+            raise DuplicateTask(
+                f"two task types named {spec.name!r}: in {current.source} and {spec.source}"
+            )
+        self._types[spec.name] = spec
+
+    def add_module(self, module: ModuleType) -> int:
+        """Take every step and task type `module` declares; how many."""
+        steps, types = declared_in(module)
+        for state, spec in steps:
+            self.add_step(state, spec)
+        for spec in types:
+            self.add_type(spec)
+        return len(steps) + len(types)
+
+    def spec_of(self, state: State) -> TaskSpec:
+        """The task that runs in `state` now."""
+        try:
+            return self._steps[state]
+        except KeyError:
+            raise ValueError(f"{state.value} has no task; tasks run in {_task_states()}") from None
+
+    def name_of(self, state: State) -> str | None:
+        """The name of the task registered for `state`, None if the state has none."""
+        spec = self._steps.get(state)
+        return spec.name if spec else None
+
+    def lookup(self, state: State) -> tuple[str, Callable[..., Any]]:
+        """The (name, callable) registered for `state`."""
+        spec = self.spec_of(state)
+        return spec.name, spec.function
+
+    def task_type(self, name: str) -> TaskSpec | None:
+        """The user task type `name`, None if there is none (built-in types are elsewhere)."""
+        return self._types.get(name)
+
+    def type_names(self) -> list[str]:
+        """The user task types' names, sorted."""
+        return sorted(self._types)
+
+    def steps(self) -> dict[State, TaskSpec]:
+        """The task of each state, in the states' order."""
+        return {state: self._steps[state] for state in TASK_STATES}
+
+    def check_config(self, config: dict[str, Any]) -> None:
+        """Refuse, before anything is recorded, a workflow config one of the steps cannot take
+        (InvalidTaskConfig naming the field)."""
+        for spec in self._steps.values():
+            spec.config_for(config)
 
 
 _result_encoder = msgspec.json.Encoder()
@@ -73,86 +130,13 @@ def checked_result(result: Any) -> dict[str, Any]:
     """
     if not isinstance(result, dict):
         raise TypeError(f"task returned {type(result).__name__}, expected a dict")
-    stored: dict[str, Any] = msgspec.json.decode(_result_encoder.encode(result))
+    try:
+        encoded = _result_encoder.encode(result)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise TypeError(f"task returned a result that is not JSON: {exc}") from None
+    stored: dict[str, Any] = msgspec.json.decode(encoded)
     return stored
 
 
-class SimulatedFailure(RuntimeError):
-    """Raised by initialize when the workflow's config asks for a failure on this attempt."""
-
-
-def initialize(ctx: TaskContext) -> dict[str, Any]:
-    """INIT: fails while `simulate_failure` is set and `retries < fail_until_retry` (default 1)."""
-    ctx.simulate_work(0.5)
-    if ctx.config.get("simulate_failure"):
-        fail_until = ctx.config.get("fail_until_retry", 1)
-        if isinstance(fail_until, int) and ctx.retries < fail_until:
-            raise SimulatedFailure(
-                f"simulated failure on attempt {ctx.retries + 1} "
-                f"(fails while retries < {fail_until})"
-            )
-    return {"status": "initialized", "message": f"Workflow {ctx.workflow_id} initialized"}
-
-
-def prepare(ctx: TaskContext) -> dict[str, Any]:
-    """PREPARE: simulated preparation of three files."""
-    ctx.simulate_work(0.7)
-    return {"status": "prepared", "files_created": 3, "message": "Resources prepared"}
-
-
-def execute(ctx: TaskContext) -> dict[str, Any]:
-    """EXECUTE: real work, the sum of i*i for i below `iterations` (config, default 5000)."""
-    ctx.simulate_work(1.0)
-    iterations = iterations_of(ctx.config, DEFAULT_ITERATIONS)
-    total = sum_of_squares(iterations, ctx.cancelled)
-    return {"status": "executed", "computation_result": total, "iterations": iterations}
-
-
-def validate(ctx: TaskContext) -> dict[str, Any]:
-    """VALIDATE: five simulated checks, all passing."""
-    ctx.simulate_work(0.6)
-    return {"status": "validated", "validation_passed": True, "checks_performed": 5}
-
-
-def finalize(ctx: TaskContext) -> dict[str, Any]:
-    """COMPLETE: runs once on entering COMPLETE."""
-    ctx.simulate_work(0.3)
-    return {"status": "completed", "message": f"Workflow {ctx.workflow_id} completed"}
-
-
-BUILT_IN_TASKS: dict[State, tuple[str, TaskFunction]] = {
-    State.INIT: ("initialize", initialize),
-    State.PREPARE: ("prepare", prepare),
-    State.EXECUTE: ("execute", execute),
-    State.VALIDATE: ("validate", validate),
-    State.COMPLETE: ("finalize", finalize),
-}
-
-
-class TaskRegistry:
-    """Which callable runs in which state; starts with the built-ins."""
-
-    def __init__(self) -> None:
-        self._tasks = dict(BUILT_IN_TASKS)
-
-    def register(self, state: State, function: TaskFunction, name: str | None = None) -> None:
-        """Run `function` for `state` from now on (INIT..VALIDATE, or COMPLETE for finalize)."""
-        if state not in BUILT_IN_TASKS:
-            raise ValueError(f"{state.value} has no task; tasks run in {_task_states()}")
-        self._tasks[state] = (name or str(getattr(function, "__name__", "task")), function)
-
-    def name_of(self, state: State) -> str | None:
-        """The name of the task registered for `state`, None if the state has none."""
-        entry = self._tasks.get(state)
-        return entry[0] if entry else None
-
-    def lookup(self, state: State) -> tuple[str, TaskFunction]:
-        """The (name, callable) registered for `state`."""
-        try:
-            return self._tasks[state]
-        except KeyError:
-            raise ValueError(f"{state.value} has no task; tasks run in {_task_states()}") from None
-
-
 def _task_states() -> str:
-    return ", ".join(state.value for state in BUILT_IN_TASKS)
+    return ", ".join(state.value for state in TASK_STATES)

@@ -11,7 +11,9 @@ import msgspec
 from orchestrator.domain.aggregates import WORKFLOW
 from orchestrator.domain.events import (
     Event,
+    StepAttemptFailed,
     StepFailed,
+    StepProgressed,
     StepStarted,
     StepSucceeded,
     WorkflowStarted,
@@ -54,6 +56,10 @@ def key_fields(event: Event) -> str:
         return f"{event.state.value} result {_short(event.result)}"
     if isinstance(event, StepFailed):
         return f"{event.state.value} error: {event.error}"[:70]
+    if isinstance(event, StepAttemptFailed):
+        return f"{event.state.value} attempt {event.attempt} error: {event.error}"[:70]
+    if isinstance(event, StepProgressed):
+        return f"{event.state.value} {event.fraction:.0%} {event.note or ''}".rstrip()[:70]
     if isinstance(event, WorkflowStarted):
         return f"name={event.name!r} auto_start={event.auto_start}"
     fields = {k: v for k, v in msgspec.structs.asdict(event).items() if k != "at"}

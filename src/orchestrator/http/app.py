@@ -42,7 +42,11 @@ def create_app(settings: Settings | None = None, registry: TaskRegistry | None =
     app = Starlette(
         routes=[
             *build_routes(ENDPOINTS, guard=idempotency),
-            *docs_routes(auth=bool(runtime.settings.api_tokens)),
+            *docs_routes(
+                auth=bool(runtime.settings.api_tokens),
+                registry=runtime.coordinator.registry,
+                type_names=runtime.tasks.type_names(),
+            ),
         ],
         exception_handlers=exception_handlers(),
         middleware=[

@@ -12,6 +12,7 @@ from orchestrator.domain.tasks import Task
 from orchestrator.domain.transitions import next_trigger
 from orchestrator.domain.workflow import Workflow, allowed_actions
 from orchestrator.http.response_types import (
+    CurrentStep,
     ExecutionStatus,
     TaskOut,
     TaskState,
@@ -19,6 +20,23 @@ from orchestrator.http.response_types import (
     WorkflowCounts,
     WorkflowOut,
 )
+
+
+def current_step(workflow: Workflow) -> CurrentStep | None:
+    """The running step as the API shows it; None when no step runs."""
+    if workflow.step is None:
+        return None
+    progress = workflow.step_progress
+    return CurrentStep(
+        state=workflow.step.value,
+        task=workflow.step_task,
+        started_at=workflow.step_started_at,
+        attempt=workflow.step_attempts + 1,
+        progress=progress.fraction if progress else None,
+        progress_note=progress.note if progress else None,
+        progress_at=progress.at if progress else None,
+        next_attempt_at=workflow.step_retry_at,
+    )
 
 
 def workflow_out(workflow: Workflow) -> WorkflowOut:
@@ -46,6 +64,7 @@ def workflow_out(workflow: Workflow) -> WorkflowOut:
         allowed_actions=allowed_actions(workflow),
         version=workflow.version,
         updated_at=workflow.updated_at,
+        current_step=current_step(workflow),
     )
 
 

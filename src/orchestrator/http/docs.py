@@ -15,8 +15,10 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from orchestrator.engine.tasks import TaskRegistry
 from orchestrator.http.endpoint_table import ENDPOINTS
 from orchestrator.http.openapi import openapi_document
+from orchestrator.http.openapi_tasks import document_tasks
 from orchestrator.http.responses import json_response
 
 _TITLE = "Workflow Orchestrator API"
@@ -64,13 +66,23 @@ _REDOC_PAGE = f"""<!DOCTYPE html>
 """
 
 
-def docs_routes(*, auth: bool = False) -> list[BaseRoute]:
+def docs_routes(
+    *,
+    auth: bool = False,
+    registry: TaskRegistry | None = None,
+    type_names: list[str] | None = None,
+) -> list[BaseRoute]:
     """The document, the two pages and their static files; `auth`: the API needs a token.
 
     With `auth`, the document declares the bearer scheme, which gives Swagger UI its
     "Authorize" button; the pages and the document stay public (see http/auth.py for why).
+    The document lists the task types of `type_names` and the config schemas the tasks of
+    `registry` declare.
     """
-    document = json_response(openapi_document(ENDPOINTS, auth=auth)).body
+    whole = openapi_document(ENDPOINTS, auth=auth)
+    if registry is not None:
+        whole = document_tasks(whole, registry, type_names or [])
+    document = json_response(whole).body
 
     async def openapi_json(request: Request) -> Response:
         return Response(document, media_type="application/json")

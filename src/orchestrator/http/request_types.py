@@ -7,14 +7,11 @@ ignored, as the original API (FastAPI/pydantic defaults) did.
 
 from __future__ import annotations
 
-import enum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import msgspec
 
 from orchestrator.domain.states import State
-from orchestrator.engine.http_task import HTTP_REQUEST
-from orchestrator.engine.task_types import TASK_TYPES
 from orchestrator.http.response_types import TaskState
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=255, description="1..255 characters")]
@@ -31,19 +28,17 @@ Limit = Annotated[int, msgspec.Meta(ge=1, le=1000)]
 Id = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
 
 
-#: The task types a client may ask for: the engine's built-in ones and the one the runtime adds
-#: from settings. Taken from the engine, so a new task type reaches the API without a copy here.
-TASK_TYPE_NAMES: tuple[str, ...] = (*TASK_TYPES, HTTP_REQUEST)
-
-if TYPE_CHECKING:
-
-    class TaskType(enum.Enum):
-        """The standalone task types (engine.task_types.TASK_TYPES, and http_request)."""
-
-else:
-    TaskType = enum.Enum("TaskType", {name.upper(): name for name in TASK_TYPE_NAMES})
-    # msgspec puts the docstring in the OpenAPI schema; a functional Enum has none of its own.
-    TaskType.__doc__ = "The standalone task types (engine.task_types.TASK_TYPES, and http_request)."
+#: A task type's name. Which ones a server takes depends on the task modules it loaded, so the
+#: route checks it against the runtime and /openapi.json lists that server's (http/docs.py).
+TaskTypeName = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=64,
+        description="A task type this server runs: sleep, compute, http_request, or one of its "
+        "task modules' (GET /state-machine lists them)",
+    ),
+]
 
 
 class StartWorkflowRequest(msgspec.Struct, kw_only=True):
@@ -75,11 +70,12 @@ class CreateTaskRequest(msgspec.Struct, kw_only=True):
     """POST /tasks: a standalone task, run at once by the worker pool."""
 
     name: Name
-    task_type: TaskType
+    task_type: TaskTypeName
     workflow_id: Id | None = None
     description: Description | None = None
     config: Config | None = None
-    max_retries: Annotated[int, msgspec.Meta(ge=0, le=10)] = 0
+    #: Left out: the task type's own `retries` (0 for the built-in types).
+    max_retries: Annotated[int, msgspec.Meta(ge=0, le=10)] | msgspec.UnsetType = msgspec.UNSET
 
 
 class WorkflowListQuery(msgspec.Struct, kw_only=True):

@@ -50,6 +50,22 @@ class TransitionOut(msgspec.Struct, kw_only=True):
     created_at: datetime
 
 
+class CurrentStep(msgspec.Struct, kw_only=True):
+    """The step running now: its task, which attempt, and the progress its task last reported."""
+
+    state: str
+    task: str | None
+    started_at: datetime | None
+    #: 1 for the first attempt; more after failed ones while the task's `retries` allow.
+    attempt: int
+    #: From 0 to 1, as the task last reported it (`ctx.progress`); null until it does.
+    progress: float | None
+    progress_note: str | None
+    progress_at: datetime | None
+    #: After a failed attempt: when the next one begins.
+    next_attempt_at: datetime | None
+
+
 class WorkflowOut(msgspec.Struct, kw_only=True):
     """A workflow: the original fields first, then additions."""
 
@@ -74,6 +90,7 @@ class WorkflowOut(msgspec.Struct, kw_only=True):
     allowed_actions: list[str]
     version: int
     updated_at: datetime | None
+    current_step: CurrentStep | None
 
 
 class StepResponse(msgspec.Struct, kw_only=True):
@@ -218,6 +235,19 @@ class TransitionRow(msgspec.Struct, kw_only=True):
     to_state: str
 
 
+class StepTaskRow(msgspec.Struct, kw_only=True):
+    """The task a state runs: its name, module ("built-in" for the defaults), limits."""
+
+    state: str
+    task: str
+    source: str
+    #: Seconds an attempt may run (the server's TASK_TIMEOUT unless the task sets its own).
+    timeout: float
+    retries: int
+    #: True for an `async def` task (it runs on the event loop, not in a worker thread).
+    is_async: bool
+
+
 class StateMachine(msgspec.Struct, kw_only=True):
     """GET /state-machine: the transition table as data."""
 
@@ -228,3 +258,7 @@ class StateMachine(msgspec.Struct, kw_only=True):
     forward_triggers: dict[str, str]
     tasks: dict[str, str]
     transitions: list[TransitionRow]
+    #: How each state's task runs: where it comes from, its timeout and retries.
+    steps: list[StepTaskRow]
+    #: Every `task_type` POST /tasks takes: the built-in ones and the loaded modules'.
+    task_types: list[str]

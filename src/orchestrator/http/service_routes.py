@@ -18,6 +18,7 @@ from orchestrator.http.response_types import (
     Health,
     ServiceInfo,
     StateMachine,
+    StepTaskRow,
     TransitionRow,
     WorkerPoolStats,
 )
@@ -92,8 +93,21 @@ def _pool_stats(pool: WorkerPool) -> WorkerPoolStats:
 
 async def state_machine(request: Request) -> Response:
     """GET /state-machine: states, triggers and the transition table, from the table itself."""
-    registry = runtime_of(request).coordinator.registry
-    tasks = {state.value: name for state in State if (name := registry.name_of(state))}
+    runtime = runtime_of(request)
+    registry = runtime.coordinator.registry
+    specs = registry.steps()
+    tasks = {state.value: spec.name for state, spec in specs.items()}
+    steps = [
+        StepTaskRow(
+            state=state.value,
+            task=spec.name,
+            source=spec.source,
+            timeout=spec.timeout or runtime.settings.task_timeout,
+            retries=spec.retries,
+            is_async=spec.is_async,
+        )
+        for state, spec in specs.items()
+    ]
     return json_response(
         StateMachine(
             states=[state.value for state in State],
@@ -106,5 +120,7 @@ async def state_machine(request: Request) -> Response:
                 TransitionRow(from_state=source.value, trigger=trigger.value, to_state=to.value)
                 for (source, trigger), to in TRANSITIONS.items()
             ],
+            steps=steps,
+            task_types=runtime.tasks.type_names(),
         )
     )

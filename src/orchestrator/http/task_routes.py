@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -20,14 +21,21 @@ from orchestrator.projections.storage import ListQuery
 async def create_task(request: Request, body: CreateTaskRequest) -> Response:
     """POST /tasks: record the task and run it in the worker pool."""
     runtime = runtime_of(request)
+    if body.task_type not in runtime.tasks.type_names():
+        # Worded as the body's decoding words a bad enum value, which this field was before
+        # task modules could add types.
+        raise msgspec.ValidationError(f"Invalid enum value {body.task_type!r} - at `$.task_type`")
+    max_retries = body.max_retries
+    if isinstance(max_retries, msgspec.UnsetType):
+        max_retries = runtime.tasks.default_retries(body.task_type)
     command = CreateTask(
         task_id=0,
         workflow_id=body.workflow_id,
         name=body.name,
-        task_type=body.task_type.value,
+        task_type=body.task_type,
         description=body.description,
         config=body.config or {},
-        max_retries=body.max_retries,
+        max_retries=max_retries,
     )
     return answers.task_created(await settled(runtime, await runtime.tasks.create(command)))
 
