@@ -139,7 +139,7 @@ def _serve(settings: Settings) -> int:
         logging.getLogger(__name__).warning("%s", warning)
     if settings.api_reload:
         logging.getLogger(__name__).warning("API_RELOAD is ignored: the engine must not restart")
-    app = create_app(settings, registry)
+    app = create_app(settings, registry, claim_database=False)  # locked above
     guarded = OneLineStartup(app)
     config = uvicorn.Config(
         guarded,

@@ -15,7 +15,7 @@ README's "Writing tasks".
 from __future__ import annotations
 
 from orchestrator.engine.executor import TaskCancelled
-from orchestrator.engine.task_context import TaskContext
+from orchestrator.engine.task_context import NoRetry, TaskContext
 from orchestrator.engine.task_loading import TaskLoadError, load_task_modules
 from orchestrator.engine.task_specs import TaskSpec, step, task_type
 from orchestrator.engine.task_types import InvalidTaskConfig
@@ -23,6 +23,7 @@ from orchestrator.engine.tasks import TaskRegistry
 
 __all__ = [
     "InvalidTaskConfig",
+    "NoRetry",
     "TaskCancelled",
     "TaskContext",
     "TaskLoadError",

@@ -5,6 +5,7 @@ does to a step in flight."""
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from orchestrator.domain.events import StepAttemptFailed, StepFailed, StepProgre
 from orchestrator.domain.states import State
 from orchestrator.domain.tasks import CreateTask, TaskStatus
 from orchestrator.runtime import Runtime
-from orchestrator.tasks import TaskContext, TaskRegistry, load_task_modules
+from orchestrator.tasks import NoRetry, TaskContext, TaskRegistry, load_task_modules
 from tests.engine.harness import (
     engine_settings,
     eventually,
@@ -326,3 +327,77 @@ async def test_the_readmes_task_module_loads_and_runs(
     assert workflow.task_results["VALIDATE"] == {"ok": True}
     assert resized is not None
     assert resized.result == {"done": task.task.task_id}
+
+
+async def test_a_step_reads_the_results_of_the_steps_before_it() -> None:
+    seen: list[dict[str, Any]] = []
+
+    def validate(ctx: TaskContext) -> dict[str, Any]:
+        seen.append({state: dict(result) for state, result in ctx.results.items()})
+        return {"checked": ctx.results["EXECUTE"]["computation_result"]}
+
+    registry = registry_with(State.VALIDATE, validate, name="validate_total")
+    async with running(engine_settings(), registry) as runtime:
+        workflow_id = await start(runtime, {"iterations": 4})
+        await quiesce(runtime)
+        workflow = await runtime.service.load(workflow_id, fresh=True)
+
+    assert sorted(seen[0]) == ["EXECUTE", "INIT", "PREPARE"]
+    assert workflow is not None
+    assert workflow.task_results["VALIDATE"] == {"checked": 0 + 1 + 4 + 9}
+
+
+async def test_no_retry_fails_the_step_at_once_whatever_its_retries() -> None:
+    calls: list[int] = []
+
+    def missing(ctx: TaskContext) -> dict[str, Any]:
+        calls.append(ctx.attempt)
+        raise NotThere("the document is gone (404)")
+
+    registry = registry_with(State.PREPARE, missing, name="fetch", retries=3, backoff=0)
+    async with running(engine_settings(), registry) as runtime:
+        workflow_id = await start(runtime)
+        await quiesce(runtime)
+        workflow = await runtime.service.load(workflow_id, fresh=True)
+        events = await workflow_events(runtime, workflow_id)
+
+    assert calls == [1]
+    assert not [e for e in events if isinstance(e, StepAttemptFailed)]
+    assert workflow is not None
+    assert (workflow.state, workflow.error_message) == (
+        State.FAILED,
+        "NotThere: the document is gone (404)",
+    )
+
+
+class NotThere(NoRetry):
+    """A failure another attempt cannot mend."""
+
+
+async def test_no_retry_ends_a_standalone_tasks_runs_too(module_folder_tasks: Path) -> None:
+    registry = load_task_modules(["usermod_gone"])
+    async with running(engine_settings(), registry) as runtime:
+        created = await runtime.tasks.create(
+            CreateTask(task_id=0, name="g", task_type="gone", max_retries=3)
+        )
+        await quiesce(runtime)
+        task = await runtime.tasks.service.load(created.task.task_id, fresh=True)
+
+    assert task is not None
+    assert (task.status, task.attempt, task.error) == (
+        TaskStatus.FAILED,
+        1,
+        "NoRetry: never coming back",
+    )
+
+
+@pytest.fixture
+def module_folder_tasks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    (tmp_path / "usermod_gone.py").write_text(
+        "from orchestrator.tasks import NoRetry, task_type\n"
+        "@task_type('gone')\ndef gone(ctx):\n    raise NoRetry('never coming back')\n",
+        encoding="utf-8",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    sys.modules.pop("usermod_gone", None)

@@ -182,6 +182,8 @@ class FailTaskRun(msgspec.Struct, frozen=True, kw_only=True):
     error: str
     duration: float = 0.0
     timed_out: bool = False
+    #: The task said another run cannot help (it raised NoRetry): no retry, whatever is left.
+    final: bool = False
 
 
 class DeleteTask(msgspec.Struct, frozen=True, kw_only=True):
@@ -305,7 +307,7 @@ def decide_task(task: Task | None, command: TaskCommand, now: datetime) -> list[
                 error=command.error,
                 duration=command.duration,
                 timed_out=command.timed_out,
-                will_retry=task.retry_count < task.max_retries,
+                will_retry=task.retry_count < task.max_retries and not command.final,
             )
         ]
     if isinstance(command, DeleteTask):

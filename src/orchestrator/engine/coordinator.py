@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Iterable, Sequence
 from datetime import UTC, datetime
+from types import MappingProxyType
 
 from orchestrator.domain.commands import (
     AdvanceWorkflow,
@@ -45,7 +46,7 @@ from orchestrator.engine.driving import drive
 from orchestrator.engine.executor import NotStarted, TaskTimedOut, WorkerPool
 from orchestrator.engine.retry import record_or_discard, retry_store_errors
 from orchestrator.engine.service import Outcome, WorkflowService
-from orchestrator.engine.task_context import TaskContext
+from orchestrator.engine.task_context import NoRetry, TaskContext
 from orchestrator.engine.task_execution import ProgressReporter, run_attempt
 from orchestrator.engine.task_specs import TaskSpec
 from orchestrator.engine.tasks import TaskRegistry
@@ -256,7 +257,7 @@ class Coordinator:
                     else f"{type(exc).__name__}: {exc}"
                 )
                 duration = time.monotonic() - started
-                if attempt <= spec.retries:
+                if attempt <= spec.retries and not isinstance(exc, NoRetry):
                     retry = FailStepAttempt(
                         state=state,
                         attempt=attempt,
@@ -304,6 +305,7 @@ class Coordinator:
                     cancelled=cancelled,
                     attempt=workflow.step_attempts + 1,
                     task_name=spec.name,
+                    results=MappingProxyType(dict(workflow.task_results)),
                     _progress=reporter.report,
                 )
                 timeout = spec.timeout or self._task_timeout

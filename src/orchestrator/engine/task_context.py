@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +46,9 @@ class TaskContext:
     task_name: str = ""
     #: The standalone task's id (None for a workflow step).
     task_id: int | None = None
+    #: The results the workflow's earlier steps recorded, by state ("PREPARE": {...}); a
+    #: step reads what the steps before it produced here. Empty for a standalone task.
+    results: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     _progress: ProgressSink | None = None
 
     @property
@@ -78,6 +81,11 @@ class TaskContext:
         if scaled > 0 and self.cancelled.wait(scaled):
             what = self.state.value if self.state is not None else self.task_name
             raise TaskCancelled(f"the {what} step was cancelled")
+
+
+class NoRetry(Exception):
+    """Raise it (or a subclass) from a task to fail the step at once, whatever its `retries`:
+    for failures another attempt cannot mend (a 404, a malformed document)."""
 
 
 class _PrefixedLog(logging.LoggerAdapter[logging.Logger]):

@@ -32,7 +32,7 @@ from orchestrator.engine.driving import drive
 from orchestrator.engine.executor import NotStarted, TaskTimedOut, WorkerPool
 from orchestrator.engine.retry import record_or_discard, retry_store_errors
 from orchestrator.engine.service import Outcome, TaskService, WorkflowService
-from orchestrator.engine.task_context import TaskContext
+from orchestrator.engine.task_context import NoRetry, TaskContext
 from orchestrator.engine.task_execution import ProgressReporter, run_attempt
 from orchestrator.engine.task_specs import TaskSpec
 from orchestrator.engine.task_types import InvalidTaskConfig, TaskTypes
@@ -174,6 +174,7 @@ class TaskRunner:
                 attempt=task.attempt,
                 error=f"{type(exc).__name__}: {exc}",
                 duration=time.monotonic() - started,
+                final=isinstance(exc, NoRetry),
             )
         else:
             command = FinishTaskRun(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -20,24 +21,44 @@ from orchestrator.http.paths import TrailingSlashMiddleware
 from orchestrator.http.responses import EncodedReads, runtime_of
 from orchestrator.http.security import host_middleware, request_guards
 from orchestrator.runtime import build_runtime
+from orchestrator.serving import DatabaseLock
 from orchestrator.settings import Settings
 
 #: `runtime_of` is re-exported: the CLI and the tests reach an app's runtime through here.
 __all__ = ["cors_middleware", "create_app", "runtime_of"]
 
 
-def create_app(settings: Settings | None = None, registry: TaskRegistry | None = None) -> Starlette:
-    """A Starlette app whose lifespan starts and stops a runtime built from `settings`."""
+def create_app(
+    settings: Settings | None = None,
+    registry: TaskRegistry | None = None,
+    *,
+    claim_database: bool = True,
+) -> Starlette:
+    """A Starlette app whose lifespan starts and stops a runtime built from `settings`.
+
+    The lifespan first locks a SQLite database file for this runtime, as `serve` does (which
+    locks it before it builds the app, and says so with `claim_database=False`): an app mounted
+    in another application refuses to start on a file a server or an embedded Orchestrator
+    already runs on, instead of resuming the same workflows twice.
+    """
     runtime = build_runtime(settings or Settings.from_env(), registry)
     idempotency = IdempotentCommands(runtime)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await runtime.start()
+        path = runtime.settings.database.path
+        lock = DatabaseLock(Path(path)) if claim_database and path is not None else None
+        if lock is not None:
+            lock.acquire()  # ServeRefused, naming the file, fails the start-up
         try:
-            yield
+            await runtime.start()
+            try:
+                yield
+            finally:
+                await runtime.stop()
         finally:
-            await runtime.stop()
+            if lock is not None:
+                lock.release()
 
     app = Starlette(
         routes=[
