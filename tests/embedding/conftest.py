@@ -7,18 +7,17 @@ The blocking task sets `entered` once a worker thread runs it and returns once `
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from orchestrator.engine.tasks import TaskContext, TaskFunction
 from orchestrator.settings import Settings
 
-#: How long a blocking task waits for its gate if a test never opens it.
-BACKSTOP = 10.0
+# The HTTP suite's gate, entered and blocking_task (a task that holds its step until the gate
+# opens; the gate is always opened at teardown).
+from tests.http.conftest import blocking_task as blocking_task
+from tests.http.conftest import entered as entered
+from tests.http.conftest import gate as gate
 
 
 @pytest.fixture
@@ -33,31 +32,3 @@ def settings(database_url: str) -> Settings:
     return Settings(
         database_url=database_url, task_time_scale=0, log_file="", shutdown_grace_seconds=0
     )
-
-
-@pytest.fixture
-def gate() -> Iterator[threading.Event]:
-    """Set to let every blocking task return; always set at teardown."""
-    event = threading.Event()
-    yield event
-    event.set()
-
-
-@pytest.fixture
-def entered() -> threading.Event:
-    """Set once a worker thread has begun running a blocking task."""
-    return threading.Event()
-
-
-@pytest.fixture
-def blocking_task(gate: threading.Event, entered: threading.Event) -> TaskFunction:
-    """A task that holds its step running until `gate` is set."""
-
-    def wait_for_gate(context: TaskContext) -> dict[str, Any]:
-        entered.set()
-        if not gate.wait(BACKSTOP):
-            raise TimeoutError("the test never opened the gate")
-        state = context.state.value if context.state is not None else None
-        return {"status": "released", "state": state}
-
-    return wait_for_gate
