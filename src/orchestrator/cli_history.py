@@ -17,6 +17,7 @@ from typing import Any, TextIO
 import msgspec
 
 from orchestrator.backend import Backend, make_backend
+from orchestrator.cli_progress import display, meter
 from orchestrator.domain.workflow import Workflow
 from orchestrator.eventstore.anchor_store import read_anchors
 from orchestrator.eventstore.anchoring import checkpoint
@@ -154,7 +155,9 @@ async def verify_command(
     exit 1 and name the first bad position, or the truncation, on any violation."""
     # The checkpoints first: one a running server writes during the scan is then not missed.
     stored = await read_anchors(backend.anchors, anchors_file)
-    report = await verify(backend.store, AnchorCheck(stored, key))
+    progress = meter("verify", await backend.store.head_position())
+    report = await verify(backend.store, AnchorCheck(stored, key), progress)
+    progress.finish()
     anchor_lines = report.anchors.lines() if report.anchors is not None else []
     print(
         f"checked {report.events} events in {report.streams} streams in {report.seconds:.2f} s "
@@ -182,9 +185,11 @@ async def verify_command(
 async def export_command(backend: Backend, out: Any = None) -> int:
     """Write the log as JSON lines to stdout."""
     target = out or sys.stdout.buffer
-    async for line in export_lines(backend.store):
+    progress = meter("export", await backend.store.head_position())
+    async for line in export_lines(backend.store, progress):
         target.write(line)
     target.flush()
+    progress.finish()
     return 0
 
 
@@ -201,7 +206,9 @@ async def export_anchors_command(backend: Backend, out: Any = None) -> int:
 async def import_command(backend: Backend, source: Any = None, *, key: str = "") -> int:
     """Read JSON lines from stdin into an empty log, rebuild the read models there, and
     checkpoint the new head."""
-    count = await import_lines(backend.store, source or sys.stdin.buffer)
+    progress = meter("import", None)
+    count = await import_lines(backend.store, source or sys.stdin.buffer, progress)
+    progress.finish()
     print(f"imported {count} events into {backend.name}", file=sys.stderr)
     await rebuild_command(backend, check_only=False)
     await checkpoint(backend.store, backend.anchors, key)
@@ -234,7 +241,9 @@ async def import_original_command(
 
     async def write(backend: Backend) -> int:
         try:
-            done = await write_import(backend.store, plans)
+            progress = meter("import-original", len(plans))
+            done = await write_import(backend.store, plans, progress)
+            progress.finish()
         except ImportRefused as exc:
             raise CommandFailed(str(exc)) from None
         if done.workflows or done.tasks:
@@ -270,18 +279,16 @@ async def import_original_command(
 async def rebuild_command(backend: Backend, *, check_only: bool) -> int:
     """Rebuild the read models (or only compare a rebuild with the live ones)."""
 
-    def progress(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-
+    show, interval = display()
     if not check_only:
-        done = await rebuilding.rebuild(backend.store, backend.tables, progress)
+        done = await rebuilding.rebuild(backend.store, backend.tables, show, interval=interval)
         print(
             f"rebuilt the read models from {done.done} events ({done.rate:,.0f} events/s) "
             "and swapped them in",
             file=sys.stderr,
         )
         return 0
-    done, found = await rebuilding.check(backend.store, backend.tables, progress)
+    done, found = await rebuilding.check(backend.store, backend.tables, show, interval=interval)
     if not found:
         print(f"the read models match a rebuild from {done.done} events", file=sys.stderr)
         return 0

@@ -43,7 +43,9 @@ from tests.history.conftest import (
 
 pytestmark = pytest.mark.e2e
 
-PROGRESS = re.compile(r"^(\d+)/(\d+) events, [\d,]+ events/s, ETA [\d.]+ s$", re.MULTILINE)
+PROGRESS = re.compile(
+    r"^rebuild: ([\d,]+)/([\d,]+) events, [\d,]+ events/s(?:, ETA [\d.]+ s)?$", re.MULTILINE
+)
 
 
 def test_check_says_the_live_read_models_match_a_rebuild(
@@ -76,7 +78,7 @@ def test_a_rebuild_yields_the_same_rows_and_never_touches_the_log(
     assert projection_counters(database) == counters
     progress = PROGRESS.findall(rebuilt.stderr)
     assert progress, rebuilt.stderr
-    assert progress[-1] == (str(recorded_run.head), str(recorded_run.head))
+    assert progress[-1] == (f"{recorded_run.head:,}", f"{recorded_run.head:,}")
     assert rebuilt.stderr.splitlines()[-1].startswith(
         f"rebuilt the read models from {recorded_run.head} events ("
     )

@@ -10,7 +10,7 @@ import pytest
 SOURCE = Path(__file__).parents[2] / "src" / "orchestrator"
 
 #: Leaves any layer may use: they import nothing of the project but other leaves.
-LEAVES = {"settings", "logfile", "sized_cache"}
+LEAVES = {"settings", "logfile", "sized_cache", "progress"}
 
 #: What each layer may import besides itself and the leaves.
 ALLOWED = {
@@ -82,6 +82,15 @@ CONCRETE = {
         "projections/sqlite_tables.py",
     },
     "memory": {"eventstore/memory.py", "projections/memory_tables.py"},
+    "postgres": {
+        "eventstore/postgres.py",
+        "eventstore/postgres_anchors.py",
+        "eventstore/postgres_connection.py",
+        "eventstore/postgres_keys.py",
+        "eventstore/postgres_schema.py",
+        "projections/postgres.py",
+        "projections/postgres_tables.py",
+    },
 }
 #: Where a backend is chosen (`backend.py`), and what `serve` and an embedded Orchestrator check
 #: of a SQLite file before they open one (the file lock, a write-ahead log left without its

@@ -86,11 +86,18 @@ def plan_import(original: Original) -> list[StreamPlan]:
     return plans
 
 
-async def write_import(store: EventStore, plans: Sequence[StreamPlan]) -> ImportSummary:
-    """Append every stream not imported before, in one transaction; refuse a foreign stream."""
+async def write_import(
+    store: EventStore,
+    plans: Sequence[StreamPlan],
+    progress: Callable[[int], None] | None = None,
+) -> ImportSummary:
+    """Append every stream not imported before, in one transaction; refuse a foreign stream.
+    `progress` is told how many of the plans were checked."""
     summary = ImportSummary()
     todo: list[StreamPlan] = []
-    for plan in plans:
+    for index, plan in enumerate(plans, start=1):
+        if progress is not None:
+            progress(index)
         workflow = plan.source_table == "workflows"
         existing = await store.read_stream(plan.stream_id, up_to_version=1)
         if not existing:

@@ -6,7 +6,7 @@ so the hash chain can be checked again on the other side.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -36,8 +36,11 @@ _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(ExportedEvent)
 
 
-async def export_lines(store: EventStore) -> AsyncIterator[bytes]:
-    """Every event of the log as one JSON line each, in position order."""
+async def export_lines(
+    store: EventStore, progress: Callable[[int], None] | None = None
+) -> AsyncIterator[bytes]:
+    """Every event of the log as one JSON line each, in position order (`progress` is told the
+    position reached after each page)."""
     after = 0
     while events := await store.read_all(after, _PAGE):
         for event in events:
@@ -54,6 +57,8 @@ async def export_lines(store: EventStore) -> AsyncIterator[bytes]:
             )
             yield _encoder.encode(line) + b"\n"
         after = events[-1].position
+        if progress is not None:
+            progress(after)
 
 
 def parse_line(line: bytes, number: int) -> RecordedEvent:
@@ -75,8 +80,11 @@ def parse_line(line: bytes, number: int) -> RecordedEvent:
     )
 
 
-async def import_lines(store: EventStore, lines: Iterable[bytes]) -> int:
-    """Append the exported events to an empty log, checking the chain; the count imported.
+async def import_lines(
+    store: EventStore, lines: Iterable[bytes], progress: Callable[[int], None] | None = None
+) -> int:
+    """Append the exported events to an empty log, checking the chain; the count imported
+    (`progress` is told the count read so far).
 
     One transaction: a refused line anywhere leaves the target as empty as it was.
     """
@@ -89,6 +97,8 @@ async def import_lines(store: EventStore, lines: Iterable[bytes]) -> int:
         for number, line in enumerate(lines, start=1):
             if line.strip():
                 count += 1
+                if progress is not None:
+                    progress(count)
                 yield parse_line(line, number)
 
     await store.import_events(parsed())

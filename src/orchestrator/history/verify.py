@@ -116,9 +116,14 @@ class _Checker:
         self.states[stream] = kind.evolve(state, decoded)
 
 
-async def verify(store: EventStore, anchors: AnchorCheck | None = None) -> Report:
+async def verify(
+    store: EventStore,
+    anchors: AnchorCheck | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Report:
     """Check the whole log (and hold it to `anchors`, read before this is called); the report
-    lists the first violations found, in position order."""
+    lists the first violations found, in position order. `progress` is told the position
+    reached after each page."""
     checker = _Checker(anchors)
     began = time.monotonic()
     after = 0
@@ -126,6 +131,8 @@ async def verify(store: EventStore, anchors: AnchorCheck | None = None) -> Repor
         for event in events:
             checker.check(event)
         after = events[-1].position
+        if progress is not None:
+            progress(after)
     report = checker.report
     if anchors is not None:
         for position, reason in anchors.missing(checker.position):

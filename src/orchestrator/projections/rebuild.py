@@ -10,44 +10,16 @@ backend's tables own their transactions.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from orchestrator.eventstore.base import EventStore
+from orchestrator.progress import Meter, Reading
 from orchestrator.projections.projector import Projector
 from orchestrator.projections.storage import ProjectionStorage
 from orchestrator.projections.tables import LIVE, ReadModelTables, StoredRow, TablesSnapshot
 
 _SWAP_ATTEMPTS = 50
-
-
-class Progress:
-    """Prints events done, events/s and the time left, at most once a second."""
-
-    def __init__(self, total: int, write: Callable[[str], None]) -> None:
-        self.total = total
-        self.write = write
-        self.began = time.monotonic()
-        self._last = 0.0
-        self.done = 0
-
-    def __call__(self, position: int, *, force: bool = False) -> None:
-        """Report that the rebuild reached `position`."""
-        self.done = position
-        now = time.monotonic()
-        if not force and now - self._last < 1.0:
-            return
-        self._last = now
-        elapsed = max(now - self.began, 1e-9)
-        rate = position / elapsed
-        left = (self.total - position) / rate if rate and self.total > position else 0.0
-        self.write(f"{position}/{self.total} events, {rate:,.0f} events/s, ETA {left:.1f} s")
-
-    @property
-    def rate(self) -> float:
-        """Events per second so far."""
-        return self.done / max(time.monotonic() - self.began, 1e-9)
 
 
 @dataclass
@@ -64,7 +36,7 @@ async def _build(
     store: EventStore,
     tables: ReadModelTables,
     prefix: str,
-    progress: Progress,
+    progress: Meter,
     until: int | None = None,
 ) -> tuple[ProjectionStorage, Projector]:
     await tables.drop(prefix)
@@ -77,16 +49,23 @@ async def _build(
 
 
 async def rebuild(
-    store: EventStore, tables: ReadModelTables, write: Callable[[str], None]
-) -> Progress:
-    """Rebuild every read model into fresh tables and swap them in atomically."""
-    progress = Progress(await store.head_position(), write)
+    store: EventStore,
+    tables: ReadModelTables,
+    show: Callable[[Reading], None],
+    *,
+    interval: float = 1.0,
+) -> Meter:
+    """Rebuild every read model into fresh tables and swap them in atomically; `show` gets the
+    progress (events applied of the log's head)."""
+    progress = Meter("rebuild", await store.head_position(), show, interval=interval)
     scratch, projector = await _build(store, tables, "rebuild_", progress)
     try:
         for _ in range(_SWAP_ATTEMPTS):
             await projector.catch_up(on_batch=progress)
             if await tables.swap_in("rebuild_", projector.position):
-                progress(projector.position, force=True)
+                progress.total = max(progress.total or 0, projector.position)
+                progress(projector.position)
+                progress.finish()
                 return progress
         raise RuntimeError("the log kept growing; could not swap the rebuilt read models in")
     finally:
@@ -94,8 +73,12 @@ async def rebuild(
 
 
 async def check(
-    store: EventStore, tables: ReadModelTables, write: Callable[[str], None]
-) -> tuple[Progress, list[Difference]]:
+    store: EventStore,
+    tables: ReadModelTables,
+    show: Callable[[Reading], None],
+    *,
+    interval: float = 1.0,
+) -> tuple[Meter, list[Difference]]:
     """Rebuild into scratch tables up to the live checkpoint and compare them, row by row, with
     the live read models as they were at that checkpoint.
 
@@ -108,12 +91,13 @@ async def check(
     await live.open()  # creates the live tables of a database that has none yet
     await live.close()
     async with tables.snapshot(LIVE) as before:
-        progress = Progress(before.checkpoint, write)
+        progress = Meter("check", before.checkpoint, show, interval=interval)
         scratch, projector = await _build(
             store, tables, "check_", progress, until=before.checkpoint
         )
         try:
-            progress(projector.position, force=True)
+            progress(projector.position)
+            progress.finish()
             async with tables.snapshot("check_") as rebuilt:
                 return progress, await _compare(before, rebuilt)
         finally:
