@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from orchestrator.backend import Backend, make_backend
@@ -53,6 +54,8 @@ class Runtime:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     #: When (loop time) steps still running after SIGTERM stop being waited for.
     _grace_ends: float | None = field(default=None, init=False)
+    #: Lets go of the backend's claim on the log (PostgreSQL), once taken.
+    _release_claim: Callable[[], Awaitable[None]] | None = field(default=None, init=False)
 
     async def start(self) -> None:
         """Open storage, catch the read models up, and resume everything that was in flight.
@@ -68,6 +71,8 @@ class Runtime:
 
     async def _start(self) -> None:
         await self.store.open()
+        if self.backend.claim_runtime is not None:
+            self._release_claim = await self.backend.claim_runtime()
         await self.anchorer.start()
         await self.projections.open()
         await self.projector.start()
@@ -118,6 +123,9 @@ class Runtime:
         await self.anchorer.stop()
         await self.projections.close()
         await self.store.close()
+        if self._release_claim is not None:
+            release, self._release_claim = self._release_claim, None
+            await release()
 
 
 def build_runtime(settings: Settings, registry: TaskRegistry | None = None) -> Runtime:

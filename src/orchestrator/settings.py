@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,23 +20,38 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Database:
-    """DATABASE_URL, parsed once: which backend, and for SQLite which file.
+    """DATABASE_URL, parsed once: which backend, and where its log lives.
 
     Every part of the service that must know where the log lives asks this, so the URL's syntax
     is known in one place.
     """
 
-    #: "sqlite" or "memory".
+    #: "sqlite", "postgres" or "memory".
     backend: str
     #: The SQLite file (as written: relative paths are relative to the working directory).
     path: str | None = None
+    #: The PostgreSQL URL as asyncpg takes it (`?schema=` removed). Kept out of the repr: it may
+    #: hold a password.
+    url: str | None = field(default=None, repr=False)
+    #: The PostgreSQL schema holding the log and its tables (`?schema=name`, default "public").
+    schema: str | None = None
+    #: Most connections a PostgreSQL backend opens in its pool (DATABASE_POOL_SIZE).
+    pool_size: int = 10
 
 
-def parse_database(url: str) -> Database:
-    """`sqlite:///relative.db`, `sqlite:////absolute.db` or `memory://`; SettingsError otherwise."""
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+# A schema name we can always quote safely and that fits PostgreSQL's 63-byte identifiers.
+_SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+
+
+def parse_database(url: str, *, pool_size: int = 10) -> Database:
+    """`sqlite:///relative.db`, `sqlite:////absolute.db`, `postgresql://user@host:port/db`
+    (optionally `?schema=name`) or `memory://`; SettingsError otherwise."""
     prefix = "sqlite:///"
     if url == "memory://":
         return Database(backend="memory")
+    if url.startswith(_POSTGRES_SCHEMES):
+        return _parse_postgres(url, pool_size)
     if url.startswith(prefix) and len(url) > len(prefix):
         path = url[len(prefix) :]
         if path == ":memory:":
@@ -44,8 +60,26 @@ def parse_database(url: str) -> Database:
             )
         return Database(backend="sqlite", path=path)
     raise SettingsError(
-        f"DATABASE_URL must look like sqlite:///./workflow.db or memory://, got {redact_url(url)!r}"
+        "DATABASE_URL must look like sqlite:///./workflow.db, postgresql://user@host:5432/db "
+        f"or memory://, got {redact_url(url)!r}"
     )
+
+
+def _parse_postgres(url: str, pool_size: int) -> Database:
+    # Only the query is taken apart: the rest (user, password, host, port, database) is asyncpg's
+    # to read, and it reports a malformed one when it connects.
+    base, _, query = url.partition("?")
+    pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    schemas = [value for name, value in pairs if name == "schema"]
+    rest = [(name, value) for name, value in pairs if name != "schema"]
+    schema = schemas[-1] if schemas else "public"
+    if not _SCHEMA_NAME.fullmatch(schema):
+        raise SettingsError(
+            "DATABASE_URL: the schema must be letters, digits and _ (not starting with a digit, "
+            f"at most 63), got {schema!r}"
+        )
+    asyncpg_url = f"{base}?{urllib.parse.urlencode(rest)}" if rest else base
+    return Database(backend="postgres", url=asyncpg_url, schema=schema, pool_size=pool_size)
 
 
 @dataclass(frozen=True)
@@ -53,6 +87,8 @@ class Settings:
     """Everything the service reads from its environment."""
 
     database_url: str = "sqlite:///./workflow.db"
+    #: Most connections of the PostgreSQL backend's pool, at least 2 (unused by SQLite, memory).
+    database_pool_size: int = 10
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     api_reload: bool = False
@@ -115,7 +151,7 @@ class Settings:
     @functools.cached_property
     def database(self) -> Database:
         """Where the log lives (DATABASE_URL, parsed)."""
-        return parse_database(self.database_url)
+        return parse_database(self.database_url, pool_size=self.database_pool_size)
 
     @classmethod
     def from_env(
@@ -136,6 +172,7 @@ class Settings:
 
         return cls(
             database_url=get("DATABASE_URL", _database_url, defaults.database_url),
+            database_pool_size=get("DATABASE_POOL_SIZE", _pool_size, defaults.database_pool_size),
             api_host=get("API_HOST", _text, defaults.api_host),
             api_port=get("API_PORT", _port, defaults.api_port),
             api_reload=get("API_RELOAD", _boolean, defaults.api_reload),
@@ -302,11 +339,6 @@ def _log_file(name: str, raw: str) -> str:
 
 
 def _database_url(name: str, raw: str) -> str:
-    if raw.startswith(("postgresql://", "postgres://")):
-        raise SettingsError(
-            f"{name}: the PostgreSQL backend is not part of this release yet; "
-            "use sqlite:///path/to/file.db"
-        )
     database = parse_database(raw)
     if database.path is not None:
         folder = Path(database.path).parent
@@ -337,6 +369,14 @@ def _positive_int(name: str, raw: str) -> int:
         raise SettingsError(f"{name} must be a positive integer, got {raw!r}") from None
     if value < 1:
         raise SettingsError(f"{name} must be a positive integer, got {raw!r}")
+    return value
+
+
+def _pool_size(name: str, raw: str) -> int:
+    # Two at least: `rebuild-projections --check` reads two snapshots at once, each holding one.
+    value = _positive_int(name, raw)
+    if value < 2:
+        raise SettingsError(f"{name} must be an integer of at least 2, got {raw!r}")
     return value
 
 

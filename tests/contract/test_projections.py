@@ -1,9 +1,9 @@
 """The projector keeps the workflow read models and stats from the log, with either storage.
 
-Every test runs with in-memory storage over the in-memory store and with SQLite storage over the
-SQLite store in the same file, as the runtime wires them. The log is filled with real workflow
-events through the command service, and the read models are checked against `fold` of each
-stream: the one definition of a workflow's state.
+Every test runs with each backend's projection storage over its own store (memory; SQLite in the
+log's file; PostgreSQL in the log's schema), as the runtime wires them. The log is filled with
+real workflow events through the command service, and the read models are checked against `fold`
+of each stream: the one definition of a workflow's state.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from orchestrator.eventstore.base import EventStore, RecordedEvent
 from orchestrator.projections.models import WORKFLOWS
 from orchestrator.projections.projector import Projector
 from orchestrator.projections.storage import ProjectionStorage
-from tests.contract.conftest import make_storage
+from tests.contract.conftest import BACKENDS, make_storage
 
 PROMPT = 5.0
 META = {"actor": "contract-test"}
@@ -57,7 +57,7 @@ TASK_OF = {
 
 class ReadSide:
     """A store and projection storage as one server process has them (from the factory the
-    server uses); restartable on SQLite."""
+    server uses); restartable on SQLite and PostgreSQL."""
 
     def __init__(self, kind: str, path: Path) -> None:
         self.kind = kind
@@ -85,7 +85,7 @@ class ReadSide:
         await self.store.close()
 
     async def restart(self) -> None:
-        """As after a process restart: new objects on the same SQLite file.
+        """As after a process restart: new objects on the same SQLite file or PostgreSQL schema.
 
         In memory nothing outlives the process, so the same store and storage are kept and only
         the projectors are new.
@@ -120,7 +120,7 @@ class ReadSide:
         return WorkflowService(WORKFLOW_KIND, self.store)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=BACKENDS)
 async def read_side(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ReadSide]:
     """Fresh, open store and projection storage of each kind, closed after the test."""
     side = ReadSide(request.param, tmp_path / "orchestrator.db")

@@ -20,6 +20,7 @@ from orchestrator.projections.models import Row
 from orchestrator.projections.tables import LIVE, StoredRow, TablesSnapshot
 from orchestrator.runtime import Runtime, build_runtime
 from orchestrator.settings import Settings
+from tests.contract.conftest import postgres_url
 
 WORKFLOWS = 12
 
@@ -29,7 +30,10 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 async def runtime(backend: str, tmp_path: Path) -> AsyncIterator[Runtime]:
     """A started runtime on each backend, with WORKFLOWS automatic workflows run to the end."""
-    url = "memory://" if backend == "memory" else f"sqlite:///{tmp_path / 'log.db'}"
+    if backend == "postgres":
+        url = postgres_url(tmp_path)  # a schema of this test's own: `?schema=` in the URL
+    else:
+        url = "memory://" if backend == "memory" else f"sqlite:///{tmp_path / 'log.db'}"
     running = build_runtime(Settings(database_url=url, task_time_scale=0, log_file=""))
     await running.start()
     try:

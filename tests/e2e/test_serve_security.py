@@ -104,8 +104,8 @@ def test_a_bad_database_url_is_never_echoed_with_its_password(run_serve: RunServ
 
     assert finished.returncode == 2
     assert finished.stderr.strip() == (
-        "orchestrator: bad setting: DATABASE_URL must look like sqlite:///./workflow.db or "
-        "memory://, got 'mysql://orchestrator:***@db.example/wf'"
+        "orchestrator: bad setting: DATABASE_URL must look like sqlite:///./workflow.db, "
+        "postgresql://user@host:5432/db or memory://, got 'mysql://orchestrator:***@db.example/wf'"
     )
 
 

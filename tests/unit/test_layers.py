@@ -86,6 +86,7 @@ CONCRETE = {
         "eventstore/postgres.py",
         "eventstore/postgres_anchors.py",
         "eventstore/postgres_connection.py",
+        "eventstore/postgres_head.py",
         "eventstore/postgres_keys.py",
         "eventstore/postgres_schema.py",
         "projections/postgres.py",

@@ -17,7 +17,8 @@ class Clock:
 
 
 def test_a_meter_shows_a_reading_at_most_every_interval_and_once_at_the_end() -> None:
-    clock, shown = Clock(), []
+    clock = Clock()
+    shown: list[Reading] = []
     meter = Meter("verify", 1000, shown.append, interval=1.0, clock=clock)
 
     clock.now = 100.5
@@ -37,7 +38,8 @@ def test_a_meter_shows_a_reading_at_most_every_interval_and_once_at_the_end() ->
 
 
 def test_a_reading_without_a_total_has_no_time_left() -> None:
-    clock, shown = Clock(), []
+    clock = Clock()
+    shown: list[Reading] = []
     meter = Meter("import", None, shown.append, clock=clock)
     clock.now = 102.0
     meter(500)

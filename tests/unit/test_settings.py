@@ -23,7 +23,10 @@ HOSTS_ERROR = "HTTP_TASK_ALLOWED_HOSTS must be comma-separated host names or hos
         ("API_PORT", "65536", "API_PORT must be a port number 1..65535"),
         ("API_RELOAD", "maybe", "API_RELOAD must be true or false"),
         ("DATABASE_URL", "sqlite:///./no/such/folder/w.db", "DATABASE_URL: the folder"),
-        ("DATABASE_URL", "postgresql://localhost/db", "DATABASE_URL: the PostgreSQL backend"),
+        ("DATABASE_URL", "postgresql://localhost/db?schema=1x", "DATABASE_URL: the schema must"),
+        ("DATABASE_URL", "postgres://h/db?schema=a;drop", "DATABASE_URL: the schema must"),
+        ("DATABASE_POOL_SIZE", "1", "DATABASE_POOL_SIZE must be an integer of at least 2"),
+        ("DATABASE_POOL_SIZE", "ten", "DATABASE_POOL_SIZE must be a positive integer"),
         ("LOG_FILE", "/no/such/folder/x.log", "LOG_FILE: the folder '/no/such/folder'"),
         (
             "HTTP_TASK_ALLOWED_HOSTS",
@@ -186,12 +189,13 @@ def test_a_sqlite_url_names_its_file(url: str, path: str) -> None:
         "sqlite://host/file.db",
         "sqlite:/file.db",
         "sqlite:///:memory:",
-        "postgresql://user@localhost/orchestrator",
+        "mysql://user@localhost/orchestrator",
+        "postgresql+asyncpg://user@localhost/orchestrator",
         "orchestrator.db",
         "",
     ],
 )
-def test_database_urls_other_than_a_sqlite_file_or_memory_are_refused(url: str) -> None:
+def test_database_urls_other_than_sqlite_postgresql_or_memory_are_refused(url: str) -> None:
     with pytest.raises(SettingsError, match=r"DATABASE_URL"):
         parse_database(url)
 
@@ -199,3 +203,35 @@ def test_database_urls_other_than_a_sqlite_file_or_memory_are_refused(url: str) 
 def test_memory_needs_no_file() -> None:
     assert parse_database("memory://") == Database(backend="memory")
     assert Settings(database_url="memory://").database.path is None
+
+
+@pytest.mark.parametrize(
+    ("url", "asyncpg_url", "schema"),
+    [
+        ("postgresql://bob@db:5432/wf", "postgresql://bob@db:5432/wf", "public"),
+        ("postgres://bob@db/wf?schema=orders", "postgres://bob@db/wf", "orders"),
+        (
+            "postgresql://bob:s3cret@db/wf?sslmode=require&schema=Tenant_7",
+            "postgresql://bob:s3cret@db/wf?sslmode=require",
+            "Tenant_7",
+        ),
+    ],
+)
+def test_a_postgresql_url_names_its_server_and_schema(
+    url: str, asyncpg_url: str, schema: str
+) -> None:
+    database = parse_database(url)
+
+    assert (database.backend, database.url, database.schema) == ("postgres", asyncpg_url, schema)
+    assert database.path is None
+    assert "s3cret" not in repr(database)
+
+
+def test_the_pool_size_reaches_the_postgresql_database() -> None:
+    settings = Settings.from_env(
+        {"DATABASE_URL": "postgresql://bob@db/wf", "DATABASE_POOL_SIZE": "4"}, env_file=None
+    )
+
+    assert settings.database_pool_size == 4
+    assert settings.database.pool_size == 4
+    assert Settings.from_env({}, env_file=None).database_pool_size == 10

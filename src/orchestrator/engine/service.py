@@ -123,6 +123,8 @@ class AggregateService(Generic[S, C, E]):
         self._next_id = 1
         #: The position of the last event this service appended (reads wait for it).
         self.last_position = 0
+        #: Told the events of each append once they are recorded (metrics, for one).
+        self.observers: list[Callable[[int, Sequence[E]], None]] = []
 
     def reserve_ids_after(self, highest_id: int) -> None:
         """New aggregates get ids above `highest_id` (ids of deleted ones are never reused)."""
@@ -238,6 +240,8 @@ class AggregateService(Generic[S, C, E]):
         self.last_position = max(self.last_position, result.position)
         if self.kind.on_append is not None:
             self.kind.on_append(aggregate_id, events)
+        for observe in self.observers:
+            observe(aggregate_id, events)
         # `size` is what `state`'s events were charged when it was loaded: the cache entry may
         # have been evicted (or replaced) while the append was awaited, so it is no base.
         size += sum(charge(event.data) for event in new)

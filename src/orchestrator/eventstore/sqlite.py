@@ -32,7 +32,7 @@ from orchestrator.eventstore.base import (
     check_continues,
     encode_for_storage,
 )
-from orchestrator.eventstore.chain import GENESIS, event_hash
+from orchestrator.eventstore.chain import GENESIS, chain_rows
 from orchestrator.eventstore.errors import ConcurrencyConflict, StoreUnavailable
 from orchestrator.eventstore.keys import IdempotencyClaim, IdempotencyRecord
 from orchestrator.eventstore.sqlite_guard import FileGuard
@@ -86,37 +86,6 @@ class _Transaction:
     ) -> None:
         self.work = work
         self.future = future
-
-
-def _chain(
-    inserts: list[tuple[object, ...]],
-    stream_id: str,
-    version: int,
-    events: list[tuple[str, str, str, int]],
-    head: int,
-    previous: str,
-    recorded_at: str,
-) -> tuple[int, str]:
-    """Add the rows of `events` (after `version` of the stream, `head` of the log, whose last
-    hash is `previous`) to `inserts`; the new head and last hash."""
-    for type_, data, metadata, schema_version in events:
-        head += 1
-        version += 1
-        previous = event_hash(
-            previous,
-            position=head,
-            stream_id=stream_id,
-            version=version,
-            type=type_,
-            data=data,
-            metadata=metadata,
-            recorded_at=recorded_at,
-            schema_version=schema_version,
-        )
-        inserts.append(
-            (head, stream_id, version, type_, data, metadata, recorded_at, schema_version, previous)
-        )
-    return head, previous
 
 
 #: Seconds between two write probes of health_problem: /health is public, and may be asked often.
@@ -287,7 +256,7 @@ class SQLiteEventStore:
                 if actual != item.expected:
                     outcomes.append(ConcurrencyConflict(item.stream_id, item.expected, actual))
                     continue
-                head, previous = _chain(
+                head, previous = chain_rows(
                     inserts, item.stream_id, actual, item.events, head, previous, recorded_at
                 )
                 actual += len(item.events)
@@ -358,7 +327,7 @@ class SQLiteEventStore:
                     versions[stream_id] = int(next(iter(found))[0])
                 if versions[stream_id] != expected:
                     raise ConcurrencyConflict(stream_id, expected, versions[stream_id])
-                head, previous = _chain(
+                head, previous = chain_rows(
                     inserts, stream_id, expected, events, head, previous, recorded_at
                 )
                 versions[stream_id] = expected + len(events)

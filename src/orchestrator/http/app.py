@@ -17,6 +17,7 @@ from orchestrator.http.endpoint_table import ENDPOINTS
 from orchestrator.http.errors import exception_handlers
 from orchestrator.http.idempotency import IdempotentCommands
 from orchestrator.http.limits import BodyLimitMiddleware, HeaderLimitMiddleware
+from orchestrator.http.metrics import Metrics, metrics_route
 from orchestrator.http.paths import TrailingSlashMiddleware
 from orchestrator.http.responses import EncodedReads, runtime_of
 from orchestrator.http.security import host_middleware, request_guards
@@ -43,6 +44,7 @@ def create_app(
     """
     runtime = build_runtime(settings or Settings.from_env(), registry)
     idempotency = IdempotentCommands(runtime)
+    metrics = Metrics(runtime)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -62,7 +64,8 @@ def create_app(
 
     app = Starlette(
         routes=[
-            *build_routes(ENDPOINTS, guard=idempotency),
+            *build_routes(ENDPOINTS, guard=idempotency, observe=metrics.observe_request),
+            metrics_route(metrics),
             *docs_routes(
                 auth=bool(runtime.settings.api_tokens),
                 registry=runtime.coordinator.registry,
@@ -87,6 +90,7 @@ def create_app(
     app.state.runtime = runtime
     app.state.encoded_reads = EncodedReads()
     app.state.idempotency = idempotency
+    app.state.metrics = metrics
     return app
 
 

@@ -24,7 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from orchestrator.http.bounds import check_config_bounds
-from orchestrator.http.errors import InvalidInput
+from orchestrator.http.errors import InvalidInput, status_of
 
 Handler = Callable[..., Awaitable[Response]]
 
@@ -197,18 +197,45 @@ def _is_union(annotation: Any) -> bool:
 CommandGuard = Callable[[Request, Endpoint, Callable[[], Awaitable[Response]]], Awaitable[Response]]
 
 
-def build_routes(endpoints: Sequence[Endpoint], guard: CommandGuard | None = None) -> list[Route]:
+#: Told each answered request: method, the route's path template, status (for /metrics).
+RequestObserver = Callable[[str, str, int], None]
+
+
+def build_routes(
+    endpoints: Sequence[Endpoint],
+    guard: CommandGuard | None = None,
+    observe: RequestObserver | None = None,
+) -> list[Route]:
     """One Starlette route per path; it dispatches on the method and decodes inputs first.
 
-    With a `guard`, every handler runs through it, after its inputs are decoded.
+    With a `guard`, every handler runs through it, after its inputs are decoded; `observe` is
+    told every request's method, path template and status.
     """
     by_path: dict[str, dict[str, Endpoint]] = {}
     for endpoint in endpoints:
         by_path.setdefault(endpoint.path, {})[endpoint.method] = endpoint
     return [
-        Route(path, _dispatcher(methods, guard), methods=list(methods))
+        Route(path, _observed(path, _dispatcher(methods, guard), observe), methods=list(methods))
         for path, methods in by_path.items()
     ]
+
+
+def _observed(
+    path: str, dispatch: Callable[[Request], Awaitable[Response]], observe: RequestObserver | None
+) -> Callable[[Request], Awaitable[Response]]:
+    if observe is None:
+        return dispatch
+
+    async def observed(request: Request) -> Response:
+        try:
+            response = await dispatch(request)
+        except Exception as exc:
+            observe(request.method, path, status_of(exc))
+            raise
+        observe(request.method, path, response.status_code)
+        return response
+
+    return observed
 
 
 def _dispatcher(

@@ -18,18 +18,11 @@ from orchestrator.eventstore.sqlite import SQLiteEventStore
 from orchestrator.eventstore.sqlite_schema import connect
 from orchestrator.projections.models import Row
 from orchestrator.projections.storage import ListQuery, ProjectionMoved
+from orchestrator.projections.tables import CHECKPOINT as CHECKPOINT
+from orchestrator.projections.tables import FORMAT as FORMAT
+from orchestrator.projections.tables import GENERATION as GENERATION
+from orchestrator.projections.tables import READ_MODEL_FORMAT as READ_MODEL_FORMAT
 
-#: The row of the checkpoints table holding the last log position applied.
-CHECKPOINT = "read_models"
-#: The row of the checkpoints table counting rebuild swaps (its `position` is the count).
-GENERATION = "generation"
-#: The row of the checkpoints table holding READ_MODEL_FORMAT (in its `position` column).
-FORMAT = "format"
-#: The shape of the stored aggregates. Raise it when an aggregate gains a field that older rows
-#: lack (2: a workflow's `created_at`, transition versions and task names; a task's `in_run`):
-#: read models of another format are dropped at open and rebuilt from the log, which they can
-#: always be, rather than showing old rows without the new fields.
-READ_MODEL_FORMAT = 2
 TABLES = ("rows", "counters", "checkpoints")
 INDEXES = ("rows_by_status", "rows_by_parent", "rows_needing_engine")
 

@@ -17,6 +17,19 @@ from orchestrator.projections.storage import ProjectionStorage
 #: The prefix of the live tables, the ones a running server reads and writes.
 LIVE = "projection_"
 
+# The rows of every backend's checkpoints table (name -> position).
+#: The row of the checkpoints table holding the last log position applied.
+CHECKPOINT = "read_models"
+#: The row of the checkpoints table counting rebuild swaps (its `position` is the count).
+GENERATION = "generation"
+#: The row of the checkpoints table holding READ_MODEL_FORMAT (in its `position` column).
+FORMAT = "format"
+#: The shape of the stored aggregates. Raise it when an aggregate gains a field that older rows
+#: lack (2: a workflow's `created_at`, transition versions and task names; a task's `in_run`):
+#: read models of another format are dropped at open and rebuilt from the log, which they can
+#: always be, rather than showing old rows without the new fields.
+READ_MODEL_FORMAT = 2
+
 
 class StoredRow(NamedTuple):
     """One read-model row as a snapshot yields it (the position it was saved at left out: that

@@ -1,0 +1,368 @@
+"""The PostgreSQL event store: appends serialised by an advisory lock, group commit per process.
+
+**Global order without gaps.** A reader follows the log with `read_all(after)`: once it has seen
+position p it never asks for anything at or below p again. So a position must never become
+visible after a higher one. Positions from a sequence break that: two transactions take 7 and 8,
+8 commits first, a reader sees 8 and moves its cursor past 7, then 7 commits and that reader has
+skipped it forever (a gap that closes late). Instead every append transaction first takes one
+transaction-level advisory lock (`pg_advisory_xact_lock`, see postgres_connection.LOCK_APPENDS),
+held until it commits, then computes its positions as max(position) + 1 and reads the previous
+chain hash, under the lock. Appends therefore commit one after another, in position order, across
+every process on the database: a reader that sees position p has every position before it, and
+the hash chain is built on the true predecessor. (The transaction is READ COMMITTED and the lock
+is taken by a statement of its own, so the reads that follow see the previous holder's commit.)
+
+**Group commit.** Serialised transactions would cap throughput at one round trip chain per
+append, so, as on SQLite, appends queue up in the process and one writer task commits everything
+queued in one transaction: the lock is taken once per batch. Each append still gets its own
+version check and result; a conflicting append is refused alone, the others in its batch commit.
+
+**Waking readers.** The append transaction sends `NOTIFY` with the new head; each store listens on
+a connection of its own (postgres_head.py), so a reader in any process wakes at once. If that
+connection is lost, waits fall back to polling the head until it is listening again.
+
+Other writes (read models, anchors, idempotency answers) use connections of the pool directly:
+PostgreSQL's row locks let them run beside appends, unlike SQLite's single writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+
+from orchestrator.eventstore.base import (
+    AppendResult,
+    NewEvent,
+    RecordedEvent,
+    StreamAppend,
+    check_continues,
+)
+from orchestrator.eventstore.chain import GENESIS, chain_rows
+from orchestrator.eventstore.errors import (
+    ConcurrencyConflict,
+    EventStoreError,
+    StoreUnavailable,
+)
+from orchestrator.eventstore.keys import IdempotencyClaim, IdempotencyRecord
+from orchestrator.eventstore.postgres_connection import PostgresDatabase
+from orchestrator.eventstore.postgres_head import HeadWatch
+from orchestrator.eventstore.postgres_keys import (
+    INSERT_KEY,
+    SELECT_KEY,
+    key_row,
+    purge,
+    row_to_record,
+    save_answer,
+)
+from orchestrator.eventstore.postgres_schema import (
+    COLUMNS,
+    INSERT,
+    Encoded,
+    encode_events,
+    head_and_hash,
+    insert_args,
+    migrate,
+    record_to_event,
+    stream_version,
+)
+
+_MAX_BATCH = 512
+#: Seconds between two probes of health_problem (/health is public and may be asked often).
+_PROBE_INTERVAL = 5.0
+#: Longest a health probe may take: an unreachable server must not hang /health.
+_PROBE_TIMEOUT = 5.0
+
+
+class _Append:
+    __slots__ = ("claim", "events", "expected", "future", "stream_id")
+
+    def __init__(
+        self,
+        stream_id: str,
+        expected: int,
+        events: Encoded,
+        future: asyncio.Future[AppendResult],
+        claim: IdempotencyClaim | None,
+    ) -> None:
+        self.stream_id = stream_id
+        self.expected = expected
+        self.events = events  # encoded before queueing: a bad event fails its caller alone
+        self.future = future
+        self.claim = claim  # its key's row is inserted in the same transaction as the events
+
+
+class PostgresEventStore:
+    """The event log in a PostgreSQL schema, append-only enforced by a trigger."""
+
+    def __init__(self, db: PostgresDatabase) -> None:
+        self.db = db
+        self._queue: deque[_Append] = deque()
+        self._queued = asyncio.Event()
+        self._writer_task: asyncio.Task[None] | None = None
+        self._closing = False
+        self._watch = HeadWatch(db, self._read_head)
+        self._last_probe = float("-inf")
+        self._problem: str | None = None
+
+    async def open(self) -> None:
+        """Connect, create or check the schema, listen for commits, start the writer."""
+        await self.db.open()
+        try:
+            await migrate(self.db)
+            await self._watch.start()
+        except BaseException:
+            await self._watch.stop()
+            await self.db.close()
+            raise
+        self._closing = False
+        self._writer_task = asyncio.create_task(self._write_loop(), name="postgres-group-commit")
+
+    async def close(self) -> None:
+        """Commit what is queued, stop the writer, stop listening and close the pool."""
+        if self._writer_task is not None:
+            self._closing = True
+            self._queued.set()
+            await self._writer_task
+            self._writer_task = None
+        await self._watch.stop()
+        await self.db.close()
+
+    # Appending -----------------------------------------------------------------------------------
+
+    async def append(
+        self,
+        stream_id: str,
+        expected_version: int,
+        events: Sequence[NewEvent],
+        *,
+        idempotency: IdempotencyClaim | None = None,
+    ) -> AppendResult:
+        """Queue the append (and its key) for the next group commit; wait for its outcome."""
+        if self._writer_task is None or self._closing:
+            raise StoreUnavailable(f"the PostgreSQL event store on {self.db.name} is not open")
+        rows = encode_events(events)
+        future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Append(stream_id, expected_version, rows, future, idempotency))
+        self._queued.set()
+        return await future
+
+    async def _write_loop(self) -> None:
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._queued.clear()
+                await self._queued.wait()
+                continue
+            batch = [self._queue.popleft()]
+            while len(batch) < _MAX_BATCH and self._queue:
+                batch.append(self._queue.popleft())
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[_Append]) -> None:
+        outcomes: list[AppendResult | Exception] = []
+        head = 0
+        try:
+            async with self.db.transaction("an append", lock_appends=True) as conn:
+                rows = await conn.fetch(
+                    "SELECT stream_id, MAX(version), NULL FROM events "
+                    "WHERE stream_id = ANY($1::text[]) GROUP BY stream_id UNION ALL "
+                    "(SELECT NULL, position, hash FROM events ORDER BY position DESC LIMIT 1)",
+                    sorted({item.stream_id for item in batch}),
+                )
+                versions: dict[str, int] = {}
+                previous = GENESIS
+                for stream, value, last_hash in rows:
+                    if stream is None:
+                        head, previous = int(value), str(last_hash)
+                    else:
+                        versions[stream] = int(value)
+                recorded_at = datetime.now(UTC).isoformat()
+                inserts: list[tuple[object, ...]] = []
+                keys: list[tuple[object, ...]] = []
+                for item in batch:
+                    actual = versions.get(item.stream_id, 0)
+                    if actual != item.expected:
+                        outcomes.append(ConcurrencyConflict(item.stream_id, item.expected, actual))
+                        continue
+                    head, previous = chain_rows(
+                        inserts, item.stream_id, actual, item.events, head, previous, recorded_at
+                    )
+                    actual += len(item.events)
+                    versions[item.stream_id] = actual
+                    outcomes.append(AppendResult(version=actual, position=head))
+                    if item.claim is not None:
+                        keys.append(key_row(item.claim, item.stream_id, actual, head))
+                if inserts:
+                    await conn.execute(INSERT, *insert_args(inserts))
+                    await conn.execute("SELECT pg_notify($1, $2)", self.db.channel, str(head))
+                if keys:
+                    await conn.executemany(INSERT_KEY, keys)
+        except Exception as exc:  # the writer must survive anything, or every append would hang
+            failure = self.db.failure(exc, "an append")
+            self._last_probe = float("-inf")  # the next /health looks again at once
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(failure)
+            return
+        self._watch.moved_to(head)
+        for item, outcome in zip(batch, outcomes, strict=True):
+            if item.future.done():  # the caller was cancelled; its events are committed anyway
+                continue
+            if isinstance(outcome, Exception):
+                item.future.set_exception(outcome)
+            else:
+                item.future.set_result(outcome)
+
+    async def append_streams(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
+        """Append every part in one transaction, under the append lock; a conflict rolls all of
+        them back."""
+        parts = [(a.stream_id, a.expected_version, encode_events(a.events)) for a in appends]
+        self._check_open()
+        results: list[AppendResult] = []
+        async with self.db.transaction("an append", lock_appends=True) as conn:
+            head, previous = await head_and_hash(conn)
+            recorded_at = datetime.now(UTC).isoformat()
+            versions: dict[str, int] = {}
+            inserts: list[tuple[object, ...]] = []
+            for stream_id, expected, events in parts:
+                if stream_id not in versions:
+                    versions[stream_id] = await stream_version(conn, stream_id)
+                if versions[stream_id] != expected:
+                    raise ConcurrencyConflict(stream_id, expected, versions[stream_id])
+                head, previous = chain_rows(
+                    inserts, stream_id, expected, events, head, previous, recorded_at
+                )
+                versions[stream_id] = expected + len(events)
+                results.append(AppendResult(version=versions[stream_id], position=head))
+            if inserts:
+                await conn.execute(INSERT, *insert_args(inserts))
+                await conn.execute("SELECT pg_notify($1, $2)", self.db.channel, str(head))
+        if results:
+            self._watch.moved_to(results[-1].position)
+        return results
+
+    async def import_events(self, events: Iterable[RecordedEvent]) -> None:
+        """Copy events from another log (positions, times, hashes kept), checking each one.
+
+        All of them in one transaction, under the append lock: if any is refused, none is.
+        """
+        self._check_open()
+        async with self.db.transaction("an import", lock_appends=True) as conn:
+            head, previous = await head_and_hash(conn)
+            versions: dict[str, int] = {}
+            values: list[tuple[object, ...]] = []
+            for event in events:
+                if event.stream_id not in versions:
+                    versions[event.stream_id] = await stream_version(conn, event.stream_id)
+                head, previous = check_continues(event, head, previous, versions)
+                values.append((*event.stored_fields().values(), event.hash))
+                if len(values) >= 5000:
+                    await conn.execute(INSERT, *insert_args(values))
+                    values = []
+            if values:
+                await conn.execute(INSERT, *insert_args(values))
+            await conn.execute("SELECT pg_notify($1, $2)", self.db.channel, str(head))
+        self._watch.moved_to(head)
+
+    def _check_open(self) -> None:
+        if self._writer_task is None or self._closing:
+            raise StoreUnavailable(f"the PostgreSQL event store on {self.db.name} is not open")
+
+    # Reading -------------------------------------------------------------------------------------
+
+    async def read_stream(
+        self, stream_id: str, up_to_version: int | None = None
+    ) -> list[RecordedEvent]:
+        """The stream's events in version order."""
+        sql = (
+            f"SELECT {COLUMNS} FROM events WHERE stream_id = $1 AND version <= $2 ORDER BY version"
+        )
+        limit = up_to_version if up_to_version is not None else 2**62
+        rows = await self.db.fetch("a read", sql, stream_id, limit)
+        return [record_to_event(row) for row in rows]
+
+    async def read_all(
+        self,
+        after: int = 0,
+        limit: int = 1000,
+        *,
+        event_type: str | None = None,
+        stream_id: str | None = None,
+    ) -> list[RecordedEvent]:
+        """Events past `after` in position order, optionally of one type or stream."""
+        where = ["position > $1"]
+        params: list[object] = [after]
+        if event_type is not None:
+            params.append(event_type)
+            where.append(f"type = ${len(params)}")
+        if stream_id is not None:
+            params.append(stream_id)
+            where.append(f"stream_id = ${len(params)}")
+        params.append(limit)
+        sql = (
+            f"SELECT {COLUMNS} FROM events WHERE {' AND '.join(where)} "
+            f"ORDER BY position LIMIT ${len(params)}"
+        )
+        return [record_to_event(row) for row in await self.db.fetch("a read", sql, *params)]
+
+    async def head_position(self) -> int:
+        """The last committed position, read from the database (every process's commits)."""
+        return await self._watch.refresh()
+
+    async def _read_head(self) -> int:
+        rows = await self.db.fetch("a read", "SELECT COALESCE(MAX(position), 0) FROM events")
+        return int(rows[0][0])
+
+    # Idempotency keys ----------------------------------------------------------------------------
+
+    async def read_idempotency(self, key: str) -> IdempotencyRecord | None:
+        """The key's row (see postgres_keys.py), if any."""
+        rows = await self.db.fetch("a read of an idempotency key", SELECT_KEY, key)
+        return row_to_record(rows[0]) if rows else None
+
+    async def save_idempotent_answer(
+        self, key: str, request_hash: bytes, status: int, body: bytes
+    ) -> None:
+        """Store the answer beside the key."""
+        async with self.db.transaction("saving an answer") as conn:
+            await save_answer(conn, key, request_hash, status, body)
+
+    async def purge_idempotency(self, created_before: float) -> int:
+        """Delete the keys created before `created_before`."""
+        async with self.db.transaction("purging idempotency keys") as conn:
+            return await purge(conn, created_before)
+
+    # Health and waiting --------------------------------------------------------------------------
+
+    async def health_problem(self) -> str | None:
+        """Why writes fail now (a sentence), or None: a small write transaction is tried, at most
+        once every _PROBE_INTERVAL seconds (sooner after a failed append)."""
+        now = time.monotonic()
+        if now - self._last_probe < _PROBE_INTERVAL:
+            return self._problem
+        self._last_probe = now
+        try:
+            async with asyncio.timeout(_PROBE_TIMEOUT), self.db.transaction("a probe") as conn:
+                await conn.fetchval("SELECT COALESCE(MAX(position), 0) FROM events")
+                # A transaction id makes the commit a real write (a WAL record) without touching
+                # any table: a read-only server (a standby, a read-only transaction default)
+                # refuses it, where a plain read would pass.
+                await conn.fetchval("SELECT txid_current()")
+        except TimeoutError:
+            self._problem = (
+                f"the PostgreSQL database {self.db.name} did not answer within {_PROBE_TIMEOUT:g} s"
+            )
+        except EventStoreError as exc:
+            self._problem = f"the PostgreSQL database cannot be written: {exc}"
+        else:
+            self._problem = None
+        return self._problem
+
+    async def wait_for_events(self, after: int, timeout: float) -> bool:
+        """Wake on any process's commit (NOTIFY); poll the head when not listening, and once
+        more at the timeout."""
+        return await self._watch.wait_past(after, timeout)

@@ -1,0 +1,147 @@
+"""GET /metrics: the numbers a Prometheus server scrapes, in its text format.
+
+Counters and histograms are fed as things happen (appends through the command services'
+observers, requests through the dispatcher); gauges (workflows by state, pools, the log's head
+and how far the read models lag it) are read from the runtime at each scrape. Each app has its
+own registry, so two apps in one process (tests, embedding) never mix their numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from orchestrator.domain.events import StepFailed, StepSucceeded, WorkflowTransitioned
+from orchestrator.projections.models import TASKS, WORKFLOWS
+from orchestrator.runtime import Runtime
+
+#: Step durations from instant (user no-op tasks) to the default TASK_TIMEOUT.
+_STEP_BUCKETS = (0.001, 0.005, 0.025, 0.1, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0, 300.0)
+
+
+class Metrics:
+    """One app's metrics."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self.transitions = Counter(
+            "orchestrator_transitions",
+            "Workflow state transitions recorded by this process, by trigger",
+            ["trigger"],
+            registry=registry,
+        )
+        self.steps = Histogram(
+            "orchestrator_step_duration_seconds",
+            "How long steps ran, by state and outcome (succeeded, failed)",
+            ["state", "outcome"],
+            buckets=_STEP_BUCKETS,
+            registry=registry,
+        )
+        self.appended = Counter(
+            "orchestrator_events_appended",
+            "Events this process appended to the log, by aggregate kind",
+            ["kind"],
+            registry=registry,
+        )
+        self.requests = Counter(
+            "orchestrator_http_requests",
+            "HTTP requests answered, by method, route template and status",
+            ["method", "route", "status"],
+            registry=registry,
+        )
+        self.workflows = Gauge(
+            "orchestrator_workflows",
+            "Workflows by state (deleted ones left out)",
+            ["state"],
+            registry=registry,
+        )
+        self.tasks = Gauge(
+            "orchestrator_tasks",
+            "Standalone tasks by status (deleted ones left out)",
+            ["status"],
+            registry=registry,
+        )
+        self.head = Gauge(
+            "orchestrator_log_head_position", "The log's last position", registry=registry
+        )
+        self.projected = Gauge(
+            "orchestrator_projection_position",
+            "The last log position the read models applied",
+            registry=registry,
+        )
+        self.lag = Gauge(
+            "orchestrator_projection_lag_events",
+            "Positions the read models are behind the log",
+            registry=registry,
+        )
+        self.busy = Gauge(
+            "orchestrator_worker_pool_busy",
+            "Threads running a task, by pool",
+            ["pool"],
+            registry=registry,
+        )
+        self.queued = Gauge(
+            "orchestrator_worker_pool_queued",
+            "Steps or task runs waiting for a thread, by pool",
+            ["pool"],
+            registry=registry,
+        )
+        self.threads = Gauge(
+            "orchestrator_worker_pool_threads", "Threads of each pool", ["pool"], registry=registry
+        )
+        runtime.service.observers.append(self.observe_workflow)
+        runtime.tasks.service.observers.append(self.observe_task)
+
+    def observe_workflow(self, workflow_id: int, events: Sequence[Any]) -> None:
+        """Count an append to a workflow: its events, transitions and step durations."""
+        self.appended.labels("workflow").inc(len(events))
+        for event in events:
+            if isinstance(event, WorkflowTransitioned):
+                self.transitions.labels(event.trigger.value).inc()
+            elif isinstance(event, StepSucceeded):
+                self.steps.labels(event.state.value, "succeeded").observe(event.duration)
+            elif isinstance(event, StepFailed):
+                self.steps.labels(event.state.value, "failed").observe(event.duration)
+
+    def observe_task(self, task_id: int, events: Sequence[Any]) -> None:
+        """Count an append to a standalone task."""
+        self.appended.labels("task").inc(len(events))
+
+    def observe_request(self, method: str, route: str, status: int) -> None:
+        """Count one answered request."""
+        self.requests.labels(method, route, str(status)).inc()
+
+    async def render(self) -> bytes:
+        """The text format, with the gauges read now."""
+        runtime = self.runtime
+        projector = runtime.projector
+        for state, count in projector.counts(WORKFLOWS).items():
+            self.workflows.labels(state).set(count)
+        for status, count in projector.counts(TASKS).items():
+            self.tasks.labels(status.lower()).set(count)
+        head = await runtime.store.head_position()
+        self.head.set(head)
+        self.projected.set(projector.position)
+        self.lag.set(max(0, head - projector.position))
+        for pool in (runtime.pool, runtime.task_pool):
+            self.busy.labels(pool.name).set(pool.active_tasks)
+            self.queued.labels(pool.name).set(pool.queue_size)
+            self.threads.labels(pool.name).set(pool.max_workers)
+        return generate_latest(self.registry)
+
+
+def metrics_route(metrics: Metrics) -> Route:
+    """GET /metrics (behind API_TOKEN like every route but /health and the docs)."""
+
+    async def scrape(request: Request) -> Response:
+        return Response(await metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return Route("/metrics", scrape, methods=["GET"])

@@ -1,0 +1,254 @@
+"""Read models in the log's PostgreSQL schema, on the backend's pool.
+
+Unlike SQLite, writes need no single writer: each save is one transaction on a connection of the
+pool, beside the appends. Table names carry a prefix so that a rebuild can fill fresh tables
+beside the live ones (postgres_tables.py swaps them).
+
+A save checks the stored checkpoint and generation with `SELECT ... FOR UPDATE`: two projectors
+saving at once (two processes) are serialised on those rows, and the second finds the checkpoint
+moved and reloads, so no event is counted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+
+import asyncpg
+
+from orchestrator.eventstore.postgres_connection import PostgresDatabase
+from orchestrator.projections.models import Row
+from orchestrator.projections.storage import ListQuery, ProjectionMoved
+from orchestrator.projections.tables import CHECKPOINT, FORMAT, GENERATION, READ_MODEL_FORMAT
+
+TABLES = ("rows", "counters", "checkpoints")
+#: Every index under a prefix, constraints' included: index names are per schema in PostgreSQL,
+#: so a swap renames them with their tables, and a rebuild's fresh tables can use the names again.
+INDEXES = (
+    "rows_pkey",
+    "rows_by_status",
+    "rows_by_parent",
+    "rows_needing_engine",
+    "counters_pkey",
+    "checkpoints_pkey",
+)
+
+log = logging.getLogger(__name__)
+
+
+def schema_statements(prefix: str) -> tuple[str, ...]:
+    """The CREATE statements of the read-model tables and indexes under `prefix`."""
+    return (
+        f"""CREATE TABLE IF NOT EXISTS {prefix}rows (
+            kind         TEXT    NOT NULL,
+            id           BIGINT  NOT NULL,
+            status       TEXT    NOT NULL,
+            parent_id    BIGINT,
+            deleted      BOOLEAN NOT NULL,
+            needs_engine BOOLEAN NOT NULL,
+            position     BIGINT  NOT NULL,
+            state        TEXT    NOT NULL,
+            CONSTRAINT {prefix}rows_pkey PRIMARY KEY (kind, id)
+        )""",
+        f"""CREATE INDEX IF NOT EXISTS {prefix}rows_by_status
+            ON {prefix}rows (kind, deleted, status, id)""",
+        f"""CREATE INDEX IF NOT EXISTS {prefix}rows_by_parent
+            ON {prefix}rows (kind, parent_id, id) WHERE parent_id IS NOT NULL""",
+        f"""CREATE INDEX IF NOT EXISTS {prefix}rows_needing_engine
+            ON {prefix}rows (kind, id) WHERE needs_engine""",
+        f"""CREATE TABLE IF NOT EXISTS {prefix}counters (
+            name  TEXT   NOT NULL,
+            count BIGINT NOT NULL,
+            CONSTRAINT {prefix}counters_pkey PRIMARY KEY (name)
+        )""",
+        f"""CREATE TABLE IF NOT EXISTS {prefix}checkpoints (
+            name     TEXT   NOT NULL,
+            position BIGINT NOT NULL,
+            CONSTRAINT {prefix}checkpoints_pkey PRIMARY KEY (name)
+        )""",
+    )
+
+
+async def create_tables(conn: asyncpg.Connection, prefix: str) -> None:
+    """Create the tables under `prefix` where missing, with the checkpoint rows a save locks."""
+    for statement in schema_statements(prefix):
+        await conn.execute(statement)
+    await conn.execute(
+        f"INSERT INTO {prefix}checkpoints (name, position) VALUES ($1, 0), ($2, 0) "
+        "ON CONFLICT (name) DO NOTHING",
+        CHECKPOINT,
+        GENERATION,
+    )
+
+
+async def drop_tables(conn: asyncpg.Connection, prefix: str) -> None:
+    """Drop the read-model tables under `prefix` (their indexes go with them)."""
+    for name in TABLES:
+        await conn.execute(f"DROP TABLE IF EXISTS {prefix}{name}")
+
+
+async def set_position(conn: asyncpg.Connection, prefix: str, name: str, position: int) -> None:
+    """Store `position` in the checkpoints row `name` under `prefix`."""
+    await conn.execute(
+        f"INSERT INTO {prefix}checkpoints (name, position) VALUES ($1, $2) "
+        "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+        name,
+        position,
+    )
+
+
+def check_prefix(prefix: str) -> str:
+    """`prefix` if it is safe to write unquoted into table names; ValueError otherwise."""
+    if not prefix.replace("_", "").isalnum() or not prefix.isascii() or prefix != prefix.lower():
+        raise ValueError(f"a table prefix is lower-case letters, digits and _, not {prefix!r}")
+    return prefix
+
+
+class PostgresProjectionStorage:
+    """Read-model rows, counters and the checkpoint, written in one transaction."""
+
+    def __init__(self, db: PostgresDatabase, *, prefix: str = "projection_") -> None:
+        self.prefix = check_prefix(prefix)
+        self._db = db
+
+    async def open(self) -> None:
+        """Create the tables if they are missing (the store must be open); drop and recreate
+        read models of another READ_MODEL_FORMAT, to be rebuilt from the log."""
+        prefix = self.prefix
+        async with self._db.transaction("preparing the read models") as conn:
+            # Serialised with other processes opening the same tables.
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", self._db.ddl_lock_key)
+            exists = await conn.fetchval(f"SELECT to_regclass('{prefix}checkpoints') IS NOT NULL")
+            if exists:
+                found = await conn.fetchval(
+                    f"SELECT position FROM {prefix}checkpoints WHERE name = $1", FORMAT
+                )
+                if found is not None and int(found) != READ_MODEL_FORMAT:
+                    log.warning(
+                        "the read models in %s are of format %d, not %d; rebuilding them from "
+                        "the log",
+                        self._db.name,
+                        int(found),
+                        READ_MODEL_FORMAT,
+                    )
+                    await drop_tables(conn, prefix)
+            await create_tables(conn, prefix)
+            await set_position(conn, prefix, FORMAT, READ_MODEL_FORMAT)
+
+    async def close(self) -> None:
+        """Nothing to release: the connections are the backend's pool's."""
+
+    async def _fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
+        return await self._db.fetch("a read-model read", sql, *args)
+
+    async def _position(self, name: str) -> int:
+        rows = await self._fetch(
+            f"SELECT position FROM {self.prefix}checkpoints WHERE name = $1", name
+        )
+        return int(rows[0][0]) if rows else 0
+
+    async def load_checkpoint(self) -> int:
+        """The last applied position."""
+        return await self._position(CHECKPOINT)
+
+    async def load_generation(self) -> int:
+        """How many times a rebuild swapped these tables in."""
+        return await self._position(GENERATION)
+
+    async def load_counters(self) -> dict[str, int]:
+        """Counters by name."""
+        rows = await self._fetch(f"SELECT name, count FROM {self.prefix}counters")
+        return {str(name): int(count) for name, count in rows}
+
+    async def load_rows(self, kind: str, ids: Iterable[int]) -> dict[int, bytes]:
+        """Stored states for these ids."""
+        rows = await self._fetch(
+            f"SELECT id, state FROM {self.prefix}rows WHERE kind = $1 AND id = ANY($2::bigint[])",
+            kind,
+            list(ids),
+        )
+        return {int(i): str(state).encode() for i, state in rows}
+
+    async def save(
+        self,
+        rows: Sequence[Row],
+        counter_deltas: Mapping[str, int],
+        position: int,
+        expected_checkpoint: int,
+        expected_generation: int = 0,
+    ) -> None:
+        """Rows, counter deltas and checkpoint in one transaction."""
+        latest = {(row.kind, row.id): row for row in rows}  # one statement may touch a row once
+        columns: list[list[object]] = [[] for _ in range(7)]
+        for row in latest.values():
+            values = (row.kind, row.id, row.status, row.parent_id, row.deleted, row.needs_engine)
+            for column, value in zip(columns, (*values, row.state.decode()), strict=True):
+                column.append(value)
+        deltas = [(name, delta) for name, delta in counter_deltas.items() if delta]
+        prefix = self.prefix
+        async with self._db.transaction("a read-model save") as conn:
+            found = await conn.fetch(
+                f"SELECT name, position FROM {prefix}checkpoints WHERE name = ANY($1::text[]) "
+                "ORDER BY name FOR UPDATE",
+                [CHECKPOINT, GENERATION],
+            )
+            stored = {str(name): int(at) for name, at in found}
+            checkpoint = stored.get(CHECKPOINT, 0)
+            if (
+                checkpoint != expected_checkpoint
+                or stored.get(GENERATION, 0) != expected_generation
+            ):
+                raise ProjectionMoved(expected_checkpoint, checkpoint)
+            if latest:
+                await conn.execute(
+                    f"INSERT INTO {prefix}rows (kind, id, status, parent_id, deleted, "
+                    "needs_engine, position, state) SELECT k, i, s, p, d, n, $8, t FROM unnest("
+                    "$1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::boolean[], "
+                    "$6::boolean[], $7::text[]) AS u (k, i, s, p, d, n, t) "
+                    "ON CONFLICT (kind, id) DO UPDATE SET status = excluded.status, "
+                    "parent_id = excluded.parent_id, deleted = excluded.deleted, "
+                    "needs_engine = excluded.needs_engine, position = excluded.position, "
+                    "state = excluded.state",
+                    *columns,
+                    position,
+                )
+            if deltas:
+                await conn.executemany(
+                    f"INSERT INTO {prefix}counters (name, count) VALUES ($1, $2) "
+                    f"ON CONFLICT (name) DO UPDATE SET count = {prefix}counters.count "
+                    "+ excluded.count",
+                    deltas,
+                )
+            await set_position(conn, prefix, CHECKPOINT, position)
+
+    async def list_rows(self, query: ListQuery) -> list[bytes]:
+        """Matching non-deleted rows in id order, one page."""
+        where = ["kind = $1", "NOT deleted"]
+        params: list[object] = [query.kind]
+        if query.status is not None:
+            params.append(query.status)
+            where.append(f"status = ${len(params)}")
+        if query.parent_id is not None:
+            params.append(query.parent_id)
+            where.append(f"parent_id = ${len(params)}")
+        params += [query.limit, query.skip]
+        rows = await self._fetch(
+            f"SELECT state FROM {self.prefix}rows WHERE {' AND '.join(where)} "
+            f"ORDER BY id LIMIT ${len(params) - 1} OFFSET ${len(params)}",
+            *params,
+        )
+        return [str(row[0]).encode() for row in rows]
+
+    async def ids_needing_engine(self, kind: str) -> list[int]:
+        """Ids the engine must resume."""
+        rows = await self._fetch(
+            f"SELECT id FROM {self.prefix}rows WHERE kind = $1 AND needs_engine ORDER BY id", kind
+        )
+        return [int(row[0]) for row in rows]
+
+    async def max_id(self, kind: str) -> int:
+        """Highest id of this kind seen."""
+        rows = await self._fetch(
+            f"SELECT COALESCE(MAX(id), 0) FROM {self.prefix}rows WHERE kind = $1", kind
+        )
+        return int(rows[0][0])
