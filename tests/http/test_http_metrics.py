@@ -79,6 +79,10 @@ def test_metrics_follow_workflows_steps_requests_and_the_log(
         == 1
     )
     assert value(samples, "orchestrator_projection_lag_events") == 0
+    # Each append was one commit (memory); the histograms count every one.
+    commits = value(samples, "orchestrator_append_batch_size_count")
+    assert commits >= 4 * 2  # at least a start and a step per workflow
+    assert value(samples, "orchestrator_append_commit_seconds_count") == commits
     assert value(samples, "orchestrator_worker_pool_threads", pool="steps") >= 1
     assert value(samples, "orchestrator_worker_pool_busy", pool="steps") == 0
     assert manual == 4

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -101,6 +101,9 @@ def check_continues(
 
 class EventStore(Protocol):
     """An append-only log of streams with optimistic concurrency."""
+
+    #: Told each commit of appends: how many appends it held and how long it took (seconds).
+    commit_observers: list[Callable[[int, float], None]]
 
     async def open(self) -> None:
         """Connect and create or migrate the schema."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
 import msgspec
@@ -30,6 +30,8 @@ class InMemoryEventStore:
         self._streams: dict[str, list[RecordedEvent]] = {}
         self._changed = asyncio.Event()
         self._keys: dict[str, IdempotencyRecord] = {}
+        #: Told each append as a commit of one (metrics; memory has no batches to report).
+        self.commit_observers: list[Callable[[int, float], None]] = []
 
     async def open(self) -> None:
         """Nothing to connect to."""
@@ -48,6 +50,8 @@ class InMemoryEventStore:
         """Append atomically if the stream is at `expected_version`, with the key if given."""
         part = StreamAppend(stream_id=stream_id, expected_version=expected_version, events=events)
         result = (await self.append_streams([part]))[0]
+        for observe in self.commit_observers:
+            observe(1, 0.0)
         if idempotency is not None:  # no await since the append: the two are one step
             self._keys[idempotency.key] = record_of(
                 idempotency, stream_id, result.version, result.position

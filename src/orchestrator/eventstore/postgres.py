@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
 from orchestrator.eventstore.base import (
@@ -106,6 +106,8 @@ class PostgresEventStore:
         self._watch = HeadWatch(db, self._read_head)
         self._last_probe = float("-inf")
         self._problem: str | None = None
+        #: Told each group commit's size (appends) and seconds (metrics).
+        self.commit_observers: list[Callable[[int, float], None]] = []
 
     async def open(self) -> None:
         """Connect, create or check the schema, listen for commits, start the writer."""
@@ -160,7 +162,10 @@ class PostgresEventStore:
             batch = [self._queue.popleft()]
             while len(batch) < _MAX_BATCH and self._queue:
                 batch.append(self._queue.popleft())
+            began = time.perf_counter()
             await self._commit(batch)
+            for observe in self.commit_observers:
+                observe(len(batch), time.perf_counter() - began)
 
     async def _commit(self, batch: list[_Append]) -> None:
         outcomes: list[AppendResult | Exception] = []

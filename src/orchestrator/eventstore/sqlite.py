@@ -112,6 +112,8 @@ class SQLiteEventStore:
         self._changed = asyncio.Event()
         self._closing = False
         self._guard = FileGuard(path)
+        #: Told each group commit's size (appends) and seconds (metrics).
+        self.commit_observers: list[Callable[[int, float], None]] = []
 
     async def open(self) -> None:
         """Connect, create or check the schema, and start the group-commit writer.
@@ -200,7 +202,10 @@ class SQLiteEventStore:
                 item = self._queue.popleft()
                 assert isinstance(item, _Append)
                 batch.append(item)
+            began = time.perf_counter()
             await self._commit(batch)
+            for observe in self.commit_observers:
+                observe(len(batch), time.perf_counter() - began)
 
     async def _run_transaction(self, job: _Transaction) -> None:
         writer = self._writer
