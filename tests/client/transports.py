@@ -124,25 +124,33 @@ class AsyncBusy(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
-def _has_event(chunk: bytes) -> bool:
-    return chunk.startswith(b"id: ") or b"\nid: " in chunk
+def _cut_after_first_event(chunk: bytes) -> bytes | None:
+    """`chunk` up to the middle of what follows its first whole event (the server sends every
+    frame it has in one write), or None when it holds no whole event."""
+    start = 0 if chunk.startswith(b"id: ") else chunk.find(b"\nid: ")
+    if start < 0:
+        return None
+    end = chunk.find(b"\n\n", start)
+    if end < 0:
+        return None
+    end += 2
+    return chunk[: end + (len(chunk) - end) // 2]
 
 
 class _CutBody(httpx.SyncByteStream):
-    """A stream body that breaks off in the middle of the chunk after its first event."""
+    """A stream body that breaks off in the middle of what follows its first event."""
 
     def __init__(self, inner: httpx.SyncByteStream, on_close: list[bool]) -> None:
         self._inner = inner
         self._on_close = on_close
 
     def __iter__(self) -> Iterator[bytes]:
-        seen_event = False
         for chunk in self._inner:
-            if seen_event:
-                yield chunk[: len(chunk) // 2]
+            cut = _cut_after_first_event(chunk)
+            if cut is not None:
+                yield cut
                 break
             yield chunk
-            seen_event = _has_event(chunk)
         raise httpx.ReadError("the stream's connection was cut")
 
     def close(self) -> None:
@@ -158,13 +166,12 @@ class _AsyncCutBody(httpx.AsyncByteStream):
         self._on_close = on_close
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        seen_event = False
         async for chunk in self._inner:
-            if seen_event:
-                yield chunk[: len(chunk) // 2]
+            cut = _cut_after_first_event(chunk)
+            if cut is not None:
+                yield cut
                 break
             yield chunk
-            seen_event = _has_event(chunk)
         raise httpx.ReadError("the stream's connection was cut")
 
     async def aclose(self) -> None:

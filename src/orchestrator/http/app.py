@@ -15,6 +15,8 @@ from orchestrator.http.dispatch import build_routes
 from orchestrator.http.docs import docs_routes
 from orchestrator.http.endpoint_table import ENDPOINTS
 from orchestrator.http.errors import exception_handlers
+from orchestrator.http.event_feed import EventFeed
+from orchestrator.http.history_routes import sse_frame
 from orchestrator.http.idempotency import IdempotentCommands
 from orchestrator.http.limits import BodyLimitMiddleware, HeaderLimitMiddleware
 from orchestrator.http.metrics import Metrics, metrics_route
@@ -45,6 +47,8 @@ def create_app(
     runtime = build_runtime(settings or Settings.from_env(), registry)
     idempotency = IdempotentCommands(runtime)
     metrics = Metrics(runtime)
+    # One reader of the log for every /events/stream client (started by the first one).
+    feed = EventFeed(runtime.store, sse_frame, runtime.stopping)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -57,6 +61,8 @@ def create_app(
             try:
                 yield
             finally:
+                runtime.stopping.set()  # open event streams end first
+                await feed.stop()
                 await runtime.stop()
         finally:
             if lock is not None:
@@ -91,6 +97,7 @@ def create_app(
     app.state.encoded_reads = EncodedReads()
     app.state.idempotency = idempotency
     app.state.metrics = metrics
+    app.state.event_feed = feed
     return app
 
 

@@ -5,7 +5,6 @@ These read the log itself, not the projections: they answer "what happened", eve
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator
@@ -28,6 +27,7 @@ from orchestrator.http.bounds import (
 )
 from orchestrator.http.conversions import workflow_out
 from orchestrator.http.errors import InvalidInput, VersionNotFound
+from orchestrator.http.event_feed import EventFeed
 from orchestrator.http.request_types import EventsQuery, StreamQuery, WorkflowReadQuery
 from orchestrator.http.response_types import EventOut
 from orchestrator.http.responses import (
@@ -36,7 +36,6 @@ from orchestrator.http.responses import (
     runtime_of,
     workflow_response,
 )
-from orchestrator.runtime import Runtime
 
 _encoder = msgspec.json.Encoder()
 #: Events one SSE connection reads at a time: its memory stays bounded however slow it is.
@@ -59,18 +58,10 @@ def last_event_id(request: Request) -> int | None:
     return int(raw)
 
 
-async def _wait_or_stop(runtime: Runtime, position: int, timeout: float) -> bool:
-    """Wait for an event past `position`; give up early when the server begins to stop."""
-    if runtime.stopping.is_set():
-        return False
-    arrival = asyncio.ensure_future(runtime.store.wait_for_events(position, timeout))
-    stop = asyncio.ensure_future(runtime.stopping.wait())
-    try:
-        await asyncio.wait({arrival, stop}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in (arrival, stop):
-            waiter.cancel()
-    return arrival.done() and not arrival.cancelled() and arrival.result()
+def sse_frame(event: RecordedEvent) -> bytes:
+    """One event as its Server-Sent Events frame; `id:` is its position."""
+    body = _encoder.encode(event_out(event))
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.position, event.type.encode(), body)
 
 
 def event_out(recorded: RecordedEvent) -> EventOut:
@@ -171,21 +162,28 @@ async def stream_events(request: Request, query: StreamQuery) -> Response:
     else:
         after = await runtime.store.head_position()
     keepalive = runtime.settings.sse_keepalive_seconds
+    feed: EventFeed = request.app.state.event_feed
+    if not feed.started:
+        feed.start(await runtime.store.head_position())
 
     async def frames() -> AsyncIterator[bytes]:
         position = after
         yield b": connected\n\n"
         while not runtime.stopping.is_set():
-            events = await runtime.store.read_all(position, _STREAM_PAGE)
-            for event in events:
-                body = _encoder.encode(event_out(event))
-                yield b"id: %d\nevent: %s\ndata: %s\n\n" % (
-                    event.position,
-                    event.type.encode(),
-                    body,
-                )
-                position = event.position
-            if not events and not await _wait_or_stop(runtime, position, keepalive):
+            found = feed.frames_after(position, _STREAM_PAGE)
+            if found is None:  # further back than the shared buffer reaches: read the log
+                events = await runtime.store.read_all(position, _STREAM_PAGE)
+                if events:
+                    yield b"".join(sse_frame(event) for event in events)
+                    position = events[-1].position
+                continue
+            chunk, last = found
+            if chunk:  # every frame found goes out in one write
+                yield b"".join(chunk)
+                position = last
+                continue
+            await feed.wait_past(position, keepalive)
+            if feed.head <= position and not runtime.stopping.is_set():
                 yield b": keep-alive\n\n"
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
