@@ -27,12 +27,13 @@ from __future__ import annotations
 import logging
 import math
 import resource
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from orchestrator.http.errors import ErrorBody, error_response
+from orchestrator.http.limits import HEAD_CHECKED
 from orchestrator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,9 @@ class GuardedProtocol(HttpToolsProtocol):
                 self.app = app
             return
         super().on_headers_complete()
+        # The head's bytes were counted as they came (data_received): HeaderLimitMiddleware,
+        # there for apps served otherwise, need not count them again.
+        cast(dict[str, Any], self.scope)[HEAD_CHECKED] = True
 
     def on_message_complete(self) -> None:
         """The whole body is in: what follows is the next head."""

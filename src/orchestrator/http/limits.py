@@ -23,6 +23,11 @@ from orchestrator.http.errors import ClientTooSlow, PayloadTooLarge, error_respo
 _REQUEST_LINE_EXTRA = len("  HTTP/1.1\r\n")
 
 
+#: Set in a scope by the server's own protocol (http/connections.py), which counted the head's
+#: bytes as they arrived: the middleware need not count them again.
+HEAD_CHECKED = "orchestrator.head_checked"
+
+
 def head_size(scope: Scope) -> int:
     """The size in bytes of the request line and headers as the client sent them."""
     target = len(scope.get("raw_path") or scope["path"].encode())
@@ -41,7 +46,7 @@ class HeaderLimitMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Refuse an oversized head; pass anything else on."""
-        if scope["type"] == "http":
+        if scope["type"] == "http" and HEAD_CHECKED not in scope:
             size = head_size(scope)
             if size > self.max_bytes:
                 detail = (
