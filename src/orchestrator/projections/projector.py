@@ -88,10 +88,32 @@ class Projector:
     async def catch_up(
         self, until: int | None = None, on_batch: Callable[[int], None] | None = None
     ) -> None:
-        """Apply every committed event past the checkpoint (up to position `until`)."""
-        while await self._apply_next_batch(until):
-            if on_batch is not None:
-                on_batch(self.position)
+        """Apply every committed event past the checkpoint (up to position `until`).
+
+        The next batch is read while this one is applied: the store reads in its own thread
+        (or server), so a long catch-up (a start, a rebuild) overlaps the two instead of
+        waiting for each read in turn.
+        """
+        async with self._apply_lock:
+            ahead = asyncio.ensure_future(self._read_batch(self.position, until))
+            try:
+                while events := await ahead:
+                    ahead = asyncio.ensure_future(self._read_batch(events[-1].position, until))
+                    await self._apply(events)
+                    if self.position != events[-1].position:  # reloaded (a rebuild swapped in)
+                        ahead.cancel()
+                        ahead = asyncio.ensure_future(self._read_batch(self.position, until))
+                    if on_batch is not None:
+                        on_batch(self.position)
+            finally:
+                ahead.cancel()
+
+    async def _read_batch(self, after: int, until: int | None) -> list[RecordedEvent]:
+        """The next events after `after`, at most a batch, none past `until`."""
+        limit = _BATCH if until is None else min(_BATCH, until - after)
+        if limit <= 0:
+            return []
+        return await self._store.read_all(after, limit)
 
     async def _follow(self) -> None:
         while True:
