@@ -86,7 +86,8 @@ def _parse_postgres(url: str, pool_size: int) -> Database:
 class Settings:
     """Everything the service reads from its environment."""
 
-    database_url: str = "sqlite:///./workflow.db"
+    #: Left out of repr: a PostgreSQL URL may hold a password (messages use redact_url).
+    database_url: str = field(default="sqlite:///./workflow.db", repr=False)
     #: Most connections of the PostgreSQL backend's pool, at least 2 (unused by SQLite, memory).
     database_pool_size: int = 10
     api_host: str = "127.0.0.1"

@@ -235,3 +235,10 @@ def test_the_pool_size_reaches_the_postgresql_database() -> None:
     assert settings.database_pool_size == 4
     assert settings.database.pool_size == 4
     assert Settings.from_env({}, env_file=None).database_pool_size == 10
+
+
+def test_the_repr_of_settings_never_shows_a_database_password() -> None:
+    settings = Settings(database_url="postgresql://orch:s3cret-pass@db.internal:5432/orch")
+
+    assert "s3cret-pass" not in repr(settings)
+    assert "s3cret-pass" not in str(settings)
