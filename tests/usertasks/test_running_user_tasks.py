@@ -401,3 +401,74 @@ def module_folder_tasks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iter
     monkeypatch.syspath_prepend(str(tmp_path))
     yield tmp_path
     sys.modules.pop("usermod_gone", None)
+
+
+async def test_an_async_step_reports_progress_reads_results_and_can_refuse_retries() -> None:
+    attempts: list[int] = []
+
+    async def fetch(ctx: TaskContext) -> dict[str, Any]:
+        attempts.append(ctx.attempt)
+        ctx.progress(0.5, "half")
+        await asyncio.sleep(0)
+        if ctx.config.get("gone"):
+            raise NotThere("404")
+        return {"prepared_by": ctx.results["INIT"]["status"]}
+
+    registry = registry_with(State.PREPARE, fetch, name="fetch", retries=2, backoff=0)
+    async with running(engine_settings(), registry) as runtime:
+        ok = await start(runtime)
+        gone = await start(runtime, {"gone": True})
+        await quiesce(runtime)
+        finished = await runtime.service.load(ok, fresh=True)
+        failed = await runtime.service.load(gone, fresh=True)
+
+    assert finished is not None and failed is not None
+    assert finished.task_results["PREPARE"] == {"prepared_by": "initialized"}
+    assert (failed.state, failed.error_message) == (State.FAILED, "NotThere: 404")
+    assert sorted(attempts) == [1, 1]  # NoRetry: no second attempt, retries or not
+
+
+async def test_an_async_step_that_raises_system_exit_fails_without_stopping_the_engine() -> None:
+    async def leaves(ctx: TaskContext) -> dict[str, Any]:
+        raise SystemExit(3)
+
+    registry = registry_with(State.INIT, leaves, name="leaves")
+    async with running(engine_settings(), registry) as runtime:
+        first = await start(runtime)
+        await quiesce(runtime)
+        registry.register(State.INIT, lambda ctx: {"fine": True}, "fine")
+        second = await start(runtime)
+        await quiesce(runtime)
+        failed = await runtime.service.load(first, fresh=True)
+        completed = await runtime.service.load(second, fresh=True)
+
+    assert failed is not None and completed is not None
+    assert failed.state is State.FAILED
+    assert failed.error_message == "TaskAborted: the task raised SystemExit: 3"
+    assert completed.state is State.COMPLETE
+
+
+async def test_cancelling_a_workflow_stops_its_async_step() -> None:
+    entered, stopped = asyncio.Event(), asyncio.Event()
+
+    async def waits(ctx: TaskContext) -> dict[str, Any]:
+        entered.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            stopped.set()
+            raise
+        return {}
+
+    registry = registry_with(State.PREPARE, waits, name="waits")
+    async with running(engine_settings(), registry) as runtime:
+        workflow_id = await start(runtime)
+        await asyncio.wait_for(entered.wait(), 5)
+        await runtime.coordinator.cancel(workflow_id)
+        await asyncio.wait_for(stopped.wait(), 5)
+        await quiesce(runtime)
+        workflow = await runtime.service.load(workflow_id, fresh=True)
+
+    assert workflow is not None
+    assert workflow.state is State.CANCELLED
+    assert "PREPARE" not in workflow.task_results

@@ -59,7 +59,7 @@ async def run_attempt(
 async def _run_on_loop(spec: TaskSpec, context: TaskContext, timeout: float) -> Any:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    running: asyncio.Future[Any] = asyncio.ensure_future(spec.function(context))
+    running: asyncio.Future[Any] = asyncio.ensure_future(_guarded(spec, context))
     try:
         while not running.done():
             left = deadline - loop.time()
@@ -82,6 +82,18 @@ async def _run_on_loop(spec: TaskSpec, context: TaskContext, timeout: float) -> 
             running.cancel()
             with contextlib.suppress(BaseException):
                 await running
+
+
+async def _guarded(spec: TaskSpec, context: TaskContext) -> Any:
+    """The task's coroutine, with SystemExit and the like turned into a failed attempt inside
+    it: a task (asyncio's) that raises them re-raises them out of the event loop, which would
+    end the server (and, as the step resumes at each start, end it again)."""
+    try:
+        return await spec.function(context)
+    except (Exception, asyncio.CancelledError):
+        raise
+    except BaseException as exc:
+        raise TaskAborted(f"the task raised {type(exc).__name__}: {exc}") from None
 
 
 class ProgressReporter:
