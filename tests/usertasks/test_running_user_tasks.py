@@ -472,3 +472,39 @@ async def test_cancelling_a_workflow_stops_its_async_step() -> None:
     assert workflow is not None
     assert workflow.state is State.CANCELLED
     assert "PREPARE" not in workflow.task_results
+
+
+async def test_a_result_over_the_limit_fails_the_step_saying_so() -> None:
+    registry = registry_with(State.INIT, lambda ctx: {"blob": "x" * (1024 * 1024)}, name="big")
+    async with running(engine_settings(), registry) as runtime:
+        workflow_id = await start(runtime)
+        await quiesce(runtime)
+        workflow = await runtime.service.load(workflow_id, fresh=True)
+
+    assert workflow is not None
+    assert workflow.state is State.FAILED
+    assert workflow.error_message == (
+        "ValueError: task returned a result of 1,048,587 bytes as JSON, over the limit of "
+        "1,048,576: keep large data elsewhere (a file, a store) and return where it is"
+    )
+
+
+async def test_a_task_changing_what_it_was_given_changes_nothing_recorded() -> None:
+    def meddles(ctx: TaskContext) -> dict[str, Any]:
+        ctx.config["nested"]["x"] = "changed"
+        ctx.config["added"] = True
+        ctx.results["INIT"]["status"] = "changed"  # type: ignore[index]
+        return {"seen": ctx.config["nested"]["x"]}
+
+    registry = registry_with(State.PREPARE, meddles, name="meddles")
+    async with running(engine_settings(), registry) as runtime:
+        workflow_id = await start(runtime, {"nested": {"x": "original"}})
+        await quiesce(runtime)
+        remembered = await runtime.service.load(workflow_id)
+        folded = await runtime.service.load(workflow_id, fresh=True)
+
+    for workflow in (remembered, folded):
+        assert workflow is not None
+        assert workflow.config == {"nested": {"x": "original"}}
+        assert workflow.task_results["INIT"]["status"] == "initialized"
+        assert workflow.task_results["PREPARE"] == {"seen": "changed"}

@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Iterable, Sequence
 from datetime import UTC, datetime
 from types import MappingProxyType
 
+import msgspec
+
 from orchestrator.domain.commands import (
     AdvanceWorkflow,
     BeginStep,
@@ -305,7 +307,10 @@ class Coordinator:
                     cancelled=cancelled,
                     attempt=workflow.step_attempts + 1,
                     task_name=spec.name,
-                    results=MappingProxyType(dict(workflow.task_results)),
+                    # A copy all the way down, like the config: they are the workflow's own.
+                    results=MappingProxyType(
+                        msgspec.json.decode(msgspec.json.encode(workflow.task_results))
+                    ),
                     _progress=reporter.report,
                 )
                 timeout = spec.timeout or self._task_timeout

@@ -80,7 +80,9 @@ class TaskSpec:
         if self.config_type is None:
             if self.check is not None:
                 self.check(config)
-            return dict(config)
+            # A copy all the way down: the task may change what it is given, and the dict is
+            # the remembered workflow's own.
+            return msgspec.json.decode(msgspec.json.encode(config))
         try:
             return msgspec.convert(config, self.config_type)
         except msgspec.ValidationError as exc:

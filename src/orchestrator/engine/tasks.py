@@ -118,6 +118,9 @@ class TaskRegistry:
 
 
 _result_encoder = msgspec.json.Encoder()
+#: The largest result a task may return, encoded: a result is kept in the log, the workflow's
+#: read model and every read of it, so one runaway dict must not bloat them all.
+MAX_RESULT_BYTES = 1024 * 1024
 
 
 def checked_result(result: Any) -> dict[str, Any]:
@@ -134,6 +137,12 @@ def checked_result(result: Any) -> dict[str, Any]:
         encoded = _result_encoder.encode(result)
     except (TypeError, ValueError, OverflowError) as exc:
         raise TypeError(f"task returned a result that is not JSON: {exc}") from None
+    if len(encoded) > MAX_RESULT_BYTES:
+        raise ValueError(
+            f"task returned a result of {len(encoded):,} bytes as JSON, over the limit of "
+            f"{MAX_RESULT_BYTES:,}: keep large data elsewhere (a file, a store) and return "
+            "where it is"
+        )
     stored: dict[str, Any] = msgspec.json.decode(encoded)
     return stored
 
