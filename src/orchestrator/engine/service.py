@@ -151,8 +151,11 @@ class AggregateService(Generic[S, C, E]):
     async def create(self, command: C, metadata: dict[str, str], then: Sequence[C] = ()) -> Outcome:
         """Create an aggregate under the next free id; `then` runs in the same append."""
         for _ in range(_MAX_ATTEMPTS):
-            aggregate_id = self._next_id
-            self._next_id += 1
+            # From the database where several processes may share the log (PostgreSQL);
+            # counted here where one process has it.
+            issued = await self._store.next_id(self.kind.name, self._next_id - 1)
+            aggregate_id = self._next_id if issued is None else issued
+            self._next_id = aggregate_id + 1
             commands = [self.kind.with_id(command, aggregate_id), *then]
             events, after = self._decide_all(None, commands)
             try:

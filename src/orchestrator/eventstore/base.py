@@ -160,6 +160,11 @@ class EventStore(Protocol):
         """Up to `limit` events of the global log with a position greater than `after`,
         optionally only of one type or one stream."""
 
+    async def next_id(self, kind: str, after: int) -> int | None:
+        """A new id for an aggregate of `kind`, above `after` and above every id the log issued
+        before, never the same twice, in any process; None where the one process on the log
+        hands ids out itself (memory, SQLite)."""
+
     async def head_position(self) -> int:
         """The position of the last committed event (0 for an empty log)."""
 

@@ -179,6 +179,10 @@ class InMemoryEventStore:
                 high = middle
         return self._log[low : low + limit]
 
+    async def next_id(self, kind: str, after: int) -> int | None:
+        """None: one process has this log, and its command services count ids themselves."""
+        return None
+
     async def head_position(self) -> int:
         """The last position, 0 when empty."""
         return self._head()

@@ -314,6 +314,19 @@ class PostgresEventStore:
         )
         return [record_to_event(row) for row in await self.db.fetch("a read", sql, *params)]
 
+    async def next_id(self, kind: str, after: int) -> int | None:
+        """The kind's counter, moved past `after` and by one, in one statement: the row's lock
+        makes two processes asking at once get different ids."""
+        async with self.db.connection("issuing an id") as conn:
+            issued = await conn.fetchval(
+                "INSERT INTO aggregate_ids (kind, last) VALUES ($1, $2 + 1) "
+                "ON CONFLICT (kind) DO UPDATE SET last = GREATEST(aggregate_ids.last, $2) + 1 "
+                "RETURNING last",
+                kind,
+                after,
+            )
+        return int(issued)
+
     async def head_position(self) -> int:
         """The last committed position, read from the database (every process's commits)."""
         return await self._watch.refresh()

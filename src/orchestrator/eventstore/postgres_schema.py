@@ -25,7 +25,13 @@ from orchestrator.eventstore.postgres_connection import PostgresDatabase
 
 #: The version of the tables below, kept in `schema_version` (SQLite keeps its own in
 #: user_version, numbered apart). 1: events with schema_version and hash, idempotency_keys.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+#: What each version adds to the one before it (version 1 is _SCHEMA).
+_MIGRATIONS = {
+    # Ids of new workflows and tasks, issued by the database so that processes sharing the log
+    # never hand out the same one (see PostgresEventStore.next_id).
+    2: "CREATE TABLE aggregate_ids (kind TEXT PRIMARY KEY, last BIGINT NOT NULL)",
+}
 
 #: Shared by every append-only table of the schema (events here, anchors in postgres_anchors).
 APPEND_ONLY_FUNCTION = """
@@ -114,13 +120,18 @@ async def migrate(db: PostgresDatabase) -> None:
             )
         if found == SCHEMA_VERSION:
             return
-        if await conn.fetchval("SELECT to_regclass('events') IS NOT NULL"):
-            raise StoreUnavailable(
-                f"{db.name} already has an events table that is not an orchestrator log "
-                "(no schema_version table); name another schema with ?schema=... in DATABASE_URL"
-            )
-        await conn.execute(_SCHEMA)
-        await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", SCHEMA_VERSION)
+        if found == 0:
+            if await conn.fetchval("SELECT to_regclass('events') IS NOT NULL"):
+                raise StoreUnavailable(
+                    f"{db.name} already has an events table that is not an orchestrator log (no "
+                    "schema_version table); name another schema with ?schema=... in DATABASE_URL"
+                )
+            await conn.execute(_SCHEMA)
+            await conn.execute("INSERT INTO schema_version (version) VALUES (1)")
+            found = 1
+        for version in range(found + 1, SCHEMA_VERSION + 1):
+            await conn.execute(_MIGRATIONS[version])
+        await conn.execute("UPDATE schema_version SET version = $1", SCHEMA_VERSION)
 
 
 async def _stored_version(conn: asyncpg.Connection) -> int:

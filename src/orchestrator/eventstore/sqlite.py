@@ -433,6 +433,10 @@ class SQLiteEventStore:
         """Delete the keys created before `created_before`."""
         return await self.write_transaction(lambda conn: purge(conn, created_before))
 
+    async def next_id(self, kind: str, after: int) -> int | None:
+        """None: one process has this log, and its command services count ids themselves."""
+        return None
+
     async def head_position(self) -> int:
         """The last committed position, including other processes' commits."""
         self._head = max(self._head, await self._read_head())
