@@ -1,0 +1,79 @@
+"""Moving a SQLite store to PostgreSQL with the tools, as the README's "Production" section says:
+`export` from the file, `import` into a new schema, `verify` there, and a server on PostgreSQL
+answers what the SQLite server answered."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.contract.conftest import _drop_test_schemas as _drop_test_schemas
+from tests.contract.conftest import postgres_url
+from tests.e2e.conftest import ServerProcess, free_port, server_environment
+from tests.history.conftest import (
+    CLI_DEADLINE,
+    RecordedRun,
+    get_workflow,
+    json_of,
+    run_cli,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+
+
+def run_on(
+    url: str, cwd: Path, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`orchestrator <args>` with DATABASE_URL=`url`."""
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args],
+        cwd=cwd,
+        env=server_environment({"DATABASE_URL": url}),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=CLI_DEADLINE,
+        check=False,
+    )
+
+
+def test_a_sqlite_store_moves_to_postgresql_with_export_and_import(
+    recorded_run: RecordedRun, database: Path, tmp_path: Path
+) -> None:
+    url = postgres_url(tmp_path)
+    exported = run_cli(database, "export")
+    assert exported.returncode == 0, exported.stderr
+
+    imported = run_on(url, tmp_path, "import", stdin=exported.stdout)
+    verified = run_on(url, tmp_path, "verify")
+    again = run_on(url, tmp_path, "export")
+
+    assert imported.returncode == 0, imported.stderr
+    assert f"imported {recorded_run.head} events into " in imported.stderr
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert verified.stdout.startswith(f"checked {recorded_run.head} events ")
+    assert again.stdout == exported.stdout  # the same events, positions, times and hashes
+
+    workdir = tmp_path / "server"
+    workdir.mkdir()
+    server = ServerProcess(workdir=workdir, port=free_port(), overrides={"DATABASE_URL": url})
+    server.start()
+    try:
+        with server.client() as client:
+            workflows = {
+                workflow_id: get_workflow(client, workflow_id)
+                for workflow_id in recorded_run.workflows
+            }
+            stats = json_of(client.get("/execution/stats"), 200)
+            started = json_of(client.post("/workflow/start", json={"name": "on postgres"}), 201)
+    finally:
+        server.stop()
+
+    assert workflows == recorded_run.workflows
+    assert stats["workflows"] == recorded_run.stats["workflows"]
+    # New ids continue past the imported ones.
+    assert started["workflow_id"] > max(recorded_run.workflow_ids.values())
