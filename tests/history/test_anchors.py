@@ -43,7 +43,8 @@ pytestmark = pytest.mark.e2e
 
 INTACT = "the log is intact: positions, versions, payloads, hash chain, transitions"
 REWRITE = (
-    "a rewrite by someone who can write the database and the anchor file would not be detected"
+    "a rewrite by someone who can write the database (and its anchor file, where it has one) "
+    "would not be detected"
 )
 
 

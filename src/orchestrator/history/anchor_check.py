@@ -153,8 +153,8 @@ class AnchorCheck:
         )
         signed = sum(1 for anchor in anchors if anchor.is_signed)
         rewrite = (
-            "a rewrite by someone who can write the database and the anchor file would not be "
-            "detected"
+            "a rewrite by someone who can write the database (and its anchor file, where it has "
+            "one) would not be detected"
         )
         if signed and self._key:
             unsigned = len(anchors) - signed
