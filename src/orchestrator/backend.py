@@ -13,13 +13,9 @@ from dataclasses import dataclass
 from orchestrator.eventstore.anchor_store import AnchorStore, InMemoryAnchors
 from orchestrator.eventstore.base import EventStore
 from orchestrator.eventstore.memory import InMemoryEventStore
-from orchestrator.eventstore.postgres import PostgresEventStore
-from orchestrator.eventstore.postgres_anchors import PostgresAnchors
-from orchestrator.eventstore.postgres_connection import PostgresDatabase
 from orchestrator.eventstore.sqlite import SQLiteEventStore
 from orchestrator.eventstore.sqlite_anchors import SQLiteAnchors
 from orchestrator.projections.memory_tables import InMemoryReadModelTables
-from orchestrator.projections.postgres_tables import PostgresReadModelTables
 from orchestrator.projections.sqlite_tables import SQLiteReadModelTables
 from orchestrator.projections.tables import ReadModelTables
 from orchestrator.settings import Database
@@ -46,17 +42,7 @@ class Backend:
 def make_backend(database: Database) -> Backend:
     """The storage for `database` (DATABASE_URL as parsed into settings)."""
     if database.backend == "postgres":
-        assert database.url is not None and database.schema is not None
-        # One pool for the whole backend: the store opens it, the tables and anchors use it.
-        db = PostgresDatabase(database.url, database.schema, database.pool_size)
-        return Backend(
-            name=db.name,
-            store=PostgresEventStore(db),
-            tables=PostgresReadModelTables(db),
-            anchors=PostgresAnchors(db),
-            durable=True,
-            claim_runtime=db.claim_runtime,
-        )
+        return _postgres(database)
     if database.path is None:
         memory = InMemoryEventStore()
         return Backend(
@@ -73,4 +59,25 @@ def make_backend(database: Database) -> Backend:
         tables=SQLiteReadModelTables(sqlite),
         anchors=SQLiteAnchors(sqlite),
         durable=True,
+    )
+
+
+def _postgres(database: Database) -> Backend:
+    # Imported here: asyncpg is the `postgres` extra, and a SQLite or memory server must start
+    # without it (settings refuse a PostgreSQL URL where it is missing).
+    from orchestrator.eventstore.postgres import PostgresEventStore
+    from orchestrator.eventstore.postgres_anchors import PostgresAnchors
+    from orchestrator.eventstore.postgres_connection import PostgresDatabase
+    from orchestrator.projections.postgres_tables import PostgresReadModelTables
+
+    assert database.url is not None and database.schema is not None
+    # One pool for the whole backend: the store opens it, the tables and anchors use it.
+    db = PostgresDatabase(database.url, database.schema, database.pool_size)
+    return Backend(
+        name=db.name,
+        store=PostgresEventStore(db),
+        tables=PostgresReadModelTables(db),
+        anchors=PostgresAnchors(db),
+        durable=True,
+        claim_runtime=db.claim_runtime,
     )

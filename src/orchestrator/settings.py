@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import re
 import urllib.parse
@@ -79,6 +80,12 @@ def _parse_postgres(url: str, pool_size: int) -> Database:
             f"at most 63), got {schema!r}"
         )
     asyncpg_url = f"{base}?{urllib.parse.urlencode(rest)}" if rest else base
+    if importlib.util.find_spec("asyncpg") is None:
+        # The driver is an extra: a plain install (the Quick start) must not need it.
+        raise SettingsError(
+            "DATABASE_URL names a PostgreSQL database, but its driver is not installed: "
+            "pip install -e '.[postgres]' (or pip install asyncpg)"
+        )
     return Database(backend="postgres", url=asyncpg_url, schema=schema, pool_size=pool_size)
 
 
