@@ -70,13 +70,9 @@ async def _run_on_loop(spec: TaskSpec, context: TaskContext, timeout: float) -> 
                 raise TaskCancelled(f"task {spec.name!r} was cancelled")
             await asyncio.wait({running}, timeout=min(left, _CANCEL_POLL_SECONDS))
         try:
-            return running.result()
-        except Exception:
-            raise
+            return running.result()  # SystemExit and the like: TaskAborted already (_guarded)
         except asyncio.CancelledError:
             raise TaskCancelled(f"task {spec.name!r} was cancelled") from None
-        except BaseException as exc:  # SystemExit and the like fail the attempt, not the server
-            raise TaskAborted(f"the task raised {type(exc).__name__}: {exc}") from None
     finally:
         if not running.done():
             running.cancel()

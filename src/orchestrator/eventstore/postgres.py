@@ -46,13 +46,13 @@ from orchestrator.eventstore.errors import (
     EventStoreError,
     StoreUnavailable,
 )
+from orchestrator.eventstore.group_commit import QueuedAppend, fail, plan_batch, settle
 from orchestrator.eventstore.keys import IdempotencyClaim, IdempotencyRecord
 from orchestrator.eventstore.postgres_connection import PostgresDatabase
 from orchestrator.eventstore.postgres_head import HeadWatch
 from orchestrator.eventstore.postgres_keys import (
     INSERT_KEY,
     SELECT_KEY,
-    key_row,
     purge,
     row_to_record,
     save_answer,
@@ -60,7 +60,6 @@ from orchestrator.eventstore.postgres_keys import (
 from orchestrator.eventstore.postgres_schema import (
     COLUMNS,
     INSERT,
-    Encoded,
     encode_events,
     head_and_hash,
     insert_args,
@@ -76,30 +75,12 @@ _PROBE_INTERVAL = 5.0
 _PROBE_TIMEOUT = 5.0
 
 
-class _Append:
-    __slots__ = ("claim", "events", "expected", "future", "stream_id")
-
-    def __init__(
-        self,
-        stream_id: str,
-        expected: int,
-        events: Encoded,
-        future: asyncio.Future[AppendResult],
-        claim: IdempotencyClaim | None,
-    ) -> None:
-        self.stream_id = stream_id
-        self.expected = expected
-        self.events = events  # encoded before queueing: a bad event fails its caller alone
-        self.future = future
-        self.claim = claim  # its key's row is inserted in the same transaction as the events
-
-
 class PostgresEventStore:
     """The event log in a PostgreSQL schema, append-only enforced by a trigger."""
 
     def __init__(self, db: PostgresDatabase) -> None:
         self.db = db
-        self._queue: deque[_Append] = deque()
+        self._queue: deque[QueuedAppend] = deque()
         self._queued = asyncio.Event()
         self._writer_task: asyncio.Task[None] | None = None
         self._closing = False
@@ -147,7 +128,7 @@ class PostgresEventStore:
             raise StoreUnavailable(f"the PostgreSQL event store on {self.db.name} is not open")
         rows = encode_events(events)
         future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Append(stream_id, expected_version, rows, future, idempotency))
+        self._queue.append(QueuedAppend(stream_id, expected_version, rows, future, idempotency))
         self._queued.set()
         return await future
 
@@ -167,8 +148,7 @@ class PostgresEventStore:
             for observe in self.commit_observers:
                 observe(len(batch), time.perf_counter() - began)
 
-    async def _commit(self, batch: list[_Append]) -> None:
-        outcomes: list[AppendResult | Exception] = []
+    async def _commit(self, batch: list[QueuedAppend]) -> None:
         head = 0
         try:
             async with self.db.transaction("an append", lock_appends=True) as conn:
@@ -185,42 +165,19 @@ class PostgresEventStore:
                         head, previous = int(value), str(last_hash)
                     else:
                         versions[stream] = int(value)
-                recorded_at = datetime.now(UTC).isoformat()
-                inserts: list[tuple[object, ...]] = []
-                keys: list[tuple[object, ...]] = []
-                for item in batch:
-                    actual = versions.get(item.stream_id, 0)
-                    if actual != item.expected:
-                        outcomes.append(ConcurrencyConflict(item.stream_id, item.expected, actual))
-                        continue
-                    head, previous = chain_rows(
-                        inserts, item.stream_id, actual, item.events, head, previous, recorded_at
-                    )
-                    actual += len(item.events)
-                    versions[item.stream_id] = actual
-                    outcomes.append(AppendResult(version=actual, position=head))
-                    if item.claim is not None:
-                        keys.append(key_row(item.claim, item.stream_id, actual, head))
-                if inserts:
-                    await conn.execute(INSERT, *insert_args(inserts))
-                    await conn.execute("SELECT pg_notify($1, $2)", self.db.channel, str(head))
-                if keys:
-                    await conn.executemany(INSERT_KEY, keys)
+                plan = plan_batch(batch, versions, head, previous, datetime.now(UTC).isoformat())
+                if plan.inserts:
+                    await conn.execute(INSERT, *insert_args(plan.inserts))
+                    await conn.execute("SELECT pg_notify($1, $2)", self.db.channel, str(plan.head))
+                if plan.keys:
+                    await conn.executemany(INSERT_KEY, plan.keys)
         except Exception as exc:  # the writer must survive anything, or every append would hang
             failure = self.db.failure(exc, "an append")
             self._last_probe = float("-inf")  # the next /health looks again at once
-            for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(failure)
+            fail(batch, failure)
             return
-        self._watch.moved_to(head)
-        for item, outcome in zip(batch, outcomes, strict=True):
-            if item.future.done():  # the caller was cancelled; its events are committed anyway
-                continue
-            if isinstance(outcome, Exception):
-                item.future.set_exception(outcome)
-            else:
-                item.future.set_result(outcome)
+        self._watch.moved_to(plan.head)
+        settle(batch, plan.outcomes)
 
     async def append_streams(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
         """Append every part in one transaction, under the append lock; a conflict rolls all of

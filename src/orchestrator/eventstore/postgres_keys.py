@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from orchestrator.eventstore.keys import IdempotencyClaim, IdempotencyRecord
+from orchestrator.eventstore.keys import IdempotencyRecord
 
 #: An upsert: a row still there for the same key has expired (a live key is answered from its row
 #: and never reaches an append), and a failed insert would fail the whole group commit. Each
@@ -25,13 +25,6 @@ SELECT_KEY = (
     "SELECT key, request_hash, created_at, stream_id, version, position, status, body "
     "FROM idempotency_keys WHERE key = $1"
 )
-
-
-def key_row(
-    claim: IdempotencyClaim, stream_id: str, version: int, position: int
-) -> tuple[object, ...]:
-    """The arguments of INSERT_KEY for a claim whose append landed at `version` / `position`."""
-    return (claim.key, claim.request_hash, claim.created_at, stream_id, version, position)
 
 
 def row_to_record(row: asyncpg.Record) -> IdempotencyRecord:

@@ -21,6 +21,7 @@ import msgspec
 from orchestrator.eventstore.base import NewEvent, RecordedEvent, encode_for_storage
 from orchestrator.eventstore.chain import GENESIS
 from orchestrator.eventstore.errors import InvalidEvent, SchemaTooNew, StoreUnavailable
+from orchestrator.eventstore.group_commit import EncodedEvents
 from orchestrator.eventstore.postgres_connection import PostgresDatabase
 
 #: The version of the tables below, kept in `schema_version` (SQLite keeps its own in
@@ -91,7 +92,7 @@ def insert_args(rows: list[tuple[object, ...]]) -> list[list[object]]:
 
 
 #: (type, data, metadata, schema version) of each event, as stored.
-Encoded = list[tuple[str, str, str, int]]
+Encoded = EncodedEvents
 
 
 def encode_events(events: Sequence[NewEvent]) -> Encoded:

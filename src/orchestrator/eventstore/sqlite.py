@@ -34,12 +34,12 @@ from orchestrator.eventstore.base import (
 )
 from orchestrator.eventstore.chain import GENESIS, chain_rows
 from orchestrator.eventstore.errors import ConcurrencyConflict, StoreUnavailable
+from orchestrator.eventstore.group_commit import QueuedAppend, fail, plan_batch, settle
 from orchestrator.eventstore.keys import IdempotencyClaim, IdempotencyRecord
 from orchestrator.eventstore.sqlite_guard import FileGuard
 from orchestrator.eventstore.sqlite_keys import (
     INSERT_KEY,
     SELECT_KEY,
-    key_row,
     purge,
     row_to_record,
     save_answer,
@@ -56,24 +56,6 @@ from orchestrator.eventstore.sqlite_schema import SCHEMA_VERSION as SCHEMA_VERSI
 
 T = TypeVar("T")
 _MAX_BATCH = 512
-
-
-class _Append:
-    __slots__ = ("claim", "events", "expected", "future", "stream_id")
-
-    def __init__(
-        self,
-        stream_id: str,
-        expected: int,
-        events: list[tuple[str, str, str, int]],
-        future: asyncio.Future[AppendResult],
-        claim: IdempotencyClaim | None = None,
-    ) -> None:
-        self.stream_id = stream_id
-        self.expected = expected
-        self.events = events  # (type, data, metadata, schema version), encoded before queueing
-        self.future = future
-        self.claim = claim  # its key's row is inserted in the same transaction as the events
 
 
 class _Transaction:
@@ -104,7 +86,7 @@ class SQLiteEventStore:
         self._busy_timeout_ms = busy_timeout_ms
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
-        self._queue: deque[_Append | _Transaction] = deque()
+        self._queue: deque[QueuedAppend | _Transaction] = deque()
         self._queued = asyncio.Event()
         self._last_probe = float("-inf")
         self._writer_task: asyncio.Task[None] | None = None
@@ -167,7 +149,7 @@ class SQLiteEventStore:
         # Encoded here, so a bad event fails its own caller and never reaches a shared batch.
         rows = [(e.type, *encode_for_storage(e), e.schema_version) for e in events]
         future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Append(stream_id, expected_version, rows, future, idempotency))
+        self._queue.append(QueuedAppend(stream_id, expected_version, rows, future, idempotency))
         self._queued.set()
         return await future
 
@@ -198,9 +180,11 @@ class SQLiteEventStore:
                 await self._run_transaction(first)
                 continue
             batch = [first]
-            while len(batch) < _MAX_BATCH and self._queue and isinstance(self._queue[0], _Append):
+            while (
+                len(batch) < _MAX_BATCH and self._queue and isinstance(self._queue[0], QueuedAppend)
+            ):
                 item = self._queue.popleft()
-                assert isinstance(item, _Append)
+                assert isinstance(item, QueuedAppend)
                 batch.append(item)
             began = time.perf_counter()
             await self._commit(batch)
@@ -231,10 +215,9 @@ class SQLiteEventStore:
         if not job.future.done():
             job.future.set_result(result)
 
-    async def _commit(self, batch: list[_Append]) -> None:
+    async def _commit(self, batch: list[QueuedAppend]) -> None:
         writer = self._writer
         assert writer is not None
-        outcomes: list[AppendResult | Exception] = []
         try:
             self._guard.check()  # one stat per batch: never commit into a replaced file
             await writer.execute("BEGIN IMMEDIATE")
@@ -253,26 +236,11 @@ class SQLiteEventStore:
                     head, previous = value, last_hash
                 else:
                     versions[stream] = value
-            recorded_at = datetime.now(UTC).isoformat()
-            inserts: list[tuple[object, ...]] = []
-            keys: list[tuple[object, ...]] = []
-            for item in batch:
-                actual = versions.get(item.stream_id, 0)
-                if actual != item.expected:
-                    outcomes.append(ConcurrencyConflict(item.stream_id, item.expected, actual))
-                    continue
-                head, previous = chain_rows(
-                    inserts, item.stream_id, actual, item.events, head, previous, recorded_at
-                )
-                actual += len(item.events)
-                versions[item.stream_id] = actual
-                outcomes.append(AppendResult(version=actual, position=head))
-                if item.claim is not None:
-                    keys.append(key_row(item.claim, item.stream_id, actual, head))
-            if inserts:
-                await writer.executemany(INSERT, inserts)
-            if keys:
-                await writer.executemany(INSERT_KEY, keys)
+            plan = plan_batch(batch, versions, head, previous, datetime.now(UTC).isoformat())
+            if plan.inserts:
+                await writer.executemany(INSERT, plan.inserts)
+            if plan.keys:
+                await writer.executemany(INSERT_KEY, plan.keys)
             await writer.execute("COMMIT")
         except Exception as exc:  # the writer must survive anything, or every append would hang
             with contextlib.suppress(sqlite3.Error):
@@ -283,19 +251,11 @@ class SQLiteEventStore:
                 if isinstance(exc, StoreUnavailable)
                 else StoreUnavailable(f"append to {self.path} failed: {exc}")
             )
-            for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(failure)
+            fail(batch, failure)
             return
-        self._head = max(self._head, head)
-        for item, outcome in zip(batch, outcomes, strict=True):
-            if item.future.done():  # the caller was cancelled; its events are committed anyway
-                continue
-            if isinstance(outcome, Exception):
-                item.future.set_exception(outcome)
-            else:
-                item.future.set_result(outcome)
-        if inserts:
+        self._head = max(self._head, plan.head)
+        settle(batch, plan.outcomes)
+        if plan.inserts:
             self._guard.succeeded()
             self._changed.set()
             self._changed = asyncio.Event()

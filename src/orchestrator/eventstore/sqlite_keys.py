@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import aiosqlite
 
-from orchestrator.eventstore.keys import IdempotencyClaim, IdempotencyRecord
+from orchestrator.eventstore.keys import IdempotencyRecord
 
 #: OR REPLACE: a row still there for the same key has expired (a live key is answered from its
 #: row and never reaches an append), and a failed insert would fail the whole group commit.
@@ -23,13 +23,6 @@ SELECT_KEY = (
     "SELECT key, request_hash, created_at, stream_id, version, position, status, body "
     "FROM idempotency_keys WHERE key = ?"
 )
-
-
-def key_row(
-    claim: IdempotencyClaim, stream_id: str, version: int, position: int
-) -> tuple[object, ...]:
-    """The values of INSERT_KEY for a claim whose append landed at `version` / `position`."""
-    return (claim.key, claim.request_hash, claim.created_at, stream_id, version, position)
 
 
 def row_to_record(row: Sequence[object]) -> IdempotencyRecord:

@@ -47,18 +47,8 @@ class PostgresTablesSnapshot:
     async def rows(self) -> AsyncIterator[StoredRow]:
         """Every row in (kind, id) order, through a server-side cursor a page at a time."""
         sql = f"SELECT {_ROW_COLUMNS} FROM {self._prefix}rows ORDER BY kind, id"
-        async for kind, id_, status, parent, deleted, needs_engine, state in self._conn.cursor(
-            sql, prefetch=1000
-        ):
-            yield StoredRow(
-                str(kind),
-                int(id_),
-                str(status),
-                None if parent is None else int(parent),
-                bool(deleted),
-                bool(needs_engine),
-                str(state),
-            )
+        async for columns in self._conn.cursor(sql, prefetch=1000):
+            yield StoredRow.of(columns)
 
     async def counters(self) -> dict[str, int]:
         """Counters by name."""

@@ -46,16 +46,8 @@ class SQLiteTablesSnapshot:
         sql = f"SELECT {_ROW_COLUMNS} FROM {self._prefix}rows ORDER BY kind, id"
         async with self._conn.execute(sql) as cursor:
             while page := await cursor.fetchmany(1000):
-                for kind, id_, status, parent, deleted, needs_engine, state in page:
-                    yield StoredRow(
-                        str(kind),
-                        int(id_),
-                        str(status),
-                        None if parent is None else int(parent),
-                        bool(deleted),
-                        bool(needs_engine),
-                        str(state),
-                    )
+                for columns in page:
+                    yield StoredRow.of(columns)
 
     async def counters(self) -> dict[str, int]:
         """Counters by name."""

@@ -8,9 +8,9 @@ the live one. Each backend says how, in its own transactions (SQLite: `sqlite_ta
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from orchestrator.projections.storage import ProjectionStorage
 
@@ -42,6 +42,21 @@ class StoredRow(NamedTuple):
     deleted: bool
     needs_engine: bool
     state: str
+
+    @classmethod
+    def of(cls, columns: Sequence[Any]) -> StoredRow:
+        """A row from its columns as a driver returns them (kind, id, status, parent_id,
+        deleted, needs_engine, state)."""
+        kind, id_, status, parent, deleted, needs_engine, state = columns
+        return cls(
+            str(kind),
+            int(id_),
+            str(status),
+            None if parent is None else int(parent),
+            bool(deleted),
+            bool(needs_engine),
+            str(state),
+        )
 
 
 class TablesSnapshot(Protocol):
