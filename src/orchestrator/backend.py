@@ -7,16 +7,19 @@ storage), and one more parameter of the contract suites in tests/contract.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from orchestrator.eventstore.anchor_store import AnchorStore, InMemoryAnchors
 from orchestrator.eventstore.base import EventStore
+from orchestrator.eventstore.leases import LeaseStore
 from orchestrator.eventstore.memory import InMemoryEventStore
 from orchestrator.eventstore.sqlite import SQLiteEventStore
 from orchestrator.eventstore.sqlite_anchors import SQLiteAnchors
+from orchestrator.projections.leadership import Leadership
 from orchestrator.projections.memory_tables import InMemoryReadModelTables
 from orchestrator.projections.sqlite_tables import SQLiteReadModelTables
+from orchestrator.projections.storage import ProjectionStorage
 from orchestrator.projections.tables import ReadModelTables
 from orchestrator.settings import Database
 
@@ -33,10 +36,12 @@ class Backend:
     anchors: AnchorStore
     #: False when the log ends with the process (memory://): the history tools refuse it.
     durable: bool
-    #: Claims the log for one driving runtime (StoreInUse if another has it); returns how to
-    #: let it go. None where the process claims it otherwise (SQLite: a lock on the file, taken
-    #: by `serve`, `create_app` and `Orchestrator`) or nothing is shared (memory).
-    claim_runtime: Callable[[], Awaitable[Callable[[], Awaitable[None]]]] | None = None
+    #: Where several processes share the log (PostgreSQL): the leases of in-flight workflows
+    #: and tasks, and the claim to write the read models (given the storage whose checkpoint
+    #: followers watch). None where one process has the log (SQLite: a lock on the file, taken
+    #: by `serve`, `create_app` and `Orchestrator`; memory).
+    leases: LeaseStore | None = None
+    leadership: Callable[[ProjectionStorage], Leadership] | None = None
 
 
 def make_backend(database: Database) -> Backend:
@@ -68,6 +73,8 @@ def _postgres(database: Database) -> Backend:
     from orchestrator.eventstore.postgres import PostgresEventStore
     from orchestrator.eventstore.postgres_anchors import PostgresAnchors
     from orchestrator.eventstore.postgres_connection import PostgresDatabase
+    from orchestrator.eventstore.postgres_leases import PostgresLeases
+    from orchestrator.projections.postgres_leadership import PostgresLeadership
     from orchestrator.projections.postgres_tables import PostgresReadModelTables
 
     assert database.url is not None and database.schema is not None
@@ -79,5 +86,6 @@ def _postgres(database: Database) -> Backend:
         tables=PostgresReadModelTables(db),
         anchors=PostgresAnchors(db),
         durable=True,
-        claim_runtime=db.claim_runtime,
+        leases=PostgresLeases(db),
+        leadership=lambda storage: PostgresLeadership(db, storage.load_checkpoint),
     )

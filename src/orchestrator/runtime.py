@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from orchestrator.backend import Backend, make_backend
 from orchestrator.engine.coordinator import Coordinator
 from orchestrator.engine.executor import WorkerPool
 from orchestrator.engine.http_task import HTTP_REQUEST, HttpTaskPolicy
+from orchestrator.engine.ownership import Ownership, step_task_key, task_type_key
 from orchestrator.engine.service import TASK_KIND, WORKFLOW_KIND, TaskService, WorkflowService
 from orchestrator.engine.task_loading import load_task_modules
 from orchestrator.engine.task_runner import TaskRunner
@@ -50,12 +50,12 @@ class Runtime:
     tasks: TaskRunner
     #: Checkpoints the log's head every ANCHOR_INTERVAL_SECONDS and at stop.
     anchorer: Anchorer
+    #: This process's leases on in-flight work, where processes share the log (PostgreSQL).
+    ownership: Ownership
     #: Set when the server stops, so open event streams end.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     #: When (loop time) steps still running after SIGTERM stop being waited for.
     _grace_ends: float | None = field(default=None, init=False)
-    #: Lets go of the backend's claim on the log (PostgreSQL), once taken.
-    _release_claim: Callable[[], Awaitable[None]] | None = field(default=None, init=False)
 
     async def start(self) -> None:
         """Open storage, catch the read models up, and resume everything that was in flight.
@@ -71,8 +71,6 @@ class Runtime:
 
     async def _start(self) -> None:
         await self.store.open()
-        if self.backend.claim_runtime is not None:
-            self._release_claim = await self.backend.claim_runtime()
         await self.anchorer.start()
         await self.projections.open()
         await self.projector.start()
@@ -80,6 +78,23 @@ class Runtime:
         self.tasks.service.reserve_ids_after(await self.projector.max_id(TASKS))
         workflows = await self.projector.ids_needing_engine(WORKFLOWS)
         tasks = await self.projector.ids_needing_engine(TASKS)
+        self.ownership.watch(
+            "workflow",
+            in_flight=lambda: self.projector.ids_needing_engine(WORKFLOWS),
+            drive=self.coordinator.drive,
+            is_driving=self.coordinator.is_driving,
+            lose=self.coordinator.lose,
+        )
+        self.ownership.watch(
+            "task",
+            in_flight=lambda: self.projector.ids_needing_engine(TASKS),
+            drive=self.tasks.drive,
+            is_driving=self.tasks.is_driving,
+            lose=self.tasks.lose,
+        )
+        await self.ownership.start()
+        # Where processes share the log, each driver first takes its lease: those another live
+        # process drives are left to it.
         self.coordinator.resume(workflows)
         self.tasks.resume(tasks)
         log.info(
@@ -103,6 +118,7 @@ class Runtime:
             # timeout_graceful_shutdown is a second longer) with a plain-text 500.
             loop.call_at(self._grace_ends, self.coordinator.grace_over.set)
         self.stopping.set()
+        self.ownership.stopping = True
         self.pool.drain()
         self.task_pool.drain()
 
@@ -116,16 +132,16 @@ class Runtime:
         grace = 0.0
         if self._grace_ends is not None:  # SIGTERM: what is running may finish until then
             grace = max(0.0, self._grace_ends - asyncio.get_running_loop().time())
+        self.ownership.stopping = True
         await asyncio.gather(self.coordinator.stop(grace), self.tasks.stop(grace))
+        # After the drivers: what they leave unfinished is handed over to the other processes.
+        await self.ownership.stop()
         self.pool.shutdown()
         self.task_pool.shutdown()
         await self.projector.stop(drain_seconds=DRAIN_SECONDS)
         await self.anchorer.stop()
         await self.projections.close()
         await self.store.close()
-        if self._release_claim is not None:
-            release, self._release_claim = self._release_claim, None
-            await release()
 
 
 def build_runtime(settings: Settings, registry: TaskRegistry | None = None) -> Runtime:
@@ -137,6 +153,8 @@ def build_runtime(settings: Settings, registry: TaskRegistry | None = None) -> R
     backend = make_backend(settings.database)
     store = backend.store
     projections = backend.tables.storage()
+    leadership = backend.leadership(projections) if backend.leadership is not None else None
+    ownership = Ownership(backend.leases, ttl=settings.lease_seconds)
     pool = WorkerPool(settings.max_workers, "steps")
     task_pool = WorkerPool(settings.task_workers, "tasks")
     service = WorkflowService(WORKFLOW_KIND, store)
@@ -147,6 +165,7 @@ def build_runtime(settings: Settings, registry: TaskRegistry | None = None) -> R
         task_timeout=settings.task_timeout,
         time_scale=settings.task_time_scale,
         max_queued_steps=settings.max_queued_steps,
+        ownership=ownership,
     )
     http_policy = HttpTaskPolicy(
         allowed_hosts=frozenset(settings.http_task_allowed_hosts),
@@ -161,13 +180,15 @@ def build_runtime(settings: Settings, registry: TaskRegistry | None = None) -> R
         types=TaskTypes({HTTP_REQUEST: http_policy.prepare}),
         registry=registry,
         max_queued_runs=settings.max_queued_steps,
+        ownership=ownership,
     )
+    ownership.tasks = _runnable(registry, runner.type_names())
     return Runtime(
         settings=settings,
         backend=backend,
         store=store,
         projections=projections,
-        projector=Projector(store, projections),
+        projector=Projector(store, projections, leadership=leadership),
         pool=pool,
         task_pool=task_pool,
         service=service,
@@ -179,4 +200,12 @@ def build_runtime(settings: Settings, registry: TaskRegistry | None = None) -> R
             key=settings.integrity_key,
             interval=settings.anchor_interval_seconds,
         ),
+        ownership=ownership,
     )
+
+
+def _runnable(registry: TaskRegistry, type_names: list[str]) -> list[str]:
+    """What this process can run, as it registers it for the others: its step tasks and its
+    task types (built-in and the user's)."""
+    steps = [step_task_key(spec.name) for spec in registry.steps().values()]
+    return [*steps, *(task_type_key(name) for name in type_names)]

@@ -120,6 +120,9 @@ class Settings:
     integrity_key: str = field(default="", repr=False)
     #: How often (seconds) the server writes a head checkpoint (and once more at shutdown).
     anchor_interval_seconds: float = 60.0
+    #: PostgreSQL, several processes: seconds a process's lease on a workflow or task lasts
+    #: without renewal (renewed every third of it); a dead process's work is taken over after.
+    lease_seconds: float = 5.0
     # Idempotency.
     #: How long (seconds) an Idempotency-Key is remembered.
     idempotency_ttl_seconds: float = 86400.0
@@ -215,6 +218,7 @@ class Settings:
             anchor_interval_seconds=get(
                 "ANCHOR_INTERVAL_SECONDS", _positive_float, defaults.anchor_interval_seconds
             ),
+            lease_seconds=get("LEASE_SECONDS", _positive_float, defaults.lease_seconds),
             idempotency_ttl_seconds=get(
                 "IDEMPOTENCY_TTL_SECONDS", _positive_float, defaults.idempotency_ttl_seconds
             ),

@@ -73,3 +73,9 @@ class SizedCache(Generic[K, V]):
         """Forget everything."""
         self._entries.clear()
         self.bytes = 0
+
+    def discard(self, key: K) -> None:
+        """Forget `key` if it is held."""
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self.bytes -= entry[1]

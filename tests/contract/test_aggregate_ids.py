@@ -11,6 +11,7 @@ import pytest
 
 from orchestrator.domain.commands import StartWorkflow
 from orchestrator.eventstore.base import EventStore
+from orchestrator.eventstore.postgres_schema import SCHEMA_VERSION
 from orchestrator.runtime import build_runtime
 from orchestrator.settings import Settings, parse_database
 from tests.contract.conftest import make_storage, postgres_url
@@ -68,7 +69,7 @@ async def test_a_runtime_on_postgresql_numbers_workflows_from_the_database(
 
 
 @pytest.mark.postgres
-async def test_a_log_of_schema_1_gains_the_id_counters_at_open(tmp_path: Path) -> None:
+async def test_a_log_of_schema_1_gains_the_id_counters_and_leases_at_open(tmp_path: Path) -> None:
     backend = make_storage("postgres", tmp_path)
     await backend.store.open()
     await backend.store.close()
@@ -76,7 +77,7 @@ async def test_a_log_of_schema_1_gains_the_id_counters_at_open(tmp_path: Path) -
     assert database.url is not None and database.schema is not None
     conn = await asyncpg.connect(database.url, server_settings={"search_path": database.schema})
     try:  # as a release before the counters left it
-        await conn.execute("DROP TABLE aggregate_ids")
+        await conn.execute("DROP TABLE aggregate_ids, leases, processes")
         await conn.execute("UPDATE schema_version SET version = 1")
     finally:
         await conn.close()
@@ -89,6 +90,7 @@ async def test_a_log_of_schema_1_gains_the_id_counters_at_open(tmp_path: Path) -
         await reopened.store.close()
     conn = await asyncpg.connect(database.url, server_settings={"search_path": database.schema})
     try:
-        assert await conn.fetchval("SELECT version FROM schema_version") == 2
+        assert await conn.fetchval("SELECT version FROM schema_version") == SCHEMA_VERSION
+        assert await conn.fetchval("SELECT to_regclass('leases') IS NOT NULL")
     finally:
         await conn.close()

@@ -46,6 +46,7 @@ from orchestrator.engine.backlog import Backlog
 from orchestrator.engine.drivers import Drivers
 from orchestrator.engine.driving import drive
 from orchestrator.engine.executor import NotStarted, TaskTimedOut, WorkerPool
+from orchestrator.engine.ownership import HandOver, Ownership, step_task_key
 from orchestrator.engine.retry import record_or_discard, retry_store_errors
 from orchestrator.engine.service import Outcome, WorkflowService
 from orchestrator.engine.task_context import NoRetry, TaskContext
@@ -71,13 +72,16 @@ class Coordinator:
         task_timeout: float,
         time_scale: float,
         max_queued_steps: int = 1000,
+        ownership: Ownership | None = None,
     ) -> None:
         self.service = service
         self.pool = pool
         self.registry = registry
         self._task_timeout = task_timeout
         self._time_scale = time_scale
-        self._drivers = Drivers("workflow")
+        #: Leases, where processes share the log; None drives everything it is given.
+        self.ownership = ownership
+        self._drivers = Drivers("workflow", ownership)
         #: Refuses commands that would add steps while too many wait for a thread.
         self.backlog = Backlog(pool, lambda: len(self._drivers), max_queued_steps, "steps")
         #: Set when a stopping server's SHUTDOWN_GRACE_SECONDS are over: a `next` still
@@ -190,6 +194,14 @@ class Coordinator:
         """True while this process drives the workflow."""
         return self._drivers.is_driving(workflow_id)
 
+    def drive(self, workflow_id: int) -> None:
+        """Drive one workflow (taken over from another process, or resumed)."""
+        self._drive(workflow_id)
+
+    def lose(self, workflow_id: int) -> None:
+        """Stop driving a workflow whose lease another process took over."""
+        self._drivers.lose(workflow_id)
+
     def _drive(self, workflow_id: int) -> None:
         self._drivers.start(workflow_id, self._drive_loop(workflow_id))
 
@@ -235,7 +247,19 @@ class Coordinator:
         spec = self.registry.spec_of(state)
         if workflow.step_task is not None and workflow.step_task != spec.name:
             # The step began under task code this server no longer has (a restart with changed
-            # task modules): running another task in its place would be a silent change.
+            # task modules): running another task in its place would be a silent change. Where
+            # another live process has that task, it is left to that process.
+            if self.ownership is not None and await self.ownership.runs_elsewhere(
+                step_task_key(workflow.step_task)
+            ):
+                log.info(
+                    "workflow %d: its %s step's task %r is not loaded here; left to a process "
+                    "that has it",
+                    workflow.workflow_id,
+                    state.value,
+                    workflow.step_task,
+                )
+                raise HandOver
             gone = (
                 f"the {state.value} step's task {workflow.step_task!r} is no longer loaded (this "
                 f"server runs {spec.name!r} in {state.value}); retry the workflow to run that"

@@ -1,5 +1,10 @@
 """At most one asyncio task drives each aggregate in this process; each run it hands to a
-worker thread gets a cancellation signal, and stopping lets runs finish within a grace period."""
+worker thread gets a cancellation signal, and stopping lets runs finish within a grace period.
+
+With `ownership` (processes sharing a PostgreSQL log), a driver first takes its aggregate's lease
+and ends at once if another process holds it; its appends carry the lease's fence; an append
+refused for a lost lease ends it quietly (its successor drives the aggregate now).
+"""
 
 from __future__ import annotations
 
@@ -10,14 +15,18 @@ import threading
 from collections.abc import Coroutine, Iterator
 from typing import Any
 
+from orchestrator.engine.ownership import HandOver, Ownership
+from orchestrator.eventstore.errors import LeaseLost
+
 log = logging.getLogger(__name__)
 
 
 class Drivers:
     """Keeps one running asyncio task per key (a workflow or task id) and reaps finished ones."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, ownership: Ownership | None = None) -> None:
         self._kind = kind
+        self._ownership = ownership
         self._tasks: dict[int, asyncio.Task[Any]] = {}
         self._signals: dict[int, threading.Event] = {}
 
@@ -35,10 +44,54 @@ class Drivers:
         if self.is_driving(key):
             work.close()
             return None
+        if self._ownership is not None:
+            work = self._leased(self._ownership, key, work)
         task = asyncio.create_task(work, name=f"{self._kind}-{key}")
         self._tasks[key] = task
         task.add_done_callback(lambda done: self._forget(key, done))
         return task
+
+    async def _leased(self, ownership: Ownership, key: int, work: Coroutine[Any, Any, Any]) -> Any:
+        """`work` under the lease of `key`: None without running it if another process holds
+        it, or once an append finds it taken over."""
+        try:
+            taken = await ownership.acquire(self._kind, key)
+        except BaseException:
+            work.close()
+            raise
+        if not taken:
+            work.close()
+            log.debug("%s %d is driven by another process", self._kind, key)
+            return None
+        ownership.enter(ownership.fence_for(self._kind, key))
+        try:
+            result = await work
+        except LeaseLost:
+            ownership.lost(self._kind, key)
+            log.warning(
+                "%s %d was taken over by another process; this driver ends", self._kind, key
+            )
+            return None
+        except HandOver:
+            ownership.hand_off(self._kind, key)
+            await ownership.release(self._kind, key, done=False)
+            return None
+        except asyncio.CancelledError:
+            # Stopping (the lease is handed over with all the others) or lost (gone already).
+            ownership.lost(self._kind, key)
+            raise
+        except Exception:
+            await ownership.release(self._kind, key, done=False)
+            raise
+        await ownership.release(self._kind, key, done=True)
+        return result
+
+    def lose(self, key: int) -> None:
+        """Stop driving `key` now: its lease went to another process."""
+        task = self._tasks.get(key)
+        if task is not None:
+            task.cancel()
+        self.cancel_running(key)
 
     def _forget(self, key: int, task: asyncio.Task[Any]) -> None:
         if self._tasks.get(key) is task:

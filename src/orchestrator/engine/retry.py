@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from orchestrator.domain.errors import DomainError
-from orchestrator.eventstore.errors import EventStoreError
+from orchestrator.eventstore.errors import EventStoreError, LeaseLost
 
 T = TypeVar("T")
 
@@ -39,6 +39,8 @@ async def retry_store_errors(
     while True:
         try:
             return await action()
+        except LeaseLost:
+            raise  # another process owns the aggregate now: trying again cannot succeed
         except EventStoreError as exc:
             log.warning("%s (%s); retrying in %.1fs", what, exc, delay)
             await sleep(delay)

@@ -29,6 +29,7 @@ from orchestrator.domain.events import (
 )
 from orchestrator.domain.upcasting import CURRENT_SCHEMA
 from orchestrator.engine.claims import unrecorded_claim
+from orchestrator.engine.ownership import current_fence
 from orchestrator.eventstore.base import EventStore, NewEvent
 from orchestrator.eventstore.errors import ConcurrencyConflict
 from orchestrator.eventstore.keys import record_of
@@ -235,7 +236,17 @@ class AggregateService(Generic[S, C, E]):
         ]
         expected = state.version if state is not None else 0
         stream_id = self.kind.stream_id(aggregate_id)
-        if pending is None:
+        # A driver's appends carry its lease's fence (engine/ownership.py); commands carry none.
+        fence = current_fence()
+        if fence is not None:
+            result = await self._store.append(
+                stream_id,
+                expected,
+                new,
+                idempotency=None if pending is None else pending.claim,
+                fence=fence,
+            )
+        elif pending is None:
             result = await self._store.append(stream_id, expected, new)
         else:
             result = await self._store.append(stream_id, expected, new, idempotency=pending.claim)

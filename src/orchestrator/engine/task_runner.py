@@ -30,6 +30,7 @@ from orchestrator.engine.backlog import Backlog
 from orchestrator.engine.drivers import Drivers
 from orchestrator.engine.driving import drive
 from orchestrator.engine.executor import NotStarted, TaskTimedOut, WorkerPool
+from orchestrator.engine.ownership import HandOver, Ownership, task_type_key
 from orchestrator.engine.retry import record_or_discard, retry_store_errors
 from orchestrator.engine.service import Outcome, TaskService, WorkflowService
 from orchestrator.engine.task_context import NoRetry, TaskContext
@@ -60,15 +61,17 @@ class TaskRunner:
         types: TaskTypes | None = None,
         registry: TaskRegistry | None = None,
         max_queued_runs: int = 1000,
+        ownership: Ownership | None = None,
     ) -> None:
         self.service = service
+        self.ownership = ownership
         self._types = types or TaskTypes()
         #: The user's task types (`@task_type`), beside the built-in `types`.
         self.registry = registry or TaskRegistry()
         self._workflows = workflows
         self.pool = pool
         self._task_timeout = task_timeout
-        self._drivers = Drivers("task")
+        self._drivers = Drivers("task", ownership)
         #: Refuses new tasks while too many runs wait for a thread.
         self.backlog = Backlog(pool, lambda: len(self._drivers), max_queued_runs, "task runs")
 
@@ -121,6 +124,18 @@ class TaskRunner:
     def _drive(self, task_id: int) -> None:
         self._drivers.start(task_id, self._drive_loop(task_id))
 
+    def drive(self, task_id: int) -> None:
+        """Drive one task (taken over from another process, or resumed)."""
+        self._drive(task_id)
+
+    def is_driving(self, task_id: int) -> bool:
+        """True while this process drives the task."""
+        return self._drivers.is_driving(task_id)
+
+    def lose(self, task_id: int) -> None:
+        """Stop driving a task whose lease another process took over."""
+        self._drivers.lose(task_id)
+
     async def _drive_loop(self, task_id: int) -> Task | None:
         return await drive(
             lambda: self._load_fresh(task_id),
@@ -156,6 +171,13 @@ class TaskRunner:
         )
 
     async def _run(self, task: Task) -> Task | None:
+        if await self._left_to_others(task):
+            log.info(
+                "task %d: its type %r is not loaded here; left to a process that has it",
+                task.task_id,
+                task.task_type,
+            )
+            raise HandOver
         started = time.monotonic()
         command: FinishTaskRun | FailTaskRun
         try:
@@ -181,6 +203,14 @@ class TaskRunner:
                 attempt=task.attempt, result=result, duration=time.monotonic() - started
             )
         return await self._record(task.task_id, command)
+
+    async def _left_to_others(self, task: Task) -> bool:
+        """True if this process lacks the task's type and another live process has it."""
+        if self.ownership is None or self.registry.task_type(task.task_type) is not None:
+            return False
+        if task.task_type in self._types.names():
+            return False
+        return await self.ownership.runs_elsewhere(task_type_key(task.task_type))
 
     def _starter(self, task: Task) -> RunStarter:
         """How to start the task's run: its user type's function, or a built-in type's work."""

@@ -11,6 +11,7 @@ import msgspec
 from orchestrator.eventstore.chain import event_hash
 from orchestrator.eventstore.errors import InvalidEvent
 from orchestrator.eventstore.keys import IdempotencyClaim, IdempotencyRecord
+from orchestrator.eventstore.leases import Fence
 
 _metadata_encoder = msgspec.json.Encoder()
 
@@ -118,11 +119,13 @@ class EventStore(Protocol):
         events: Sequence[NewEvent],
         *,
         idempotency: IdempotencyClaim | None = None,
+        fence: Fence | None = None,
     ) -> AppendResult:
         """Append `events` atomically if the stream is at `expected_version` (0 = new stream).
 
         Raises ConcurrencyConflict otherwise, and appends nothing. With `idempotency`, the key's
-        row (replacing an expired one) is written in the same transaction as the events.
+        row (replacing an expired one) is written in the same transaction as the events. With
+        `fence` (PostgreSQL), LeaseLost unless that lease is still held at its epoch.
         """
 
     async def read_idempotency(self, key: str) -> IdempotencyRecord | None:

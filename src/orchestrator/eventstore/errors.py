@@ -32,3 +32,16 @@ class StoreInUse(EventStoreError):
 
 class SchemaTooNew(EventStoreError):
     """The database was written by a newer release than this one."""
+
+
+class LeaseLost(EventStoreError):
+    """The append was fenced by a lease this process no longer holds: another process took the
+    aggregate over (this one was presumed dead) and drives it now. Nothing was appended."""
+
+    def __init__(self, kind: str, aggregate_id: int) -> None:
+        self.kind = kind
+        self.aggregate_id = aggregate_id
+        super().__init__(
+            f"{kind} {aggregate_id}: this process's lease was taken over by another process; "
+            "its late outcome is not recorded"
+        )

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 
 from orchestrator.eventstore.base import AppendResult
 from orchestrator.eventstore.chain import chain_rows
-from orchestrator.eventstore.errors import ConcurrencyConflict
+from orchestrator.eventstore.errors import ConcurrencyConflict, LeaseLost
 from orchestrator.eventstore.keys import IdempotencyClaim
+from orchestrator.eventstore.leases import Fence
 
 #: (type, data, metadata, schema version) of each event, encoded as stored.
 EncodedEvents = list[tuple[str, str, str, int]]
@@ -21,7 +22,7 @@ EncodedEvents = list[tuple[str, str, str, int]]
 class QueuedAppend:
     """One caller's append, waiting for the next group commit."""
 
-    __slots__ = ("claim", "events", "expected", "future", "stream_id")
+    __slots__ = ("claim", "events", "expected", "fence", "future", "stream_id")
 
     def __init__(
         self,
@@ -30,12 +31,14 @@ class QueuedAppend:
         events: EncodedEvents,
         future: asyncio.Future[AppendResult],
         claim: IdempotencyClaim | None = None,
+        fence: Fence | None = None,
     ) -> None:
         self.stream_id = stream_id
         self.expected = expected
         self.events = events  # encoded before queueing: a bad event fails its caller alone
         self.future = future
         self.claim = claim  # its key's row is inserted in the same transaction as the events
+        self.fence = fence  # the lease it must still hold (PostgreSQL), checked in that one too
 
 
 def key_row(
@@ -61,11 +64,16 @@ def plan_batch(
     head: int,
     previous: str,
     recorded_at: str,
+    fenced_out: frozenset[int] = frozenset(),
 ) -> BatchPlan:
     """Check each append against its stream's version (`versions`, read in the transaction, is
-    updated as appends are accepted) and chain the accepted ones after `head` / `previous`."""
+    updated as appends are accepted) and chain the accepted ones after `head` / `previous`.
+    The appends at the indexes `fenced_out` lost their lease: refused with LeaseLost."""
     plan = BatchPlan(head=head)
-    for item in batch:
+    for index, item in enumerate(batch):
+        if index in fenced_out and item.fence is not None:
+            plan.outcomes.append(LeaseLost(item.fence.kind, item.fence.aggregate_id))
+            continue
         actual = versions.get(item.stream_id, 0)
         if actual != item.expected:
             plan.outcomes.append(ConcurrencyConflict(item.stream_id, item.expected, actual))

@@ -20,6 +20,7 @@ from orchestrator.eventstore.base import (
 from orchestrator.eventstore.chain import GENESIS, event_hash
 from orchestrator.eventstore.errors import ConcurrencyConflict
 from orchestrator.eventstore.keys import IdempotencyClaim, IdempotencyRecord, record_of
+from orchestrator.eventstore.leases import Fence
 
 
 class InMemoryEventStore:
@@ -46,8 +47,13 @@ class InMemoryEventStore:
         events: Sequence[NewEvent],
         *,
         idempotency: IdempotencyClaim | None = None,
+        fence: Fence | None = None,
     ) -> AppendResult:
-        """Append atomically if the stream is at `expected_version`, with the key if given."""
+        """Append atomically if the stream is at `expected_version`, with the key if given.
+
+        No lease applies here (`fence` is accepted for the protocol's sake): one process holds
+        this log, so no other can take an aggregate over.
+        """
         part = StreamAppend(stream_id=stream_id, expected_version=expected_version, events=events)
         result = (await self.append_streams([part]))[0]
         for observe in self.commit_observers:

@@ -48,6 +48,7 @@ from orchestrator.eventstore.errors import (
 )
 from orchestrator.eventstore.group_commit import QueuedAppend, fail, plan_batch, settle
 from orchestrator.eventstore.keys import IdempotencyClaim, IdempotencyRecord
+from orchestrator.eventstore.leases import Fence
 from orchestrator.eventstore.postgres_connection import PostgresDatabase
 from orchestrator.eventstore.postgres_head import HeadWatch
 from orchestrator.eventstore.postgres_keys import (
@@ -57,6 +58,7 @@ from orchestrator.eventstore.postgres_keys import (
     row_to_record,
     save_answer,
 )
+from orchestrator.eventstore.postgres_leases import fences_holding
 from orchestrator.eventstore.postgres_schema import (
     COLUMNS,
     INSERT,
@@ -122,13 +124,16 @@ class PostgresEventStore:
         events: Sequence[NewEvent],
         *,
         idempotency: IdempotencyClaim | None = None,
+        fence: Fence | None = None,
     ) -> AppendResult:
-        """Queue the append (and its key) for the next group commit; wait for its outcome."""
+        """Queue the append (and its key) for the next group commit; wait for its outcome.
+        With `fence`, it is refused (LeaseLost) unless that lease is still held then."""
         if self._writer_task is None or self._closing:
             raise StoreUnavailable(f"the PostgreSQL event store on {self.db.name} is not open")
         rows = encode_events(events)
         future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
-        self._queue.append(QueuedAppend(stream_id, expected_version, rows, future, idempotency))
+        queued = QueuedAppend(stream_id, expected_version, rows, future, idempotency, fence)
+        self._queue.append(queued)
         self._queued.set()
         return await future
 
@@ -165,7 +170,16 @@ class PostgresEventStore:
                         head, previous = int(value), str(last_hash)
                     else:
                         versions[stream] = int(value)
-                plan = plan_batch(batch, versions, head, previous, datetime.now(UTC).isoformat())
+                fenced = [i for i, item in enumerate(batch) if item.fence is not None]
+                fenced_out: frozenset[int] = frozenset()
+                if fenced:
+                    fences = [f for i in fenced if (f := batch[i].fence) is not None]
+                    holding = await fences_holding(conn, fences)
+                    fenced_out = frozenset(
+                        fenced[j] for j in range(len(fenced)) if j not in holding
+                    )
+                recorded_at = datetime.now(UTC).isoformat()
+                plan = plan_batch(batch, versions, head, previous, recorded_at, fenced_out)
                 if plan.inserts:
                     await conn.execute(INSERT, *insert_args(plan.inserts))
                     await conn.execute("SELECT pg_notify($1, $2)", self.db.channel, str(plan.head))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import asyncpg
@@ -22,7 +22,6 @@ import asyncpg
 from orchestrator.eventstore.errors import (
     EventStoreError,
     InvalidEvent,
-    StoreInUse,
     StoreUnavailable,
 )
 from orchestrator.settings import redact_url
@@ -38,7 +37,8 @@ LOCK_APPENDS = "SELECT pg_advisory_xact_lock($1)"
 # half which schema (a hash: a collision only makes two logs wait on each other, never wrong).
 _APPENDS = 0x6F72_6301
 _SCHEMA_DDL = 0x6F72_6302
-_RUNTIME = 0x6F72_6303
+# 0x6F72_6303 was the one-runtime-per-schema lock, before leases let processes share a log.
+_PROJECTION = 0x6F72_6304
 
 #: What the driver raises: server errors, client-side errors (closed pool or connection), and
 #: network failures (OSError covers refused connections and timeouts).
@@ -75,13 +75,17 @@ class PostgresDatabase:
         self.name = f"{redact_url(url)} (schema {schema})"
         self.append_lock_key = _lock_key(_APPENDS, schema)
         self.ddl_lock_key = _lock_key(_SCHEMA_DDL, schema)
-        self.runtime_lock_key = _lock_key(_RUNTIME, schema)
+        self.projection_lock_key = _lock_key(_PROJECTION, schema)
         # NOTIFY channels are identifiers of at most 63 bytes; a long schema name is hashed.
         channel = f"orchestrator.{schema}"
         if len(channel) > 63:
             channel = "orchestrator." + hashlib.sha256(schema.encode()).hexdigest()[:40]
         #: The channel appends NOTIFY with the new head position (see PostgresEventStore).
         self.channel = channel
+        #: The read models' writer NOTIFYs its new checkpoint here (followers wait on it).
+        self.checkpoint_channel = channel[:50] + ".checkpoint"
+        #: A stopping process NOTIFYs here that it handed its leases over.
+        self.handover_channel = channel[:50] + ".handover"
         self._pool: asyncpg.Pool | None = None
 
     def _connect_options(self) -> dict[str, Any]:
@@ -185,55 +189,29 @@ class PostgresDatabase:
         async with self.connection(doing) as conn:
             return list(await conn.fetch(sql, *args))
 
-    async def claim_runtime(self) -> Callable[[], Awaitable[None]]:
-        """Hold the log's runtime lock for as long as this process drives its workflows; the
-        function that lets it go. StoreInUse if another process holds it.
-
-        One server per schema, as one server per SQLite file, until the engine shares work
-        between processes by leases: two runtimes would both resume the same in-flight steps
-        and run their tasks twice (their outcomes would still be recorded once). A session-level
-        advisory lock on a connection of its own: the server releases it when that connection
-        ends, however the process ends.
-        """
+    async def connect_alone(self) -> asyncpg.Connection:
+        """A connection of its own, outside the pool (for a session-level lock or a listener,
+        held for as long as the process needs it); StoreUnavailable if it cannot connect."""
         try:
-            conn = await asyncpg.connect(**self._connect_options())
+            return await asyncpg.connect(**self._connect_options())
         except DRIVER_ERRORS as exc:
             raise StoreUnavailable(f"cannot connect to PostgreSQL at {self.name}: {exc}") from exc
-        try:
-            held = await conn.fetchval("SELECT pg_try_advisory_lock($1)", self.runtime_lock_key)
-        except DRIVER_ERRORS as exc:
-            with contextlib.suppress(*DRIVER_ERRORS):
-                await conn.close()
-            raise self.failure(exc, "claiming the log for this server") from exc
-        if not held:
-            with contextlib.suppress(*DRIVER_ERRORS):
-                await conn.close()
-            raise StoreInUse(
-                f"another orchestrator server is already running on {self.name}; stop it first "
-                "(one server per schema for now: several servers sharing one log come with "
-                "leases in a later release)"
-            )
-
-        async def release() -> None:
-            with contextlib.suppress(*DRIVER_ERRORS):
-                await conn.close()  # ends the session, and with it the lock
-
-        return release
 
     async def listen(
         self,
         on_notify: Callable[[str], None],
         on_lost: Callable[[], None],
+        *,
+        channel: str | None = None,
     ) -> asyncpg.Connection:
         """A connection of its own (outside the pool: it is held for as long as the store is
-        open) listening on `channel`; `on_notify(payload)` for each notification, `on_lost()`
-        when the connection ends."""
+        open) listening on `channel` (the appends' by default); `on_notify(payload)` for each
+        notification, `on_lost()` when the connection ends."""
+        conn = await self.connect_alone()
         try:
-            conn = await asyncpg.connect(**self._connect_options())
-        except DRIVER_ERRORS as exc:
-            raise StoreUnavailable(f"cannot connect to PostgreSQL at {self.name}: {exc}") from exc
-        try:
-            await conn.add_listener(self.channel, lambda _c, _pid, _ch, payload: on_notify(payload))
+            await conn.add_listener(
+                channel or self.channel, lambda _c, _pid, _ch, payload: on_notify(payload)
+            )
         except DRIVER_ERRORS as exc:
             with contextlib.suppress(*DRIVER_ERRORS):
                 await conn.close()

@@ -26,9 +26,18 @@ _RELISTEN_INTERVAL = 2.0
 class HeadWatch:
     """The last committed position known here; wakes waiters when any process moves it."""
 
-    def __init__(self, db: PostgresDatabase, read_head: Callable[[], Awaitable[int]]) -> None:
+    def __init__(
+        self,
+        db: PostgresDatabase,
+        read_head: Callable[[], Awaitable[int]],
+        *,
+        channel: str | None = None,
+    ) -> None:
         self._db = db
         self._read_head = read_head
+        #: Where the moves are notified: the appends' channel unless told otherwise (the read
+        #: models' followers watch their writer's checkpoint the same way).
+        self._channel = channel
         #: The highest position known committed (ours, notified, or read).
         self.head = 0
         self._changed = asyncio.Event()
@@ -91,7 +100,7 @@ class HeadWatch:
 
     async def _listen(self) -> None:
         self._last_listen = time.monotonic()
-        self._listener = await self._db.listen(self._notified, self._lost)
+        self._listener = await self._db.listen(self._notified, self._lost, channel=self._channel)
 
     async def _relisten(self) -> None:
         if not self._active or time.monotonic() - self._last_listen < _RELISTEN_INTERVAL:

@@ -26,12 +26,33 @@ from orchestrator.eventstore.postgres_connection import PostgresDatabase
 
 #: The version of the tables below, kept in `schema_version` (SQLite keeps its own in
 #: user_version, numbered apart). 1: events with schema_version and hash, idempotency_keys.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: What each version adds to the one before it (version 1 is _SCHEMA).
 _MIGRATIONS = {
     # Ids of new workflows and tasks, issued by the database so that processes sharing the log
     # never hand out the same one (see PostgresEventStore.next_id).
     2: "CREATE TABLE aggregate_ids (kind TEXT PRIMARY KEY, last BIGINT NOT NULL)",
+    # Several processes on one log: who drives each in-flight aggregate, and who is alive
+    # (see leases.py and postgres_leases.py).
+    3: """
+CREATE TABLE leases (
+    kind         TEXT        NOT NULL,
+    aggregate_id BIGINT      NOT NULL,
+    holder       TEXT        NOT NULL,
+    epoch        BIGINT      NOT NULL,
+    expires_at   TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (kind, aggregate_id)
+);
+CREATE INDEX leases_by_holder ON leases (holder);
+CREATE TABLE processes (
+    holder     TEXT        PRIMARY KEY,
+    host       TEXT        NOT NULL,
+    pid        INTEGER     NOT NULL,
+    tasks      TEXT[]      NOT NULL,
+    started_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+    seen_at    TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+""",
 }
 
 #: Shared by every append-only table of the schema (events here, anchors in postgres_anchors).

@@ -36,6 +36,7 @@ from orchestrator.eventstore.chain import GENESIS, chain_rows
 from orchestrator.eventstore.errors import ConcurrencyConflict, StoreUnavailable
 from orchestrator.eventstore.group_commit import QueuedAppend, fail, plan_batch, settle
 from orchestrator.eventstore.keys import IdempotencyClaim, IdempotencyRecord
+from orchestrator.eventstore.leases import Fence
 from orchestrator.eventstore.sqlite_guard import FileGuard
 from orchestrator.eventstore.sqlite_keys import (
     INSERT_KEY,
@@ -141,8 +142,13 @@ class SQLiteEventStore:
         events: Sequence[NewEvent],
         *,
         idempotency: IdempotencyClaim | None = None,
+        fence: Fence | None = None,
     ) -> AppendResult:
-        """Queue the append (and its key) for the next group commit; wait for its outcome."""
+        """Queue the append (and its key) for the next group commit; wait for its outcome.
+
+        No lease applies here (`fence` is accepted for the protocol's sake): one process holds
+        this log, so no other can take an aggregate over.
+        """
         if self._writer_task is None or self._closing:
             raise StoreUnavailable("the SQLite event store is not open")
         self._guard.check()

@@ -3,6 +3,10 @@
 It applies events in batches (one storage transaction per batch), keeps recently read aggregates
 in an in-process cache so single reads do not touch the database, and keeps counts by status as
 counters, so stats cost the same for a hundred or a million workflows.
+
+Where several processes share the log (`leadership`, see leadership.py), only the process that
+holds the writer's claim applies; the others follow its checkpoint: they drop from their caches
+what changed and reload the counters, and answer reads from the shared tables.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from orchestrator.domain.tasks import Task
 from orchestrator.domain.workflow import Workflow
 from orchestrator.eventstore.base import EventStore, RecordedEvent
 from orchestrator.eventstore.errors import StoreUnavailable
+from orchestrator.projections.leadership import Leadership
 from orchestrator.projections.models import TASKS, WORKFLOWS, ReadModel, Row, read_model_of
 from orchestrator.projections.storage import ListQuery, ProjectionMoved, ProjectionStorage
 from orchestrator.sized_cache import SizedCache, charge
@@ -34,10 +39,16 @@ class Projector:
     """Applies the log to the read models and answers reads from them."""
 
     def __init__(
-        self, store: EventStore, storage: ProjectionStorage, *, cache_size: int = 100_000
+        self,
+        store: EventStore,
+        storage: ProjectionStorage,
+        *,
+        cache_size: int = 100_000,
+        leadership: Leadership | None = None,
     ) -> None:
         self._store = store
         self._storage = storage
+        self._leadership = leadership
         # Charged each row's stored size: big configs cannot fill memory however many there are.
         self._cache: SizedCache[tuple[str, int], Any] = SizedCache(cache_size, CACHE_BYTES)
         self._counters: dict[str, int] = {}
@@ -51,9 +62,23 @@ class Projector:
         """Load the checkpoint and counters, catch up with the log (up to position `until`),
         then follow it."""
         await self._reload()
-        await self.catch_up(until=until)
+        if self.writing or await self._try_lead():
+            await self.catch_up(until=until)
         if follow:
             self._task = asyncio.create_task(self._follow(), name="projector")
+
+    @property
+    def writing(self) -> bool:
+        """True if this process applies the log to the read models (always, unless shared)."""
+        return self._leadership is None or self._leadership.leading
+
+    async def _try_lead(self) -> bool:
+        if self._leadership is None:
+            return True
+        if await self._leadership.try_lead():
+            log.info("this process writes the read models now")
+            return True
+        return False
 
     async def stop(self, *, drain_seconds: float = 0.0) -> None:
         """Stop following the log, first applying what is committed, for up to `drain_seconds`.
@@ -61,7 +86,7 @@ class Projector:
         Draining at a graceful stop means the next start has no lag to make up: a restart then
         serves reads at once, and `rebuild-projections --check` compares equals.
         """
-        if self._task is not None and drain_seconds > 0:
+        if self._task is not None and drain_seconds > 0 and self.writing:
             try:
                 async with asyncio.timeout(drain_seconds):
                     await self.catch_up()
@@ -78,6 +103,8 @@ class Projector:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._leadership is not None:
+            await self._leadership.close()
 
     async def _reload(self) -> None:
         self._cache.clear()
@@ -118,6 +145,14 @@ class Projector:
     async def _follow(self) -> None:
         while True:
             try:
+                if not self.writing:
+                    if await self._try_lead():
+                        async with self._apply_lock:
+                            await self._reload()  # what the last writer stored is the base
+                        self._wake()
+                    else:
+                        await self._follow_writer()
+                    continue
                 if await self._apply_next_batch():
                     continue
                 if not await self._store.wait_for_events(self.position, timeout=1.0):
@@ -134,6 +169,28 @@ class Projector:
             except Exception:  # keep following: a database hiccup must not stop the read models
                 log.exception("projector failed to apply events after position %d", self.position)
                 await asyncio.sleep(0.5)
+
+    async def _follow_writer(self) -> None:
+        """Wait (a second at most) for the writer's checkpoint to move, then catch up with it."""
+        assert self._leadership is not None
+        checkpoint = await self._leadership.wait_for_checkpoint(self.position, timeout=1.0)
+        if checkpoint <= self.position:
+            await self._notice_rebuild()
+            return
+        async with self._apply_lock:
+            after = self.position
+            while after < checkpoint:
+                events = await self._store.read_all(after, min(_BATCH, checkpoint - after))
+                if not events:
+                    break
+                for recorded in events:
+                    found = read_model_of(recorded.stream_id)
+                    if found is not None:
+                        self._cache.discard((found[0].kind, found[1]))
+                after = events[-1].position
+            self._counters = await self._storage.load_counters()
+            self.position = max(self.position, checkpoint)
+        self._wake()
 
     async def _notice_rebuild(self) -> None:
         # Idle: a rebuild may have swapped the tables in at the very position we are at, which
