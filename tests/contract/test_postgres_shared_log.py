@@ -15,7 +15,12 @@ from typing import Any
 import asyncpg
 import pytest
 
-from orchestrator.domain.commands import AdvanceWorkflow, EditWorkflow, StartWorkflow
+from orchestrator.domain.commands import (
+    AdvanceWorkflow,
+    CreateWorkflow,
+    EditWorkflow,
+    StartWorkflow,
+)
 from orchestrator.domain.states import State
 from orchestrator.domain.workflow import Workflow
 from orchestrator.engine.tasks import TaskContext, TaskRegistry
@@ -116,7 +121,7 @@ async def test_a_write_on_one_process_is_read_on_the_other_and_by_its_own_client
         writer = one if follower is two else two
         # Read-your-writes on the follower: the answer's position is reached by its read models.
         outcome = await follower.coordinator.create(
-            StartWorkflow(workflow_id=0, name="on the follower", auto_start=False)
+            CreateWorkflow(workflow_id=0, name="on the follower")
         )
         await follower.projector.wait_for(outcome.position, timeout=2.0)
         seen = await follower.projector.workflow(outcome.workflow.workflow_id)

@@ -212,8 +212,37 @@ class Health(msgspec.Struct, kw_only=True, omit_defaults=True):
     database: str
     log_position: int
     projection_position: int
+    #: Events committed to the log that this process's read models have not applied yet.
+    projection_lag: int
+    #: Where processes share the log (PostgreSQL): this process's part; left out otherwise.
+    cluster: Cluster | None = None
     #: Why the service is degraded; left out while it is healthy.
     reason: str | None = None
+
+
+class ProcessLeases(msgspec.Struct, kw_only=True):
+    """A live server process on the shared log, and the leases it holds."""
+
+    process: str
+    leases: int
+    #: Seconds since it last renewed its leases.
+    seen_seconds_ago: float
+
+
+class Cluster(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The processes sharing a PostgreSQL log, as /health reports them."""
+
+    #: This process's name in the lease table (host:pid:random).
+    process: str
+    #: True if this process is the one applying the log to the read models.
+    projection_writer: bool
+    #: Leases (in-flight workflows and tasks) this process drives now.
+    leases_held: int
+    #: Live processes, this one included; None when they could not be read.
+    processes: int | None = None
+    #: Each live process and its lease count (left out for a caller without a token when
+    #: API_TOKEN is set: it names hosts and process ids).
+    lease_holders: list[ProcessLeases] | None = None
 
 
 class ServiceInfo(msgspec.Struct, kw_only=True):
@@ -262,3 +291,28 @@ class StateMachine(msgspec.Struct, kw_only=True):
     steps: list[StepTaskRow]
     #: Every `task_type` POST /tasks takes: the built-in ones and the loaded modules'.
     task_types: list[str]
+
+
+class ActivityMinute(msgspec.Struct, kw_only=True):
+    """One minute of GET /execution/activity."""
+
+    #: When the minute began (UTC).
+    minute: datetime
+    #: Workflows started (or created ones launched) in that minute.
+    started: int
+    #: Runs that reached COMPLETE, FAILED or CANCELLED in that minute.
+    finished: int
+
+
+class Activity(msgspec.Struct, kw_only=True):
+    """GET /execution/activity: workflows started and finished per minute, oldest first,
+    counted from the log (the current minute, still running, is the last)."""
+
+    minutes: list[ActivityMinute]
+    since: datetime
+    until: datetime
+    #: False while the counts do not reach the log's head yet (a very busy hour is read over
+    #: several requests); ask again for the rest.
+    complete: bool
+    #: The last log position counted.
+    position: int

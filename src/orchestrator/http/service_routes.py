@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from starlette.requests import Request
@@ -11,11 +12,14 @@ from orchestrator import __version__
 from orchestrator.domain.states import FINAL_STATES, State, Trigger
 from orchestrator.domain.transitions import FORWARD_TRIGGER, TRANSITIONS
 from orchestrator.engine.executor import WorkerPool
+from orchestrator.eventstore.errors import EventStoreError
 from orchestrator.http.auth import principal_of
 from orchestrator.http.conversions import workflow_counts
 from orchestrator.http.response_types import (
+    Cluster,
     ExecutionStats,
     Health,
+    ProcessLeases,
     ServiceInfo,
     StateMachine,
     StepTaskRow,
@@ -23,6 +27,7 @@ from orchestrator.http.response_types import (
     WorkerPoolStats,
 )
 from orchestrator.http.responses import json_response, runtime_of
+from orchestrator.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +65,7 @@ async def health(request: Request) -> Response:
             reason = UNDISCLOSED_REASON
     head = await runtime.store.head_position()
     database = runtime.settings.database.backend
+    disclose = not runtime.settings.api_tokens or bool(principal_of(request.scope))
     return json_response(
         Health(
             status="healthy" if reason is None else "degraded",
@@ -67,10 +73,38 @@ async def health(request: Request) -> Response:
             database=database,
             log_position=head,
             projection_position=runtime.projector.position,
+            projection_lag=max(0, head - runtime.projector.position),
+            cluster=await _cluster(runtime, disclose=disclose),
             reason=reason,
         ),
         200 if reason is None else 503,
     )
+
+
+async def _cluster(runtime: Runtime, *, disclose: bool) -> Cluster | None:
+    """This process's share of a log that processes share; None where the log is its alone."""
+    ownership = runtime.ownership
+    if not ownership.shared:
+        return None
+    cluster = Cluster(
+        process=ownership.holder,
+        projection_writer=runtime.projector.writing,
+        leases_held=ownership.held(),
+    )
+    try:
+        async with asyncio.timeout(2.0):
+            processes = await ownership.processes()
+    except (EventStoreError, TimeoutError):  # the reason above says why; health still answers
+        return cluster
+    cluster.processes = len(processes)
+    if disclose:
+        cluster.lease_holders = [
+            ProcessLeases(
+                process=p.holder, leases=p.leases, seen_seconds_ago=round(p.seen_seconds_ago, 3)
+            )
+            for p in processes
+        ]
+    return cluster
 
 
 async def execution_stats(request: Request) -> Response:
