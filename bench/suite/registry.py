@@ -43,6 +43,7 @@ FIGURES = [
     FigureSpec("db_bytes_per_workflow", "bytes", suite_large.db_bytes_per_workflow),
     FigureSpec("startup_s_large", "s", suite_large.startup_s_large),
     FigureSpec("recovery_s", "s", suite_recovery.recovery_s),
+    FigureSpec("failover_s", "s", suite_recovery.failover_s, kinds=("postgres",)),
     FigureSpec("sse_lag_p99_ms", "ms", suite_sse.sse_lag_p99_ms),
 ]
 

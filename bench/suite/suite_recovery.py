@@ -7,7 +7,7 @@ import asyncio
 import time
 
 from suite.context import Context
-from suite.figures import Measured
+from suite.figures import Measured, Reference
 from suite.loads import post_workflows, wait_finished
 from suite.servers import Orchestrator, start_orchestrator
 
@@ -59,3 +59,46 @@ async def recovery_s(ctx: Context) -> Measured:
         f"MAX_WORKERS={workflows}",
     )
     return seconds, None
+
+
+async def failover_s(ctx: Context) -> Measured:
+    """Two servers on one PostgreSQL database: post plan.recovery_workflows workflows (the same
+    real step durations as recovery_s) to one, SIGKILL it once all are mid-step, and time until
+    the survivor has completed every one (it takes them over once their leases expire).
+
+    Reference: LEASE_SECONDS, the least a takeover can wait; the rest is the survivor running
+    the interrupted steps again and the steps left."""
+    workflows = ctx.plan.recovery_workflows
+    lease = "5"
+    settings = {
+        **ctx.target.server_settings,
+        "TASK_TIME_SCALE": "1",
+        "MAX_WORKERS": str(workflows),
+        "SHUTDOWN_GRACE_SECONDS": "0",
+        "LEASE_SECONDS": lease,
+    }
+    url = await ctx.target.fresh(ctx, "failover")
+    folder = ctx.folder("failover")
+    doomed = await start_orchestrator(ctx, url, folder, "orchestrator-killed", settings)
+    survivor = await start_orchestrator(ctx, url, folder, "orchestrator-survivor", settings)
+    ctx.say(f"failover: {workflows} workflows on one of two servers, then SIGKILL it")
+    await post_workflows(doomed.port, workflows, ctx.plan.concurrency, prefix="failover")
+    deadline = time.monotonic() + 30
+    while True:
+        counts = await survivor.workflow_counts()
+        if counts["init"] == 0 or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.01)
+    doomed.kill()
+    began = time.perf_counter()
+    running = {state.upper(): counts[state] for state in STATES if counts[state]}
+    await wait_finished([survivor], workflows, timeout=300)
+    seconds = time.perf_counter() - began
+    await survivor.stop()
+    shown = ", ".join(f"{n} in {state}" for state, n in running.items())
+    ctx.note(
+        "failover_s",
+        f"SIGKILL of the server driving them with {shown}; LEASE_SECONDS={lease}, "
+        "TASK_TIME_SCALE=1 (3.1 s of steps a workflow)",
+    )
+    return seconds, Reference("lease_seconds", float(lease), "s")

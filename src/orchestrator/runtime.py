@@ -134,11 +134,12 @@ class Runtime:
             grace = max(0.0, self._grace_ends - asyncio.get_running_loop().time())
         self.ownership.stopping = True
         await asyncio.gather(self.coordinator.stop(grace), self.tasks.stop(grace))
-        # After the drivers: what they leave unfinished is handed over to the other processes.
-        await self.ownership.stop()
         self.pool.shutdown()
         self.task_pool.shutdown()
         await self.projector.stop(drain_seconds=DRAIN_SECONDS)
+        # After the drivers, and after the read models hold their last steps (the other
+        # processes find in-flight work there): hand what is unfinished over to them.
+        await self.ownership.stop()
         await self.anchorer.stop()
         await self.projections.close()
         await self.store.close()

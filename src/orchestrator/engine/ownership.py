@@ -102,6 +102,7 @@ class Ownership:
         self._loops: list[asyncio.Task[None]] = []
         #: Set when the server stops: drivers that end now hand their aggregates over.
         self.stopping = False
+        self._stopped = False
 
     @property
     def shared(self) -> bool:
@@ -139,6 +140,9 @@ class Ownership:
     async def stop(self) -> None:
         """Stop the loops, expire what this process still holds (the others take it over at
         once), and unregister it."""
+        if self._stopped:
+            return
+        self._stopped = True
         self.stopping = True
         loops, self._loops = self._loops, []
         for loop in loops:
@@ -259,22 +263,22 @@ class Ownership:
     async def _scan_loop(self) -> None:
         assert self._leases is not None
         while True:
+            # Half a lease period at most; sooner when another process's lease is due to expire
+            # (its holder may be dead: its work is taken over as soon as the lease allows).
+            wait = self.ttl / 2
             try:
                 for watched in list(self._watched.values()):
-                    await self._scan(watched)
+                    wait = min(wait, await self._scan(watched))
             except EventStoreError as exc:
                 log.warning("could not look for work to take over: %s", exc)
             except Exception:
                 log.exception("looking for work to take over failed")
             with contextlib.suppress(EventStoreError):
-                await self._leases.wait_for_handover(self.ttl / 2)
+                await self._leases.wait_for_handover(max(wait, 0.05))
 
-    async def scan_now(self) -> None:
-        """Look once for in-flight aggregates nobody drives and drive them."""
-        for watched in list(self._watched.values()):
-            await self._scan(watched)
-
-    async def _scan(self, watched: _Watched) -> None:
+    async def _scan(self, watched: _Watched) -> float:
+        """Drive the in-flight aggregates of one kind that nobody drives; the seconds until the
+        first live lease of another process expires (the time to look again)."""
         assert self._leases is not None
         now = time.monotonic()
         for key, until in list(self._handed_off.items()):
@@ -287,7 +291,8 @@ class Ownership:
         ]
         if not ids:
             watched.unleased_since.clear()
-            return
+            return self.ttl
+        next_expiry = self.ttl
         leases = await self._leases.leases_of(watched.kind, ids)
         unleased = {i for i in ids if i not in leases}
         # A new aggregate has no lease for the moment between its creation and its creator's
@@ -299,11 +304,16 @@ class Ownership:
             lease = leases.get(i)
             if lease is not None:
                 takeable = lease.expired
+                if not takeable and lease.holder != self.holder:
+                    next_expiry = min(next_expiry, lease.expires_in + 0.01)
             else:
                 since = watched.unleased_since.setdefault(i, now)
                 takeable = now - since >= self.ttl
+                if not takeable:
+                    next_expiry = min(next_expiry, self.ttl - (now - since) + 0.01)
             if takeable:
                 watched.unleased_since.pop(i, None)
                 if lease is not None and lease.holder != self.holder:
                     log.info("taking over %s %d from %s", watched.kind, i, lease.holder)
                 watched.drive(i)
+        return next_expiry

@@ -38,7 +38,13 @@ class LeaseView:
 
     aggregate_id: int
     holder: str
-    expired: bool
+    #: Seconds until it expires (negative once it has).
+    expires_in: float
+
+    @property
+    def expired(self) -> bool:
+        """True once its holder failed to renew it in time (or handed it over)."""
+        return self.expires_in <= 0
 
 
 @dataclass(frozen=True)

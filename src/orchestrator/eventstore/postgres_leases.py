@@ -115,8 +115,15 @@ class PostgresLeases:
         host, pid, tasks = self._me
         async with self._db.connection("renewing leases") as conn:
             rows = await conn.fetch(_RENEW, holder, ttl, host, pid, tasks)
+            # Long-dead processes, and leases expired long ago (handed over for work nobody
+            # took, or left by a stop as work ended): an in-flight aggregate without a row is
+            # taken over all the same (after a lease period).
             await conn.execute(
                 "DELETE FROM processes WHERE seen_at < now() - make_interval(secs => $1)",
+                ttl * _FORGET_AFTER_PERIODS,
+            )
+            await conn.execute(
+                "DELETE FROM leases WHERE expires_at < now() - make_interval(secs => $1)",
                 ttl * _FORGET_AFTER_PERIODS,
             )
         return {(str(kind), int(aggregate_id)) for kind, aggregate_id in rows}
@@ -145,13 +152,16 @@ class PostgresLeases:
         """The lease rows of `ids`, with whether each is past its expiry."""
         rows = await self._db.fetch(
             "a read of leases",
-            "SELECT aggregate_id, holder, expires_at < now() FROM leases "
+            "SELECT aggregate_id, holder, EXTRACT(EPOCH FROM expires_at - now())::float8 "
+            "FROM leases "
             "WHERE kind = $1 AND aggregate_id = ANY($2::bigint[])",
             kind,
             list(ids),
         )
         return {
-            int(row[0]): LeaseView(aggregate_id=int(row[0]), holder=str(row[1]), expired=row[2])
+            int(row[0]): LeaseView(
+                aggregate_id=int(row[0]), holder=str(row[1]), expires_in=float(row[2])
+            )
             for row in rows
         }
 
