@@ -75,10 +75,12 @@ CONCRETE = {
     "sqlite": {
         "eventstore/sqlite.py",
         "eventstore/sqlite_anchors.py",
+        "eventstore/sqlite_codec.py",
         "eventstore/sqlite_guard.py",
         "eventstore/sqlite_keys.py",
         "eventstore/sqlite_schema.py",
         "projections/sqlite.py",
+        "projections/sqlite_states.py",
         "projections/sqlite_tables.py",
     },
     "memory": {"eventstore/memory.py", "projections/memory_tables.py"},
@@ -88,8 +90,10 @@ CONCRETE = {
         "eventstore/postgres_connection.py",
         "eventstore/postgres_head.py",
         "eventstore/postgres_keys.py",
+        "eventstore/postgres_leases.py",
         "eventstore/postgres_schema.py",
         "projections/postgres.py",
+        "projections/postgres_leadership.py",
         "projections/postgres_tables.py",
     },
 }

@@ -97,7 +97,7 @@ class Coordinator:
             return await self.service.create(command, _API)
         with self.backlog.admit():
             outcome = await self.service.create(command, _API, [self._begin(State.INIT)])
-            self._drive(outcome.workflow.workflow_id)
+            self._drive(outcome.workflow.workflow_id, outcome.workflow)
         return outcome
 
     async def create(self, command: CreateWorkflow) -> Outcome:
@@ -110,7 +110,7 @@ class Coordinator:
         commands: list[Command] = [LaunchWorkflow(), self._begin(State.INIT)]
         with self.backlog.admit():
             outcome = await self.service.execute_all(workflow_id, commands, _API)
-            self._drive(workflow_id)
+            self._drive(workflow_id, outcome.workflow)
         return outcome
 
     async def edit(self, workflow_id: int, command: EditWorkflow) -> Outcome:
@@ -202,15 +202,16 @@ class Coordinator:
         """Stop driving a workflow whose lease another process took over."""
         self._drivers.lose(workflow_id)
 
-    def _drive(self, workflow_id: int) -> None:
-        self._drivers.start(workflow_id, self._drive_loop(workflow_id))
+    def _drive(self, workflow_id: int, known: Workflow | None = None) -> None:
+        self._drivers.start(workflow_id, self._drive_loop(workflow_id, known))
 
-    async def _drive_loop(self, workflow_id: int) -> Workflow | None:
+    async def _drive_loop(self, workflow_id: int, known: Workflow | None) -> Workflow | None:
         # A draining pool (the server stops) means: record this step's outcome, begin no other.
         return await drive(
             lambda: self._load_fresh(workflow_id),
             self._next_step,
             draining=lambda: self.pool.draining,
+            first=known,
         )
 
     def _next_step(self, workflow: Workflow) -> Awaitable[Workflow | None] | None:

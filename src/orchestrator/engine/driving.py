@@ -28,15 +28,18 @@ async def drive(
     next_step: Callable[[A], Awaitable[A | None] | None],
     *,
     draining: Callable[[], bool],
+    first: A | None = None,
 ) -> A | None:
     """Drive one aggregate until nothing is left to do; the aggregate as last seen.
 
     `load` reads it fresh (None once it is gone); `next_step` returns the awaitable that does
     its next step and yields the aggregate after it (None if refused), or None when there is
     nothing to do; `draining` true (the server stops) means: finish the step in hand, begin no
-    other. Cancelling the task that runs this ends the loop where it awaits.
+    other. Cancelling the task that runs this ends the loop where it awaits. `first`, when the
+    caller has just produced the aggregate (its own append), saves the first read; should
+    anyone else have moved it meanwhile, the next record conflicts and reads it afresh.
     """
-    current = await load()
+    current = first if first is not None else await load()
     while current is not None and not draining():
         step = next_step(current)
         if step is None:

@@ -88,7 +88,7 @@ class TaskRunner:
                 raise WorkflowNotFound(command.workflow_id)
         with self.backlog.admit():
             outcome = await self.service.create(command, _API, [BeginTaskRun()])
-            self._drive(outcome.task.task_id)
+            self._drive(outcome.task.task_id, outcome.task)
         return outcome
 
     async def delete(self, task_id: int) -> Outcome:
@@ -121,8 +121,8 @@ class TaskRunner:
         """Wait until no task is being driven."""
         await self._drivers.wait_idle()
 
-    def _drive(self, task_id: int) -> None:
-        self._drivers.start(task_id, self._drive_loop(task_id))
+    def _drive(self, task_id: int, known: Task | None = None) -> None:
+        self._drivers.start(task_id, self._drive_loop(task_id, known))
 
     def drive(self, task_id: int) -> None:
         """Drive one task (taken over from another process, or resumed)."""
@@ -136,11 +136,12 @@ class TaskRunner:
         """Stop driving a task whose lease another process took over."""
         self._drivers.lose(task_id)
 
-    async def _drive_loop(self, task_id: int) -> Task | None:
+    async def _drive_loop(self, task_id: int, known: Task | None) -> Task | None:
         return await drive(
             lambda: self._load_fresh(task_id),
             self._next_step,
             draining=lambda: self.pool.draining,
+            first=known,
         )
 
     def _next_step(self, task: Task) -> Awaitable[Task | None] | None:

@@ -41,6 +41,7 @@ from orchestrator.eventstore.base import (
     check_continues,
 )
 from orchestrator.eventstore.chain import GENESIS, chain_rows
+from orchestrator.eventstore.coalescing import Coalescer
 from orchestrator.eventstore.errors import (
     ConcurrencyConflict,
     EventStoreError,
@@ -89,6 +90,7 @@ class PostgresEventStore:
         self._watch = HeadWatch(db, self._read_head)
         self._last_probe = float("-inf")
         self._problem: str | None = None
+        self._ids: Coalescer[tuple[str, int], int] = Coalescer(self._issue_ids)
         #: Told each group commit's size (appends) and seconds (metrics).
         self.commit_observers: list[Callable[[int, float], None]] = []
 
@@ -286,17 +288,34 @@ class PostgresEventStore:
         return [record_to_event(row) for row in await self.db.fetch("a read", sql, *params)]
 
     async def next_id(self, kind: str, after: int) -> int | None:
-        """The kind's counter, moved past `after` and by one, in one statement: the row's lock
-        makes two processes asking at once get different ids."""
+        """The kind's counter, moved past `after` and by one: the row's lock makes two
+        processes asking at once get different ids. Calls made at once in this process share
+        one statement (coalescing.py), which moves the counter by as many."""
+        return await self._ids.submit((kind, after))
+
+    async def _issue_ids(self, asked: Sequence[tuple[str, int]]) -> list[int]:
+        """One statement per kind asked for: `count` ids past the highest `after`, in order."""
+        by_kind: dict[str, list[int]] = {}
+        for index, (kind, _) in enumerate(asked):
+            by_kind.setdefault(kind, []).append(index)
+        issued = [0] * len(asked)
         async with self.db.connection("issuing an id") as conn:
-            issued = await conn.fetchval(
-                "INSERT INTO aggregate_ids (kind, last) VALUES ($1, $2 + 1) "
-                "ON CONFLICT (kind) DO UPDATE SET last = GREATEST(aggregate_ids.last, $2) + 1 "
-                "RETURNING last",
-                kind,
-                after,
-            )
-        return int(issued)
+            for kind, indexes in by_kind.items():
+                after = max(asked[i][1] for i in indexes)
+                last = int(
+                    await conn.fetchval(
+                        "INSERT INTO aggregate_ids (kind, last) "
+                        "VALUES ($1, $2::bigint + $3::bigint) ON CONFLICT (kind) DO UPDATE "
+                        "SET last = GREATEST(aggregate_ids.last, $2::bigint) + $3::bigint "
+                        "RETURNING last",
+                        kind,
+                        after,
+                        len(indexes),
+                    )
+                )
+                for offset, index in enumerate(indexes):
+                    issued[index] = last - len(indexes) + 1 + offset
+        return issued
 
     async def head_position(self) -> int:
         """The last committed position, read from the database (every process's commits)."""

@@ -13,19 +13,23 @@ from collections.abc import Iterable, Sequence
 
 import asyncpg
 
+from orchestrator.eventstore.coalescing import Coalescer
 from orchestrator.eventstore.errors import StoreUnavailable
 from orchestrator.eventstore.leases import Fence, LeaseView, ProcessInfo
 from orchestrator.eventstore.postgres_connection import DRIVER_ERRORS, PostgresDatabase
 
+#: Takes many leases in one statement (a batch's keys are distinct): rows nobody holds, rows
+#: that expired (a new holder: the epoch goes up by one) and rows the holder has already.
 _ACQUIRE = """
 INSERT INTO leases AS l (kind, aggregate_id, holder, epoch, expires_at)
-VALUES ($1, $2, $3, 1, now() + make_interval(secs => $4))
+SELECT u.kind, u.aggregate_id, $3, 1, now() + make_interval(secs => $4)
+FROM unnest($1::text[], $2::bigint[]) AS u(kind, aggregate_id)
 ON CONFLICT (kind, aggregate_id) DO UPDATE
 SET holder = EXCLUDED.holder,
     epoch = CASE WHEN l.holder = EXCLUDED.holder THEN l.epoch ELSE l.epoch + 1 END,
     expires_at = EXCLUDED.expires_at
 WHERE l.holder = EXCLUDED.holder OR l.expires_at < now()
-RETURNING epoch
+RETURNING kind, aggregate_id, epoch
 """
 
 _RENEW = """
@@ -55,6 +59,10 @@ FOR SHARE OF l
 """
 
 
+def _columns(keys: Sequence[tuple[str, int, str]]) -> tuple[list[str], list[int], list[str]]:
+    return [k for k, _, _ in keys], [i for _, i, _ in keys], [h for _, _, h in keys]
+
+
 async def fences_holding(conn: asyncpg.Connection, fences: Sequence[Fence]) -> set[int]:
     """The indexes (0-based) into `fences` of those whose lease is still held at their epoch."""
     rows = await conn.fetch(
@@ -76,6 +84,8 @@ class PostgresLeases:
         self._me: tuple[str, int, list[str]] = ("", 0, [])
         self._listener: asyncpg.Connection | None = None
         self._handed_over = asyncio.Event()
+        self._takes: Coalescer[tuple[str, int, str, float], int | None] = Coalescer(self._take)
+        self._lets_go: Coalescer[tuple[str, int, str, bool], None] = Coalescer(self._let_go)
 
     async def register(self, holder: str, host: str, pid: int, tasks: Sequence[str]) -> None:
         """Insert (or refresh) this process's row."""
@@ -105,10 +115,24 @@ class PostgresLeases:
         await self._stop_listening()
 
     async def acquire(self, kind: str, aggregate_id: int, holder: str, ttl: float) -> int | None:
-        """The lease's epoch if `holder` has it now; None while another live process has it."""
-        async with self._db.connection("taking a lease") as conn:
-            epoch = await conn.fetchval(_ACQUIRE, kind, aggregate_id, holder, ttl)
-        return None if epoch is None else int(epoch)
+        """The lease's epoch if `holder` has it now; None while another live process has it.
+        Takes made at once share one statement."""
+        return await self._takes.submit((kind, aggregate_id, holder, ttl))
+
+    async def _take(self, asked: Sequence[tuple[str, int, str, float]]) -> list[int | None]:
+        # One statement per holder and period (in practice one: this process's).
+        epochs: dict[tuple[str, int, str], int] = {}
+        groups: dict[tuple[str, float], set[tuple[str, int]]] = {}
+        for kind, aggregate_id, holder, ttl in asked:
+            groups.setdefault((holder, ttl), set()).add((kind, aggregate_id))
+        async with self._db.connection("taking leases") as conn:
+            for (holder, ttl), keys in groups.items():
+                rows = await conn.fetch(
+                    _ACQUIRE, [k for k, _ in keys], [i for _, i in keys], holder, ttl
+                )
+                for kind, aggregate_id, epoch in rows:
+                    epochs[(str(kind), int(aggregate_id), holder)] = int(epoch)
+        return [epochs.get((kind, aggregate_id, holder)) for kind, aggregate_id, holder, _ in asked]
 
     async def renew(self, holder: str, ttl: float) -> set[tuple[str, int]]:
         """One statement: every lease of `holder` pushed back, its heartbeat written."""
@@ -129,24 +153,31 @@ class PostgresLeases:
         return {(str(kind), int(aggregate_id)) for kind, aggregate_id in rows}
 
     async def release(self, kind: str, aggregate_id: int, holder: str, *, done: bool) -> None:
-        """Delete the lease (done), or expire it and wake the others (handed over)."""
-        async with self._db.connection("letting a lease go") as conn:
+        """Delete the lease (done), or expire it and wake the others (handed over). Lets-go
+        made at once share one statement."""
+        await self._lets_go.submit((kind, aggregate_id, holder, done))
+
+    async def _let_go(self, asked: Sequence[tuple[str, int, str, bool]]) -> list[None]:
+        done = [(k, i, h) for k, i, h, finished in asked if finished]
+        handed = [(k, i, h) for k, i, h, finished in asked if not finished]
+        async with self._db.connection("letting leases go") as conn:
             if done:
                 await conn.execute(
-                    "DELETE FROM leases WHERE kind = $1 AND aggregate_id = $2 AND holder = $3",
-                    kind,
-                    aggregate_id,
-                    holder,
+                    "DELETE FROM leases l USING unnest($1::text[], $2::bigint[], $3::text[]) "
+                    "AS u(kind, aggregate_id, holder) WHERE l.kind = u.kind "
+                    "AND l.aggregate_id = u.aggregate_id AND l.holder = u.holder",
+                    *_columns(done),
                 )
-                return
-            await conn.execute(
-                "UPDATE leases SET expires_at = now() - interval '1 millisecond' "
-                "WHERE kind = $1 AND aggregate_id = $2 AND holder = $3",
-                kind,
-                aggregate_id,
-                holder,
-            )
-            await conn.execute("SELECT pg_notify($1, $2)", self._handover_channel, holder)
+            if handed:
+                await conn.execute(
+                    "UPDATE leases l SET expires_at = now() - interval '1 millisecond' "
+                    "FROM unnest($1::text[], $2::bigint[], $3::text[]) "
+                    "AS u(kind, aggregate_id, holder) WHERE l.kind = u.kind "
+                    "AND l.aggregate_id = u.aggregate_id AND l.holder = u.holder",
+                    *_columns(handed),
+                )
+                await conn.execute("SELECT pg_notify($1, $2)", self._handover_channel, "")
+        return [None] * len(asked)
 
     async def leases_of(self, kind: str, ids: Iterable[int]) -> dict[int, LeaseView]:
         """The lease rows of `ids`, with whether each is past its expiry."""
