@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.contract.conftest import _drop_test_schemas as _drop_test_schemas
 from tests.contract.conftest import postgres_url
@@ -61,6 +62,18 @@ def start(client: httpx.Client, name: str) -> int:
     return workflow_id
 
 
+def scrape_gauges(client: httpx.Client) -> dict[str, float]:
+    """The unlabelled samples of GET /metrics, parsed by the Prometheus client's parser."""
+    response = client.get("/metrics")
+    assert response.status_code == 200, response.text
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+        if not sample.labels
+    }
+
+
 def events_of(client: httpx.Client, workflow_id: int) -> list[dict[str, Any]]:
     response = client.get(f"/workflow/{workflow_id}/events")
     assert response.status_code == 200, response.text
@@ -93,6 +106,10 @@ def test_two_servers_share_the_work_and_survive_a_sigkill(
         ids_a = [start(on_a, f"a{i}") for i in range(15)]
         ids_b = [start(on_b, f"b{i}") for i in range(15)]
         assert len(set(ids_a + ids_b)) == 30, "ids are unique across the two servers"
+        # Each drives its own under leases, as /metrics says; one writes the read models.
+        gauges = [scrape_gauges(client) for client in (on_a, on_b)]
+        assert sum(g["orchestrator_projection_writer"] for g in gauges) == 1
+        assert all(g["orchestrator_leases_held"] >= 1 for g in gauges), gauges
 
         # Some of b's workflows are mid-step now: SIGKILL it.
         wait_until(

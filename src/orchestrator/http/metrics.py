@@ -109,6 +109,17 @@ class Metrics:
         self.threads = Gauge(
             "orchestrator_worker_pool_threads", "Threads of each pool", ["pool"], registry=registry
         )
+        self.leases = Gauge(
+            "orchestrator_leases_held",
+            "In-flight workflows and tasks this process drives under a lease (PostgreSQL with "
+            "several processes; 0 where one process has the log)",
+            registry=registry,
+        )
+        self.writer = Gauge(
+            "orchestrator_projection_writer",
+            "1 if this process applies the log to the read models, else 0 (a follower)",
+            registry=registry,
+        )
         self._request_counters: dict[tuple[str, str, int], Any] = {}
         runtime.service.observers.append(self.observe_workflow)
         runtime.store.commit_observers.append(self.observe_commit)
@@ -155,6 +166,8 @@ class Metrics:
         self.head.set(head)
         self.projected.set(projector.position)
         self.lag.set(max(0, head - projector.position))
+        self.leases.set(runtime.ownership.held())
+        self.writer.set(1 if projector.writing else 0)
         for pool in (runtime.pool, runtime.task_pool):
             self.busy.labels(pool.name).set(pool.active_tasks)
             self.queued.labels(pool.name).set(pool.queue_size)
