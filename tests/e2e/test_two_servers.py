@@ -244,3 +244,41 @@ def test_the_history_tools_work_beside_two_running_servers(
             )
 
         wait_until(counted, what="three COMPLETE on both servers")
+
+
+def test_a_server_restarted_after_a_crash_resumes_its_work_without_waiting_for_leases(
+    tmp_path: Path,
+) -> None:
+    # Leases far longer than the test: only knowing that the old process is gone (same host,
+    # its pid dead) lets the restarted server resume at once.
+    settings = {
+        "DATABASE_URL": postgres_url(tmp_path),
+        "TASK_TIME_SCALE": TIME_SCALE,
+        "LEASE_SECONDS": "120",
+    }
+    server = ServerProcess(workdir=tmp_path, port=free_port(), overrides=settings)
+    server.start()
+    try:
+        with server.client() as client:
+            ids = [start(client, f"crashed {i}") for i in range(5)]
+            wait_until(
+                lambda: all(
+                    client.get(f"/workflow/{i}").json()["current_state"] != "INIT" for i in ids
+                ),
+                what="every workflow under way",
+            )
+        server.restart()  # SIGKILL, then a new process on the same database
+        restarted = time.monotonic()
+        with server.client() as client:
+            wait_until(
+                lambda: all(
+                    client.get(f"/workflow/{i}").json()["current_state"] == "COMPLETE" for i in ids
+                ),
+                what="every workflow COMPLETE after the restart",
+                timeout=60,
+            )
+            assert time.monotonic() - restarted < 60
+            health = client.get("/health").json()
+            assert health["cluster"]["processes"] == 1, "the dead process was forgotten"
+    finally:
+        server.stop()

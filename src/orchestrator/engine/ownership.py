@@ -45,6 +45,17 @@ class HandOver(Exception):
     step's task): its lease is handed over, expired at once, instead of deleted."""
 
 
+def _alive(pid: int) -> bool:
+    """True if a process `pid` runs on this host (or cannot be told: not ours to signal)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def step_task_key(name: str) -> str:
     """How a step task is named in a process's registered list."""
     return f"step:{name}"
@@ -132,6 +143,7 @@ class Ownership:
         await self._leases.register(
             self.holder, socket.gethostname(), os.getpid(), sorted(self.tasks)
         )
+        await self._reap_dead_neighbours()
         self._loops = [
             asyncio.create_task(self._renew_loop(), name="lease-renewal"),
             asyncio.create_task(self._scan_loop(), name="lease-takeover"),
@@ -158,6 +170,25 @@ class Ownership:
         except (EventStoreError, TimeoutError) as exc:  # they expire by themselves then
             log.warning("could not hand this process's leases over at stop: %s", exc)
         self._held.clear()
+
+    async def _reap_dead_neighbours(self) -> None:
+        """Let go at once of the leases of earlier server processes on this host that are gone
+        (a crash, then this restart): their work is resumed now, as on SQLite, instead of
+        after LEASE_SECONDS. A process of this host is judged by its pid, which is only
+        meaningful here, so other hosts' processes are left to expire."""
+        assert self._leases is not None
+        host = socket.gethostname()
+        for process in await self._leases.processes(None):
+            if process.host != host or process.holder == self.holder:
+                continue
+            if _alive(process.pid):
+                continue
+            released = await self._leases.reap(process.holder)
+            log.info(
+                "process %s of this host is gone; its %d lease(s) are taken over now",
+                process.holder,
+                released,
+            )
 
     # Taking and letting go -----------------------------------------------------------------
 

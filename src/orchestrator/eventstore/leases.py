@@ -70,6 +70,10 @@ class LeaseStore(Protocol):
     async def unregister(self, holder: str) -> None:
         """Forget this process and expire every lease it still holds, waking the others now."""
 
+    async def reap(self, holder: str) -> int:
+        """Expire every lease of `holder`, a process known to be dead, and forget it; how many
+        leases it held."""
+
     async def acquire(self, kind: str, aggregate_id: int, holder: str, ttl: float) -> int | None:
         """Take the lease if nobody holds it, it expired, or `holder` has it already; its epoch
         (raised by one when it changes holder), or None while another live process holds it."""
@@ -85,8 +89,9 @@ class LeaseStore(Protocol):
     async def leases_of(self, kind: str, ids: Iterable[int]) -> dict[int, LeaseView]:
         """The leases of those aggregates that have one (expired ones included)."""
 
-    async def processes(self, ttl: float) -> list[ProcessInfo]:
-        """The processes that renewed within `ttl` seconds, with how many live leases each holds."""
+    async def processes(self, ttl: float | None) -> list[ProcessInfo]:
+        """The processes that renewed within `ttl` seconds (all registered ones for None),
+        with how many live leases each holds."""
 
     async def wait_for_handover(self, timeout: float) -> bool:
         """Wait until a process lets leases go without finishing (a graceful stop), or

@@ -101,6 +101,17 @@ class PostgresLeases:
                 list(tasks),
             )
 
+    async def reap(self, holder: str) -> int:
+        """Expire a dead process's leases at once and delete its row."""
+        async with self._db.transaction("letting a dead process's leases go") as conn:
+            expired = await conn.fetchval(
+                "WITH gone AS (UPDATE leases SET expires_at = now() - interval '1 millisecond' "
+                "WHERE holder = $1 AND expires_at > now() RETURNING 1) SELECT count(*) FROM gone",
+                holder,
+            )
+            await conn.execute("DELETE FROM processes WHERE holder = $1", holder)
+        return int(expired)
+
     async def unregister(self, holder: str) -> None:
         """Expire this process's leases, wake the other processes, forget its row."""
         async with self._db.transaction("letting this process's leases go") as conn:
@@ -196,14 +207,16 @@ class PostgresLeases:
             for row in rows
         }
 
-    async def processes(self, ttl: float) -> list[ProcessInfo]:
-        """Live processes (renewed within `ttl` s), oldest first, with their live leases."""
+    async def processes(self, ttl: float | None) -> list[ProcessInfo]:
+        """Live processes (renewed within `ttl` s; every one for None), oldest first, with
+        their live leases."""
         rows = await self._db.fetch(
             "a read of processes",
             "SELECT p.holder, p.host, p.pid, p.tasks, "
             "EXTRACT(EPOCH FROM now() - p.seen_at)::float8, "
             "(SELECT count(*) FROM leases l WHERE l.holder = p.holder AND l.expires_at > now()) "
-            "FROM processes p WHERE p.seen_at > now() - make_interval(secs => $1) "
+            "FROM processes p "
+            "WHERE $1::float8 IS NULL OR p.seen_at > now() - make_interval(secs => $1) "
             "ORDER BY p.started_at, p.holder",
             ttl,
         )
