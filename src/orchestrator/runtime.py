@@ -92,6 +92,9 @@ class Runtime:
             is_driving=self.tasks.is_driving,
             lose=self.tasks.lose,
         )
+        # Cancels recorded by other processes reach the tasks this one runs.
+        self.projector.observers.append(self.coordinator.notice)
+        self.projector.observers.append(self.tasks.notice)
         await self.ownership.start()
         # Where processes share the log, each driver first takes its lease: those another live
         # process drives are left to it.

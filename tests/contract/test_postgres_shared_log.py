@@ -301,3 +301,30 @@ async def test_health_counts_processes_and_their_leases(url: str) -> None:
         gate.release()
         await two.stop()
         await one.stop()
+
+
+async def test_a_cancel_on_one_process_stops_the_task_running_on_the_other(url: str) -> None:
+    calls = Calls()
+    entered, stopped = threading.Event(), threading.Event()
+
+    def long_task(context: TaskContext) -> dict[str, Any]:
+        entered.set()
+        if context.cancelled.wait(DEADLINE):
+            stopped.set()
+        return {"stopped": stopped.is_set()}
+
+    runs_it = registry_of(calls)
+    runs_it.register(State.PREPARE, long_task, name="fake-prepare")
+    one = await started(url, runs_it)
+    two = await started(url, registry_of(calls))
+    try:
+        outcome = await one.coordinator.start(StartWorkflow(workflow_id=0, name="cancel me"))
+        workflow_id = outcome.workflow.workflow_id
+        assert await asyncio.to_thread(entered.wait, DEADLINE)
+        await two.coordinator.cancel(workflow_id)  # the other process records the cancel
+        assert await asyncio.to_thread(stopped.wait, DEADLINE), "the task was told to stop"
+        final = await until_state(one, workflow_id, State.CANCELLED)
+        assert "PREPARE" not in final.task_results, "its late result is discarded"
+    finally:
+        await two.stop()
+        await one.stop()

@@ -18,6 +18,7 @@ from types import MappingProxyType
 
 import msgspec
 
+from orchestrator.domain.aggregates import WORKFLOW
 from orchestrator.domain.commands import (
     AdvanceWorkflow,
     BeginStep,
@@ -39,7 +40,8 @@ from orchestrator.domain.errors import (
     StepInProgress,
     WorkflowNotFound,
 )
-from orchestrator.domain.states import State, is_running
+from orchestrator.domain.events import WorkflowTransitioned
+from orchestrator.domain.states import State, Trigger, is_running
 from orchestrator.domain.transitions import FORWARD_TRIGGER, target
 from orchestrator.domain.workflow import Workflow, allowed_actions
 from orchestrator.engine.backlog import Backlog
@@ -53,6 +55,7 @@ from orchestrator.engine.task_context import NoRetry, TaskContext
 from orchestrator.engine.task_execution import ProgressReporter, run_attempt
 from orchestrator.engine.task_specs import TaskSpec
 from orchestrator.engine.tasks import TaskRegistry
+from orchestrator.eventstore.base import RecordedEvent
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +200,19 @@ class Coordinator:
     def drive(self, workflow_id: int) -> None:
         """Drive one workflow (taken over from another process, or resumed)."""
         self._drive(workflow_id)
+
+    def notice(self, events: Sequence[RecordedEvent]) -> None:
+        """Events the read models took in (from any process): a workflow cancelled elsewhere
+        while this process runs its step has its task told to stop, as a local cancel does."""
+        for recorded in events:
+            if recorded.type != "WorkflowTransitioned":
+                continue
+            found = WORKFLOW.parse_stream(recorded.stream_id)
+            if found is None or not self._drivers.is_driving(found):
+                continue
+            event = WORKFLOW.decode(recorded.data, recorded.schema_version)
+            if isinstance(event, WorkflowTransitioned) and event.trigger is Trigger.CANCEL:
+                self._drivers.cancel_running(found)
 
     def lose(self, workflow_id: int) -> None:
         """Stop driving a workflow whose lease another process took over."""

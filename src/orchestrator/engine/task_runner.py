@@ -11,10 +11,11 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from orchestrator.domain.aggregates import TASK
 from orchestrator.domain.errors import WorkflowNotFound
 from orchestrator.domain.tasks import (
     BeginTaskRun,
@@ -38,6 +39,7 @@ from orchestrator.engine.task_execution import ProgressReporter, run_attempt
 from orchestrator.engine.task_specs import TaskSpec
 from orchestrator.engine.task_types import InvalidTaskConfig, TaskTypes
 from orchestrator.engine.tasks import TaskRegistry
+from orchestrator.eventstore.base import RecordedEvent
 
 #: Starts a run: given the run's cancellation signal and what to call when a worker picks it up.
 RunStarter = Callable[[threading.Event, Callable[[], None]], Awaitable[dict[str, Any]]]
@@ -131,6 +133,16 @@ class TaskRunner:
     def is_driving(self, task_id: int) -> bool:
         """True while this process drives the task."""
         return self._drivers.is_driving(task_id)
+
+    def notice(self, events: Sequence[RecordedEvent]) -> None:
+        """Events the read models took in (from any process): a task cancelled or deleted
+        elsewhere while this process runs it has its run told to stop."""
+        for recorded in events:
+            if recorded.type not in ("TaskCancelled", "TaskDeleted"):
+                continue
+            found = TASK.parse_stream(recorded.stream_id)
+            if found is not None and self._drivers.is_driving(found):
+                self._drivers.cancel_running(found)
 
     def lose(self, task_id: int) -> None:
         """Stop driving a task whose lease another process took over."""

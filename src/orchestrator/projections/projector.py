@@ -57,6 +57,9 @@ class Projector:
         self._advanced = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._apply_lock = asyncio.Lock()
+        #: Told every batch of events the read models now include (applied here, or by the
+        #: writer this process follows): the engine hears of other processes' cancels so.
+        self.observers: list[Callable[[Sequence[RecordedEvent]], None]] = []
 
     async def start(self, *, follow: bool = True, until: int | None = None) -> None:
         """Load the checkpoint and counters, catch up with the log (up to position `until`),
@@ -188,6 +191,7 @@ class Projector:
                     if found is not None:
                         self._cache.discard((found[0].kind, found[1]))
                 after = events[-1].position
+                self._tell(events)
             self._counters = await self._storage.load_counters()
             self.position = max(self.position, checkpoint)
         self._wake()
@@ -248,6 +252,14 @@ class Projector:
             self._counters[name] = self._counters.get(name, 0) + delta
         self.position = last
         self._wake()
+        self._tell(events)
+
+    def _tell(self, events: Sequence[RecordedEvent]) -> None:
+        for observe in self.observers:
+            try:
+                observe(events)
+            except Exception:  # an observer's bug must not stop the read models
+                log.exception("an observer of the applied events failed")
 
     def _wake(self) -> None:
         self._advanced.set()
