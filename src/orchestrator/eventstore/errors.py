@@ -26,10 +26,6 @@ class StoreUnavailable(EventStoreError):
     """The database cannot be reached or refused the operation."""
 
 
-class StoreInUse(EventStoreError):
-    """Another server (or embedded runtime) already drives the workflows of this log."""
-
-
 class SchemaTooNew(EventStoreError):
     """The database was written by a newer release than this one."""
 
