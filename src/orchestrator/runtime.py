@@ -25,6 +25,7 @@ from orchestrator.projections.models import TASKS, WORKFLOWS
 from orchestrator.projections.projector import Projector
 from orchestrator.projections.storage import ProjectionStorage
 from orchestrator.settings import Settings
+from orchestrator.sized_cache import CacheBudget
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,8 @@ def build_runtime(settings: Settings, registry: TaskRegistry | None = None) -> R
     ownership = Ownership(backend.leases, ttl=settings.lease_seconds)
     pool = WorkerPool(settings.max_workers, "steps")
     task_pool = WorkerPool(settings.task_workers, "tasks")
-    service = WorkflowService(WORKFLOW_KIND, store)
+    budget = CacheBudget(settings.cache_memory_mb)
+    service = WorkflowService(WORKFLOW_KIND, store, cache_bytes=budget.workflows)
     coordinator = Coordinator(
         service,
         pool,
@@ -177,7 +179,7 @@ def build_runtime(settings: Settings, registry: TaskRegistry | None = None) -> R
         max_timeout=settings.http_task_max_timeout,
     )
     runner = TaskRunner(
-        TaskService(TASK_KIND, store),
+        TaskService(TASK_KIND, store, cache_bytes=budget.tasks),
         service,
         task_pool,
         task_timeout=settings.task_timeout,
@@ -192,7 +194,9 @@ def build_runtime(settings: Settings, registry: TaskRegistry | None = None) -> R
         backend=backend,
         store=store,
         projections=projections,
-        projector=Projector(store, projections, leadership=leadership),
+        projector=Projector(
+            store, projections, cache_bytes=budget.read_models, leadership=leadership
+        ),
         pool=pool,
         task_pool=task_pool,
         service=service,

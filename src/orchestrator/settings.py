@@ -148,6 +148,10 @@ class Settings:
     task_workers: int = 2
     #: Most steps and task runs waiting for a thread; past it commands get 429 with Retry-After.
     max_queued_steps: int = 1000
+    #: Megabytes the in-process caches may hold together (aggregates the services know, read
+    #: models, encoded reads), as charged by sized_cache.charge: memory stays flat however long
+    #: the history grows.
+    cache_memory_mb: int = 64
     #: Largest JSON answer of a list route, in bytes (the page is cut short, and says so).
     max_response_bytes: int = 8 * 1024 * 1024
     #: The log file rotates at this size, keeping LOG_BACKUPS old files.
@@ -236,6 +240,7 @@ class Settings:
             ),
             task_workers=get("TASK_WORKERS", _positive_int, defaults.task_workers),
             max_queued_steps=get("MAX_QUEUED_STEPS", _positive_int, defaults.max_queued_steps),
+            cache_memory_mb=get("CACHE_MEMORY_MB", _positive_int, defaults.cache_memory_mb),
             max_response_bytes=get(
                 "MAX_RESPONSE_BYTES", _positive_int, defaults.max_response_bytes
             ),

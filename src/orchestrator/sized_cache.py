@@ -79,3 +79,18 @@ class SizedCache(Generic[K, V]):
         entry = self._entries.pop(key, None)
         if entry is not None:
             self.bytes -= entry[1]
+
+
+class CacheBudget:
+    """How CACHE_MEMORY_MB is shared among the caches of one server (bytes each)."""
+
+    def __init__(self, megabytes: int) -> None:
+        total = megabytes * 1024 * 1024
+        #: The read models the projector keeps (every read of a workflow or task goes there).
+        self.read_models = total * 40 // 100
+        #: Workflows the command service knows (a command costs one append, no read).
+        self.workflows = total * 25 // 100
+        #: Standalone tasks the command service knows.
+        self.tasks = total * 10 // 100
+        #: Encoded bodies of recent GET /workflow reads.
+        self.encoded_reads = total - self.read_models - self.workflows - self.tasks

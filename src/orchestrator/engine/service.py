@@ -115,12 +115,17 @@ class AggregateService(Generic[S, C, E]):
     """Carries out commands against the log, one stream per aggregate."""
 
     def __init__(
-        self, kind: AggregateKind[S, C, E], store: EventStore, *, cache_size: int = 50_000
+        self,
+        kind: AggregateKind[S, C, E],
+        store: EventStore,
+        *,
+        cache_size: int = 50_000,
+        cache_bytes: int = 32 * 1024 * 1024,
     ) -> None:
         self.kind = kind
         self._store = store
         # Charged what each aggregate's events take decoded: big configs cannot fill memory.
-        self._cache: SizedCache[int, S] = SizedCache(cache_size, 32 * 1024 * 1024)
+        self._cache: SizedCache[int, S] = SizedCache(cache_size, cache_bytes)
         self._next_id = 1
         #: The position of the last event this service appended (reads wait for it).
         self.last_position = 0

@@ -44,13 +44,14 @@ class Projector:
         storage: ProjectionStorage,
         *,
         cache_size: int = 100_000,
+        cache_bytes: int = CACHE_BYTES,
         leadership: Leadership | None = None,
     ) -> None:
         self._store = store
         self._storage = storage
         self._leadership = leadership
         # Charged each row's stored size: big configs cannot fill memory however many there are.
-        self._cache: SizedCache[tuple[str, int], Any] = SizedCache(cache_size, CACHE_BYTES)
+        self._cache: SizedCache[tuple[str, int], Any] = SizedCache(cache_size, cache_bytes)
         self._counters: dict[str, int] = {}
         self.position = 0
         self._generation = 0
