@@ -50,6 +50,10 @@ MIRRORS: dict[type[Any], type[Any]] = {
     server_types.StateMachine: client_types.StateMachine,
     server_types.StepTaskRow: client_types.StepTask,
     server_types.CurrentStep: client_types.CurrentStep,
+    server_types.Activity: client_types.Activity,
+    server_types.ActivityMinute: client_types.ActivityMinute,
+    server_types.Cluster: client_types.Cluster,
+    server_types.ProcessLeases: client_types.ProcessLeases,
 }
 
 #: Every route and the client method that calls it.
@@ -75,6 +79,7 @@ ROUTES = {
     ("GET", "/execution/workflows/{workflow_id}/status"): "status",
     ("POST", "/execution/workflows/{workflow_id}/cancel"): "cancel",  # the same handler
     ("GET", "/execution/stats"): "stats",
+    ("GET", "/execution/activity"): "activity",
     ("GET", "/"): "info",
     ("GET", "/health"): "health",
     ("GET", "/state-machine"): "state_machine",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from orchestrator.client import (
+    Activity,
     Client,
     Event,
     EventPage,
@@ -98,6 +99,20 @@ def test_workflow_events_are_the_workflows_stream_in_version_order(client: Clien
     assert {event.stream_id for event in events} == {f"workflow-{workflow_id}"}
     assert events[0].type == "WorkflowStarted"
     assert events[-1].type == "StepSucceeded"
+
+
+def test_activity_counts_this_minutes_starts_and_ends(client: Client) -> None:
+    done = client.start("counted").workflow_id
+    client.wait(done, timeout=15)
+    client.start("waiting", auto_start=False)
+
+    activity = client.activity(minutes=5)
+
+    assert isinstance(activity, Activity)
+    assert len(activity.minutes) == 5
+    assert sum(m.started for m in activity.minutes) == 2  # a manual one counts as started
+    assert sum(m.finished for m in activity.minutes) == 1
+    assert activity.complete
 
 
 def test_stats_count_the_workflows_by_state(client: Client) -> None:

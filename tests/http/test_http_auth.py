@@ -32,8 +32,18 @@ WRONG = {
     "detail": "the bearer token is not one of the tokens in API_TOKEN",
 }
 CHALLENGE = 'Bearer realm="orchestrator"'
-#: Everything answered without a token: /health, and the documentation (see http/auth.py).
-PUBLIC = {"/health", "/openapi.json", "/docs", "/redoc", "/docs/static", "/redoc/static"}
+#: Everything answered without a token: /health, the documentation and the dashboard's page and
+#: files (see http/auth.py).
+PUBLIC = {
+    "/health",
+    "/openapi.json",
+    "/docs",
+    "/redoc",
+    "/docs/static",
+    "/redoc/static",
+    "/ui",
+    "/ui/static",
+}
 
 
 @pytest.fixture

@@ -36,8 +36,9 @@ from orchestrator.http.response_types import EventOut
 DEADLINE = 5.0
 #: Routes that serve the documentation itself rather than the API.
 DOCS_PATHS = frozenset({"/openapi.json", "/docs", "/docs/static", "/redoc", "/redoc/static"})
-#: Routes for operators' tools, not the JSON API: /metrics speaks Prometheus's text format.
-OPERATIONS_PATHS = frozenset({"/metrics"})
+#: Routes for operators' tools, not the JSON API: /metrics speaks Prometheus's text format, and
+#: the dashboard is a page (with its files) that uses the API, as the docs pages are.
+OPERATIONS_PATHS = frozenset({"/metrics", "/ui", "/ui/static"})
 DOCUMENT_URI = "urn:openapi"
 EVENT_STREAM = "text/event-stream"
 
@@ -241,6 +242,14 @@ def _stats(api: Api) -> list[httpx2.Response]:
     return [api.client.get("/execution/stats")]
 
 
+def _activity(api: Api) -> list[httpx2.Response]:
+    api.finished_workflow()
+    return [
+        api.client.get("/execution/activity"),
+        api.client.get("/execution/activity?minutes=5"),
+    ]
+
+
 def _event_pages(api: Api) -> list[httpx2.Response]:
     workflow_id = api.finished_workflow()
     return [
@@ -317,6 +326,7 @@ SCENARIOS: dict[str, Scenario] = {
         api.client.post(f"/execution/workflows/{api.waiting_workflow()}/cancel")
     ],
     "GET /execution/stats": _stats,
+    "GET /execution/activity": _activity,
     "GET /": lambda api: [api.client.get("/")],
     "GET /health": lambda api: [api.client.get("/health")],
     "GET /state-machine": lambda api: [api.client.get("/state-machine")],

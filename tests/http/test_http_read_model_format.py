@@ -11,6 +11,7 @@ from starlette.testclient import TestClient
 
 from orchestrator.http.app import create_app
 from orchestrator.projections.sqlite import READ_MODEL_FORMAT
+from orchestrator.projections.sqlite_states import StateCodec
 from orchestrator.settings import Settings
 from tests.http.conftest import DEADLINE
 from tests.settings_for_tests import TESTCLIENT_HOSTS
@@ -39,8 +40,16 @@ def run_one_workflow(path: Path) -> dict[str, Any]:
 
 
 def make_format_one(path: Path) -> None:
-    """Make the stored rows look as the first release wrote them: no format row, no new fields."""
+    """Make the stored rows look as the first release wrote them: no format row, no new fields,
+    every state JSON text."""
     with sqlite3.connect(path) as conn:
+        states = StateCodec()
+        states.learn(conn.execute("SELECT id, kind, dictionary FROM projection_dictionaries"))
+        for kind, id_, state in conn.execute("SELECT kind, id, state FROM projection_rows"):
+            conn.execute(
+                "UPDATE projection_rows SET state = ? WHERE kind = ? AND id = ?",
+                (states.unpack(state).decode(), kind, id_),
+            )
         conn.execute("DELETE FROM projection_checkpoints WHERE name = 'format'")
         conn.execute(
             "UPDATE projection_rows SET state = json_remove(state, '$.created_at', "

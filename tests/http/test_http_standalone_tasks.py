@@ -19,6 +19,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
+from orchestrator.domain.tasks import BeginTaskRun, CreateTask
 from orchestrator.engine import task_types
 from orchestrator.eventstore.errors import StoreUnavailable
 from orchestrator.http.app import runtime_of
@@ -648,9 +649,17 @@ def test_a_driver_whose_read_of_the_task_fails_once_still_runs_it(
         return await real_load(aggregate_id, fresh=fresh)
 
     service.load = flaky_load  # type: ignore[method-assign]
-    task_id = create_task(client, {"name": "survives a failed read", "task_type": "compute"})[
-        "task_id"
-    ]
+    # A task recorded but not driven, then resumed as a restart resumes it: its driver starts
+    # by reading the task (a driver started by the request knows it already).
+    command = CreateTask(task_id=0, name="survives a failed read", task_type="compute", config={})
+    assert client.portal is not None
+    outcome = client.portal.call(service.create, command, {"actor": "test"}, [BeginTaskRun()])
+    task_id = outcome.task.task_id
+
+    async def resume() -> None:
+        runtime_of(app).tasks.resume([task_id])
+
+    client.portal.call(resume)
 
     body = wait_for_task(client, task_id, FINISHED)
 

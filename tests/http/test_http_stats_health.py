@@ -131,6 +131,7 @@ def test_health_of_a_fresh_server_has_the_documented_shape(client: TestClient) -
         "database": "memory",
         "log_position": 0,
         "projection_position": 0,
+        "projection_lag": 0,
     }
 
 

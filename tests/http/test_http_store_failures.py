@@ -67,8 +67,16 @@ def test_a_driver_whose_read_of_the_workflow_fails_once_still_completes_it(
             raise StoreUnavailable("database is locked")
         return await real_load(aggregate_id, fresh=fresh)
 
+    # A retry's driver starts by reading the workflow (a start's driver knows it already).
+    workflow_id = start(
+        {
+            "name": "survives a failed read",
+            "config": {"simulate_failure": True, "fail_until_retry": 1},
+        }
+    )
+    assert settle(workflow_id)["status"] == "FAILED"
     service.load = flaky_load  # type: ignore[method-assign]
-    workflow_id = start({"name": "survives a failed read"})
+    assert client.post(f"/workflow/{workflow_id}/retry").status_code == 200
 
     body = settle(workflow_id)
 

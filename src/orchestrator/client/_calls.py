@@ -19,6 +19,7 @@ from orchestrator import __version__
 from orchestrator.client._retry import RETRY_STATUSES, retry_after
 from orchestrator.client.errors import UnexpectedResponse, api_error
 from orchestrator.client.types import (
+    Activity,
     Event,
     EventPage,
     ExecutionStatus,
@@ -60,6 +61,7 @@ _transitions = _decoder(list[Transition])
 _events = _decoder(list[Event])
 _event_page = _decoder(EventPage)
 _stats = _decoder(Stats)
+_activity = _decoder(Activity)
 _health = _decoder(Health)
 _info = _decoder(ServiceInfo)
 _state_machine = _decoder(StateMachine)
@@ -313,6 +315,11 @@ def head() -> Call[EventPage]:
 def stats() -> Call[Stats]:
     """GET /execution/stats."""
     return Call("GET", "/execution/stats", _stats)
+
+
+def activity(minutes: int = 60) -> Call[Activity]:
+    """GET /execution/activity: started and finished per minute, the last `minutes` (1-60)."""
+    return Call("GET", "/execution/activity", _activity, {"minutes": minutes})
 
 
 def health() -> Call[Health]:

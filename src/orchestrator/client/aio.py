@@ -19,6 +19,7 @@ from orchestrator.client._sse import STREAM_RETRY, Feed, check_idle_timeout, str
 from orchestrator.client._waiting import WaitPlan
 from orchestrator.client.types import (
     TERMINAL_STATES,
+    Activity,
     Event,
     EventPage,
     ExecutionStatus,
@@ -339,6 +340,10 @@ class AsyncClient:
     async def stats(self) -> Stats:
         """Pool and workflow counters."""
         return await self._run(calls.stats())
+
+    async def activity(self, minutes: int = 60) -> Activity:
+        """Workflows started and finished per minute over the last `minutes` (1 to 60)."""
+        return await self._run(calls.activity(minutes))
 
     async def health(self) -> Health:
         """The server's health; `status` is `degraded` (with a `reason`) while it cannot write."""

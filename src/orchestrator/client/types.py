@@ -226,7 +226,48 @@ class Health(msgspec.Struct, frozen=True, kw_only=True):
     database: str
     log_position: int
     projection_position: int
+    #: Events the answering server's read models have not applied yet.
+    projection_lag: int
+    #: Where servers share a PostgreSQL log: the answering one's part (see the server's docs).
+    cluster: Cluster | None = None
     reason: str | None = None
+
+
+class ActivityMinute(msgspec.Struct, frozen=True, kw_only=True):
+    """One minute of GET /execution/activity."""
+
+    minute: datetime
+    started: int
+    finished: int
+
+
+class Activity(msgspec.Struct, frozen=True, kw_only=True):
+    """GET /execution/activity: workflows started and finished per minute, oldest first;
+    `complete` false while the counts do not reach the log's head yet (ask again)."""
+
+    minutes: list[ActivityMinute]
+    since: datetime
+    until: datetime
+    complete: bool
+    position: int
+
+
+class ProcessLeases(msgspec.Struct, frozen=True, kw_only=True):
+    """A live server process on a shared log, and the leases it holds."""
+
+    process: str
+    leases: int
+    seen_seconds_ago: float
+
+
+class Cluster(msgspec.Struct, frozen=True, kw_only=True):
+    """The servers sharing a PostgreSQL log, as /health reports them."""
+
+    process: str
+    projection_writer: bool
+    leases_held: int
+    processes: int | None = None
+    lease_holders: list[ProcessLeases] | None = None
 
 
 class ServiceInfo(msgspec.Struct, frozen=True, kw_only=True):

@@ -83,13 +83,13 @@ def checked_version(at_version: int | None) -> int | None:
     return at_version
 
 
-def page_of(skip: int, limit: int) -> dict[str, int]:
-    """`skip` >= 0 and `limit` from 1 to 1000, as ListQuery's keywords; else ValueError."""
+def page_of(skip: int, limit: int) -> tuple[int, int]:
+    """(`skip` >= 0, `limit` from 1 to 1000), checked; else ValueError."""
     if isinstance(skip, bool) or not isinstance(skip, int) or skip < 0:
         raise ValueError(f"skip must be an integer >= 0, got {skip!r}")
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
         raise ValueError(f"limit must be an integer from 1 to {MAX_PAGE}, got {limit!r}")
-    return {"skip": skip, "limit": limit}
+    return skip, limit
 
 
 def state_of(value: State | str) -> State:

@@ -294,7 +294,8 @@ class Orchestrator:
         """Workflows in id order (deleted ones left out), optionally only those in `status`."""
         runtime = self._running()
         wanted = None if status is None else state_of(status).value
-        query = ListQuery(kind=WORKFLOWS.kind, status=wanted, **page_of(skip, limit))
+        skip, limit = page_of(skip, limit)
+        query = ListQuery(kind=WORKFLOWS.kind, status=wanted, skip=skip, limit=limit)
         page: builtins.list[Workflow] = await runtime.projector.list_page(WORKFLOWS, query)
         return page
 
@@ -387,8 +388,9 @@ class Orchestrator:
         """Standalone tasks in id order, optionally of one workflow and in one status."""
         runtime = self._running()
         wanted = None if status is None else status_of(status).value
+        skip, limit = page_of(skip, limit)
         query = ListQuery(
-            kind=TASKS.kind, status=wanted, parent_id=workflow_id, **page_of(skip, limit)
+            kind=TASKS.kind, status=wanted, parent_id=workflow_id, skip=skip, limit=limit
         )
         page: builtins.list[Task] = await runtime.projector.list_page(TASKS, query)
         return page

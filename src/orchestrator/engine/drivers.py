@@ -44,7 +44,7 @@ class Drivers:
         if self.is_driving(key):
             work.close()
             return None
-        if self._ownership is not None:
+        if self._ownership is not None and self._ownership.shared:
             work = self._leased(self._ownership, key, work)
         task = asyncio.create_task(work, name=f"{self._kind}-{key}")
         self._tasks[key] = task

@@ -11,6 +11,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from orchestrator.engine.tasks import TaskRegistry
+from orchestrator.http.activity import ActivityCounts
 from orchestrator.http.dispatch import build_routes
 from orchestrator.http.docs import docs_routes
 from orchestrator.http.endpoint_table import ENDPOINTS
@@ -23,9 +24,11 @@ from orchestrator.http.metrics import Metrics, metrics_route
 from orchestrator.http.paths import TrailingSlashMiddleware
 from orchestrator.http.responses import EncodedReads, runtime_of
 from orchestrator.http.security import host_middleware, request_guards
+from orchestrator.http.ui import ui_routes
 from orchestrator.runtime import build_runtime
 from orchestrator.serving import DatabaseLock
 from orchestrator.settings import Settings
+from orchestrator.sized_cache import CacheBudget
 
 #: `runtime_of` is re-exported: the CLI and the tests reach an app's runtime through here.
 __all__ = ["cors_middleware", "create_app", "runtime_of"]
@@ -77,6 +80,7 @@ def create_app(
                 registry=runtime.coordinator.registry,
                 type_names=runtime.tasks.type_names(),
             ),
+            *ui_routes(auth=bool(runtime.settings.api_tokens)),
         ],
         exception_handlers=exception_handlers(),
         middleware=[
@@ -94,10 +98,14 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.runtime = runtime
-    app.state.encoded_reads = EncodedReads()
+    app.state.encoded_reads = EncodedReads(
+        max_bytes=CacheBudget(runtime.settings.cache_memory_mb).encoded_reads
+    )
     app.state.idempotency = idempotency
     app.state.metrics = metrics
     app.state.event_feed = feed
+    # Workflows started and finished per minute (GET /execution/activity), from the log.
+    app.state.activity = ActivityCounts(runtime.store)
     return app
 
 

@@ -1,11 +1,12 @@
 """Optional bearer-token auth: with API_TOKEN set, every route but the public ones needs a token.
 
-The public routes are `/health` (liveness probes carry no credentials) and the documentation:
-the two viewer pages, their vendored scripts and `/openapi.json`. A browser cannot attach a
-bearer token to a page it navigates to, so protected pages could never be opened, and Swagger
-UI's "Authorize" button (the document declares the bearer scheme when auth is on) needs the page
-and the document first. They hold no data: the document describes the API, which the source and
-README describe too, and `/health` already names the version.
+The public routes are `/health` (liveness probes carry no credentials), the documentation (the
+two viewer pages, their vendored scripts and `/openapi.json`) and the dashboard page `/ui` with
+its files. A browser cannot attach a bearer token to a page it navigates to, so protected pages
+could never be opened, and Swagger UI's "Authorize" button (the document declares the bearer
+scheme when auth is on) and the dashboard's token prompt need the page first. They hold no data:
+the document describes the API, which the source and README describe too, the dashboard reads
+everything it shows through the API with the token, and `/health` already names the version.
 
 A missing token and a wrong one are both 401 (RFC 6750: `invalid_token` is a 401; a 403 would
 mean the token is good but not enough, and every token here opens everything). The token is
@@ -29,9 +30,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from orchestrator.http.errors import error_response
 
 #: Paths answered without a token (after the trailing slash is dropped, as routing does).
-PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/redoc"})
-#: Path prefixes answered without a token: the viewers' vendored scripts, styles and icon.
-PUBLIC_PREFIXES = ("/docs/static/", "/redoc/static/")
+PUBLIC_PATHS = frozenset({"/health", "/openapi.json", "/docs", "/redoc", "/ui"})
+#: Path prefixes answered without a token: the viewers' vendored scripts, styles and icon, and
+#: the dashboard's own files.
+PUBLIC_PREFIXES = ("/docs/static/", "/redoc/static/", "/ui/static/")
 
 _CHALLENGE = 'Bearer realm="orchestrator"'
 #: The key, in the request's `scope["state"]`, of the accepted token's fingerprint.

@@ -6,9 +6,16 @@ handler runs) and openapi.py into the OpenAPI document, so what is documented is
 
 from __future__ import annotations
 
-from orchestrator.http import history_routes, service_routes, task_routes, workflow_routes
+from orchestrator.http import (
+    activity,
+    history_routes,
+    service_routes,
+    task_routes,
+    workflow_routes,
+)
 from orchestrator.http.dispatch import Endpoint
 from orchestrator.http.request_types import (
+    ActivityQuery,
     CreateTaskRequest,
     CreateWorkflowRequest,
     EventsQuery,
@@ -20,6 +27,7 @@ from orchestrator.http.request_types import (
     WorkflowReadQuery,
 )
 from orchestrator.http.response_types import (
+    Activity,
     EventOut,
     EventPage,
     ExecutionStats,
@@ -241,6 +249,15 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "Pool and workflow stats",
         "execution",
         response=ExecutionStats,
+    ),
+    Endpoint(
+        "GET",
+        "/execution/activity",
+        activity.workflow_activity,
+        "Workflows started and finished per minute, from the log (the last hour at most)",
+        "execution",
+        query=ActivityQuery,
+        response=Activity,
     ),
     # Service.
     Endpoint(

@@ -168,23 +168,26 @@ async def stream_events(request: Request, query: StreamQuery) -> Response:
 
     async def frames() -> AsyncIterator[bytes]:
         position = after
-        yield b": connected\n\n"
-        while not runtime.stopping.is_set():
-            found = feed.frames_after(position, _STREAM_PAGE)
-            if found is None:  # further back than the shared buffer reaches: read the log
-                events = await runtime.store.read_all(position, _STREAM_PAGE)
-                if events:
-                    yield b"".join(sse_frame(event) for event in events)
-                    position = events[-1].position
-                continue
-            chunk, last = found
-            if chunk:  # every frame found goes out in one write
-                yield b"".join(chunk)
-                position = last
-                continue
-            await feed.wait_past(position, keepalive)
-            if feed.head <= position and not runtime.stopping.is_set():
-                yield b": keep-alive\n\n"
+        feed.clients += 1
+        try:
+            yield b": connected\n\n"
+            while not runtime.stopping.is_set():
+                found = feed.frames_after(position)
+                if found is None:  # further back than the shared buffer reaches: read the log
+                    events = await runtime.store.read_all(position, _STREAM_PAGE)
+                    if events:
+                        yield b"".join(sse_frame(event) for event in events)
+                        position = events[-1].position
+                    continue
+                chunk, last = found
+                if chunk:  # every frame found goes out in one write, as the feed joined them
+                    yield chunk
+                    position = last
+                    continue
+                if not await feed.wait_past(position, keepalive) and not runtime.stopping.is_set():
+                    yield b": keep-alive\n\n"
+        finally:
+            feed.clients -= 1
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(frames(), media_type="text/event-stream", headers=headers)

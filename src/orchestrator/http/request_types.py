@@ -7,6 +7,7 @@ ignored, as the original API (FastAPI/pydantic defaults) did.
 
 from __future__ import annotations
 
+import enum
 from typing import Annotated, Any
 
 import msgspec
@@ -78,12 +79,23 @@ class CreateTaskRequest(msgspec.Struct, kw_only=True):
     max_retries: Annotated[int, msgspec.Meta(ge=0, le=10)] | msgspec.UnsetType = msgspec.UNSET
 
 
+class ListOrder(enum.Enum):
+    """Which end of a list comes first: the oldest (lowest id) or the newest."""
+
+    ASC = "asc"
+    DESC = "desc"
+
+
 class WorkflowListQuery(msgspec.Struct, kw_only=True):
     """GET /workflows query parameters."""
 
     skip: Skip = 0
     limit: Limit = 100
     status_filter: State | None = None
+    #: Only workflows whose name contains this (ASCII letters in any case); empty: all.
+    name: Annotated[str, msgspec.Meta(max_length=255)] | None = None
+    #: `asc` (the default, oldest first, as the original) or `desc` (newest first).
+    order: ListOrder = ListOrder.ASC
 
 
 class TaskListQuery(msgspec.Struct, kw_only=True):
@@ -116,3 +128,10 @@ class StreamQuery(msgspec.Struct, kw_only=True):
     """GET /events/stream query parameters (Last-Event-ID, when sent, wins over `after`)."""
 
     after: Skip | None = None
+
+
+class ActivityQuery(msgspec.Struct, kw_only=True):
+    """GET /execution/activity query parameters."""
+
+    #: How many of the last minutes to answer (the current one included).
+    minutes: Annotated[int, msgspec.Meta(ge=1, le=60)] = 60

@@ -23,6 +23,7 @@ from orchestrator.http.conversions import (
 from orchestrator.http.dispatch import path_id
 from orchestrator.http.request_types import (
     CreateWorkflowRequest,
+    ListOrder,
     StartWorkflowRequest,
     UpdateWorkflowRequest,
     WorkflowListQuery,
@@ -100,9 +101,17 @@ async def create_workflow(request: Request, body: CreateWorkflowRequest) -> Resp
 
 
 async def list_workflows(request: Request, query: WorkflowListQuery) -> Response:
-    """GET /workflows: from the read model, in id order."""
+    """GET /workflows: from the read model, in id order (newest first with `order=desc`),
+    optionally only names containing `name`."""
     status = query.status_filter.value if query.status_filter else None
-    wanted = ListQuery(kind=WORKFLOWS.kind, status=status, skip=query.skip, limit=query.limit)
+    wanted = ListQuery(
+        kind=WORKFLOWS.kind,
+        status=status,
+        name=query.name or None,
+        skip=query.skip,
+        limit=query.limit,
+        descending=query.order is ListOrder.DESC,
+    )
     page = await bounded_list(request, WORKFLOWS, wanted, workflow_out)
     return list_response(page, next_page(request, skip=query.skip + len(page.items)))
 

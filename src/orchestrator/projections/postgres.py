@@ -15,10 +15,11 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 
 import asyncpg
+import msgspec
 
 from orchestrator.eventstore.postgres_connection import PostgresDatabase
 from orchestrator.projections.models import Row
-from orchestrator.projections.storage import ListQuery, ProjectionMoved
+from orchestrator.projections.storage import ListQuery, ProjectionMoved, name_pattern
 from orchestrator.projections.tables import CHECKPOINT, FORMAT, GENERATION, READ_MODEL_FORMAT
 
 TABLES = ("rows", "counters", "checkpoints")
@@ -34,6 +35,8 @@ INDEXES = (
 )
 
 log = logging.getLogger(__name__)
+#: The letters a name search lowers (ListQuery.name).
+_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 def schema_statements(prefix: str) -> tuple[str, ...]:
@@ -48,6 +51,7 @@ def schema_statements(prefix: str) -> tuple[str, ...]:
             needs_engine BOOLEAN NOT NULL,
             position     BIGINT  NOT NULL,
             state        TEXT    NOT NULL,
+            name         TEXT    NOT NULL DEFAULT '',
             CONSTRAINT {prefix}rows_pkey PRIMARY KEY (kind, id)
         )""",
         f"""CREATE INDEX IF NOT EXISTS {prefix}rows_by_status
@@ -79,6 +83,26 @@ async def create_tables(conn: asyncpg.Connection, prefix: str) -> None:
         CHECKPOINT,
         GENERATION,
     )
+
+
+async def _add_name_column(conn: asyncpg.Connection, prefix: str) -> None:
+    """Read models written before rows kept their aggregate's name in a column of its own (a
+    search by name then reads the column, not every row's JSON): add it and fill it, once."""
+    found = await conn.fetchval(
+        "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+        "AND table_name = $1 AND column_name = 'name'",
+        f"{prefix}rows",
+    )
+    if found is None:
+        await conn.execute(f"ALTER TABLE {prefix}rows ADD COLUMN name TEXT NOT NULL DEFAULT ''")
+        await conn.execute(f"UPDATE {prefix}rows SET name = COALESCE(state::json ->> 'name', '')")
+
+
+class _Named(msgspec.Struct):
+    name: str = ""
+
+
+_named = msgspec.json.Decoder(_Named)
 
 
 async def drop_tables(conn: asyncpg.Connection, prefix: str) -> None:
@@ -133,6 +157,7 @@ class PostgresProjectionStorage:
                     )
                     await drop_tables(conn, prefix)
             await create_tables(conn, prefix)
+            await _add_name_column(conn, prefix)
             await set_position(conn, prefix, FORMAT, READ_MODEL_FORMAT)
 
     async def close(self) -> None:
@@ -179,10 +204,11 @@ class PostgresProjectionStorage:
     ) -> None:
         """Rows, counter deltas and checkpoint in one transaction."""
         latest = {(row.kind, row.id): row for row in rows}  # one statement may touch a row once
-        columns: list[list[object]] = [[] for _ in range(7)]
+        columns: list[list[object]] = [[] for _ in range(8)]
         for row in latest.values():
             values = (row.kind, row.id, row.status, row.parent_id, row.deleted, row.needs_engine)
-            for column, value in zip(columns, (*values, row.state.decode()), strict=True):
+            name = _named.decode(row.state).name
+            for column, value in zip(columns, (*values, row.state.decode(), name), strict=True):
                 column.append(value)
         deltas = [(name, delta) for name, delta in counter_deltas.items() if delta]
         prefix = self.prefix
@@ -202,13 +228,14 @@ class PostgresProjectionStorage:
             if latest:
                 await conn.execute(
                     f"INSERT INTO {prefix}rows (kind, id, status, parent_id, deleted, "
-                    "needs_engine, position, state) SELECT k, i, s, p, d, n, $8, t FROM unnest("
-                    "$1::text[], $2::bigint[], $3::text[], $4::bigint[], $5::boolean[], "
-                    "$6::boolean[], $7::text[]) AS u (k, i, s, p, d, n, t) "
+                    "needs_engine, state, name, position) SELECT k, i, s, p, d, n, t, m, $9 "
+                    "FROM unnest($1::text[], $2::bigint[], $3::text[], $4::bigint[], "
+                    "$5::boolean[], $6::boolean[], $7::text[], $8::text[]) "
+                    "AS u (k, i, s, p, d, n, t, m) "
                     "ON CONFLICT (kind, id) DO UPDATE SET status = excluded.status, "
                     "parent_id = excluded.parent_id, deleted = excluded.deleted, "
                     "needs_engine = excluded.needs_engine, position = excluded.position, "
-                    "state = excluded.state",
+                    "state = excluded.state, name = excluded.name",
                     *columns,
                     position,
                 )
@@ -220,6 +247,10 @@ class PostgresProjectionStorage:
                     deltas,
                 )
             await set_position(conn, prefix, CHECKPOINT, position)
+            # Processes following this writer (projections/postgres_leadership.py) wake on it.
+            await conn.execute(
+                "SELECT pg_notify($1, $2)", self._db.checkpoint_channel, str(position)
+            )
 
     async def list_rows(self, query: ListQuery) -> list[bytes]:
         """Matching non-deleted rows in id order, one page."""
@@ -231,10 +262,16 @@ class PostgresProjectionStorage:
         if query.parent_id is not None:
             params.append(query.parent_id)
             where.append(f"parent_id = ${len(params)}")
+        if query.name is not None:  # only ASCII letters lowered, as SQLite's LIKE ignores them
+            params.append(name_pattern(query.name))
+            where.append(
+                f"translate(name, '{_UPPER}', '{_UPPER.lower()}') LIKE ${len(params)} ESCAPE '\\'"
+            )
         params += [query.limit, query.skip]
         rows = await self._fetch(
             f"SELECT state FROM {self.prefix}rows WHERE {' AND '.join(where)} "
-            f"ORDER BY id LIMIT ${len(params) - 1} OFFSET ${len(params)}",
+            f"ORDER BY id{' DESC' if query.descending else ''} "
+            f"LIMIT ${len(params) - 1} OFFSET ${len(params)}",
             *params,
         )
         return [str(row[0]).encode() for row in rows]

@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+import msgspec
+
 from orchestrator.projections.models import Row
 
 
@@ -24,13 +26,47 @@ class ProjectionMoved(Exception):
 
 @dataclass(frozen=True, kw_only=True)
 class ListQuery:
-    """Which rows a list read wants: kind, optional status and parent, a page."""
+    """Which rows a list read wants: kind, optional status, parent and name, a page."""
 
     kind: str
     status: str | None = None
     parent_id: int | None = None
+    #: Only rows whose aggregate's `name` contains this, ignoring the case of ASCII letters
+    #: (other characters match as written, on every backend alike).
+    name: str | None = None
     skip: int = 0
     limit: int = 100
+    #: Newest (highest id) first instead of oldest first.
+    descending: bool = False
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def ascii_lower(text: str) -> str:
+    """`text` with A-Z lowered and nothing else changed (what SQLite's LIKE ignores)."""
+    return text.translate(_ASCII_LOWER)
+
+
+def name_pattern(fragment: str) -> str:
+    """A LIKE pattern (escape character `\\`) matching names that contain `fragment`, ASCII
+    letters lowered: `%` and `_` in the fragment match only themselves."""
+    escaped = fragment.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{ascii_lower(escaped)}%"
+
+
+class _Named(msgspec.Struct):
+    """The one field of a stored aggregate a name search reads (the rest is skipped)."""
+
+    name: str = ""
+
+
+_named = msgspec.json.Decoder(_Named)
+
+
+def has_name_containing(state: bytes, fragment: str) -> bool:
+    """Whether the stored aggregate `state`'s name contains `fragment` (as ListQuery.name)."""
+    return ascii_lower(fragment) in ascii_lower(_named.decode(state).name)
 
 
 class ProjectionStorage(Protocol):
@@ -69,7 +105,7 @@ class ProjectionStorage(Protocol):
         """
 
     async def list_rows(self, query: ListQuery) -> list[bytes]:
-        """States of non-deleted rows matching `query`, in id order."""
+        """States of non-deleted rows matching `query`, in id order (descending if asked)."""
 
     async def ids_needing_engine(self, kind: str) -> list[int]:
         """Ids the engine must resume after a restart."""
@@ -137,8 +173,10 @@ class InMemoryProjectionStorage:
                 and not row.deleted
                 and (query.status is None or row.status == query.status)
                 and (query.parent_id is None or row.parent_id == query.parent_id)
+                and (query.name is None or has_name_containing(row.state, query.name))
             ),
             key=lambda row: row.id,
+            reverse=query.descending,
         )
         return [row.state for row in matching[query.skip : query.skip + query.limit]]
 
