@@ -11,6 +11,7 @@ from orchestrator.domain.commands import CancelWorkflow, StartWorkflow
 from orchestrator.engine.service import WORKFLOW_KIND, WorkflowService
 from orchestrator.eventstore.base import AppendResult, NewEvent
 from orchestrator.eventstore.keys import IdempotencyClaim
+from orchestrator.eventstore.leases import Fence
 from orchestrator.eventstore.memory import InMemoryEventStore
 
 API = {"actor": "api"}
@@ -28,10 +29,13 @@ class StoreThatWaitsMidAppend(InMemoryEventStore):
         events: Sequence[NewEvent],
         *,
         idempotency: IdempotencyClaim | None = None,
+        fence: Fence | None = None,
     ) -> AppendResult:
         if self.meanwhile is not None:
             await self.meanwhile()
-        return await super().append(stream_id, expected_version, events, idempotency=idempotency)
+        return await super().append(
+            stream_id, expected_version, events, idempotency=idempotency, fence=fence
+        )
 
 
 @pytest.mark.anyio

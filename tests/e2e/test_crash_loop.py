@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 import pytest
 
+from orchestrator.eventstore.sqlite_schema import stored_events
 from tests.e2e.conftest import ServerProcess, StartServer, server_environment, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -96,15 +97,13 @@ def logged_workflows(
     """Each workflow stream's events as (type, payload, metadata), read from the file."""
     uri = f"file:{server.db_path}?mode=ro"
     with closing(sqlite3.connect(uri, uri=True)) as conn:
-        rows = conn.execute(
-            "SELECT stream_id, type, data, metadata FROM events "
-            "WHERE stream_id LIKE 'workflow-%' ORDER BY position"
-        ).fetchall()
+        events = stored_events(conn)  # the file's rows, however compactly stored
     streams: dict[int, list[tuple[str, dict[str, Any], dict[str, Any]]]] = defaultdict(list)
-    for stream_id, type_, data, metadata in rows:
-        streams[int(stream_id.split("-")[1])].append(
-            (type_, json.loads(data), json.loads(metadata))
-        )
+    for event in events:
+        if event.stream_id.startswith("workflow-"):
+            streams[int(event.stream_id.split("-")[1])].append(
+                (event.type, json.loads(event.data), event.metadata)
+            )
     return streams
 
 

@@ -25,7 +25,14 @@ from tests.e2e.machine import manual, serve_once, tmpfs
 
 pytestmark = pytest.mark.e2e
 
-HEALTH_FIELDS = {"status", "version", "database", "log_position", "projection_position"}
+HEALTH_FIELDS = {
+    "status",
+    "version",
+    "database",
+    "log_position",
+    "projection_position",
+    "projection_lag",
+}
 
 
 def events_in(path: Path) -> int:

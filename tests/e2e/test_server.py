@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
+from orchestrator.eventstore.sqlite_schema import stored_events
 from tests.e2e.workflow_reads import (
     get_workflow,
     has_finished_complete,
@@ -92,11 +93,8 @@ def assert_built_in_results(task_results: Json, workflow_id: int, iterations: in
 def read_stream(db_path: Path, stream_id: str) -> list[tuple[int, str, Json]]:
     """(version, type, data) of every event in the stream, in log (position) order."""
     with contextlib.closing(sqlite3.connect(db_path)) as connection:
-        rows = connection.execute(
-            "SELECT version, type, data FROM events WHERE stream_id = ? ORDER BY position",
-            (stream_id,),
-        ).fetchall()
-    return [(version, type_, json.loads(data)) for version, type_, data in rows]
+        events = stored_events(connection)  # the file's rows, however compactly stored
+    return [(e.version, e.type, json.loads(e.data)) for e in events if e.stream_id == stream_id]
 
 
 def read_stream_ids(db_path: Path) -> set[str]:

@@ -24,6 +24,7 @@ from orchestrator.engine.tasks import TaskRegistry
 from orchestrator.eventstore.base import AppendResult, NewEvent
 from orchestrator.eventstore.errors import ConcurrencyConflict
 from orchestrator.eventstore.keys import IdempotencyClaim
+from orchestrator.eventstore.leases import Fence
 from orchestrator.eventstore.memory import InMemoryEventStore
 from orchestrator.runtime import Runtime
 from tests.engine.fake_tasks import TASK_STATES, Calls, Gate, failing, result_of, task_name
@@ -429,11 +430,14 @@ class ConflictingStore(InMemoryEventStore):
         events: Sequence[NewEvent],
         *,
         idempotency: IdempotencyClaim | None = None,
+        fence: Fence | None = None,
     ) -> AppendResult:
         if self.conflicting:
             self.refused += 1
             raise ConcurrencyConflict(stream_id, expected_version, expected_version + 1)
-        return await super().append(stream_id, expected_version, events, idempotency=idempotency)
+        return await super().append(
+            stream_id, expected_version, events, idempotency=idempotency, fence=fence
+        )
 
 
 async def test_a_service_that_never_wins_the_race_gives_up_with_concurrency_conflict() -> None:

@@ -96,11 +96,12 @@ def copy_run(source: Path, target_dir: Path) -> Path:
 
 def recompute_chain(database: Path, edit_position: int, old: str, new: str) -> None:
     """Replace `old` by `new` in one payload, then write every hash from there on again."""
+    edited = next(row[4] for row in event_rows(database) if row[0] == edit_position)
     with connect(database) as connection:
         connection.execute("DROP TRIGGER events_refuse_update")
-        connection.execute(
-            "UPDATE events SET data = replace(data, ?, ?) WHERE position = ?",
-            (old, new, edit_position),
+        connection.execute(  # as text: the file may hold it packed (sqlite_codec.py)
+            "UPDATE events SET data = ? WHERE position = ?",
+            (edited.replace(old, new), edit_position),
         )
     rows = event_rows(database)
     previous = GENESIS

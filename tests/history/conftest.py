@@ -23,6 +23,8 @@ from typing import Any, Protocol
 import httpx
 import pytest
 
+from orchestrator.eventstore.sqlite_schema import stored_events
+from orchestrator.projections.sqlite_states import StateCodec
 from tests.e2e.conftest import ServerProcess, free_port, server_environment
 from tests.e2e.workflow_reads import get_workflow as get_workflow
 from tests.e2e.workflow_reads import wait_until_finished_complete as wait_until_finished_complete
@@ -126,12 +128,13 @@ def connect(database: Path) -> Iterator[sqlite3.Connection]:
 
 
 def event_rows(database: Path) -> list[tuple[Any, ...]]:
-    """Every stored column of every event, in position order."""
+    """Every stored field of every event as the chain hashes it (position, stream_id, version,
+    type, data, metadata, recorded_at, schema_version, hash: text, however compactly the file
+    stores them), in position order."""
     with connect(database) as connection:
-        return connection.execute(
-            "SELECT position, stream_id, version, type, data, metadata, recorded_at, "
-            "schema_version, hash FROM events ORDER BY position"
-        ).fetchall()
+        return [
+            (*event.stored_fields().values(), event.hash) for event in stored_events(connection)
+        ]
 
 
 def head_of(database: Path) -> int:
@@ -142,12 +145,22 @@ def head_of(database: Path) -> int:
 
 
 def projection_rows(database: Path) -> list[tuple[Any, ...]]:
-    """The live read-model rows without the position they were saved at, in key order."""
+    """The live read-model rows without the position they were saved at, in key order, each
+    state as its JSON text (however the file stores it)."""
     with connect(database) as connection:
-        return connection.execute(
+        states = state_codec(connection)
+        rows = connection.execute(
             "SELECT kind, id, status, parent_id, deleted, needs_engine, state "
             "FROM projection_rows ORDER BY kind, id"
         ).fetchall()
+    return [(*row[:6], states.unpack(row[6]).decode()) for row in rows]
+
+
+def state_codec(connection: sqlite3.Connection) -> StateCodec:
+    """What unpacks the live read-model states of the file (projections/sqlite_states.py)."""
+    states = StateCodec()
+    states.learn(connection.execute("SELECT id, kind, dictionary FROM projection_dictionaries"))
+    return states
 
 
 def projection_counters(database: Path) -> dict[str, int]:
@@ -163,8 +176,8 @@ def read_model_state(database: Path, kind: str, aggregate_id: int) -> Json:
         row = connection.execute(
             "SELECT state FROM projection_rows WHERE kind = ? AND id = ?", (kind, aggregate_id)
         ).fetchone()
-    assert row is not None, f"no {kind} row {aggregate_id} in {database}"
-    state: Json = json.loads(row[0])
+        assert row is not None, f"no {kind} row {aggregate_id} in {database}"
+        state: Json = json.loads(state_codec(connection).unpack(row[0]))
     return state
 
 

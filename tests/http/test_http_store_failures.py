@@ -11,6 +11,7 @@ from starlette.testclient import TestClient
 from orchestrator.eventstore.base import AppendResult, NewEvent
 from orchestrator.eventstore.errors import StoreUnavailable
 from orchestrator.eventstore.keys import IdempotencyClaim
+from orchestrator.eventstore.leases import Fence
 from orchestrator.http.app import runtime_of
 
 
@@ -30,11 +31,14 @@ def test_an_outcome_the_store_fails_to_record_is_recorded_on_a_later_attempt(
         events: Sequence[NewEvent],
         *,
         idempotency: IdempotencyClaim | None = None,
+        fence: Fence | None = None,
     ) -> AppendResult:
         if any(event.type == "StepSucceeded" for event in events) and failures["left"]:
             failures["left"] -= 1
             raise StoreUnavailable("disk briefly full")
-        return await real_append(stream_id, expected_version, events, idempotency=idempotency)
+        return await real_append(
+            stream_id, expected_version, events, idempotency=idempotency, fence=fence
+        )
 
     store.append = flaky_append  # type: ignore[method-assign]
     workflow_id = start({"name": "survives"})

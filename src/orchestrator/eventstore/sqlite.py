@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import logging
 import sqlite3
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 
@@ -32,11 +34,25 @@ from orchestrator.eventstore.base import (
     check_continues,
     encode_for_storage,
 )
-from orchestrator.eventstore.chain import GENESIS, chain_rows
+from orchestrator.eventstore.chain import GENESIS, ChainRow, chain_rows
 from orchestrator.eventstore.errors import ConcurrencyConflict, StoreUnavailable
-from orchestrator.eventstore.group_commit import QueuedAppend, fail, plan_batch, settle
+from orchestrator.eventstore.group_commit import (
+    BatchPlan,
+    QueuedAppend,
+    fail,
+    plan_batch,
+    settle,
+)
 from orchestrator.eventstore.keys import IdempotencyClaim, IdempotencyRecord
 from orchestrator.eventstore.leases import Fence
+from orchestrator.eventstore.sqlite_codec import (
+    RowCodec,
+    compact_rows,
+    decode_rows_now,
+    prepare,
+    sample_dictionary,
+    unpack_hash,
+)
 from orchestrator.eventstore.sqlite_guard import FileGuard
 from orchestrator.eventstore.sqlite_keys import (
     INSERT_KEY,
@@ -51,24 +67,54 @@ from orchestrator.eventstore.sqlite_schema import (
     connect,
     migrate,
     refuse_original_database,
-    row_to_event,
+    run_on,
 )
 from orchestrator.eventstore.sqlite_schema import SCHEMA_VERSION as SCHEMA_VERSION
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 _MAX_BATCH = 512
+_STREAM_VERSION = "SELECT MAX(version) FROM events WHERE stream_id = ?"
+_LAST_EVENT = "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1"
+_PAGE_SQL = f"SELECT {COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"
+#: A stream read on the event loop's thread takes at most this many rows there (about a
+#: millisecond's work); a longer stream's other rows are read by the reader's thread.
+_ROWS_NOW = 1000
+#: A dictionary for payloads is learned once the log holds this many events (sqlite_codec.py).
+LEARN_AFTER = 500
+
+
+class _QueuedAppend(QueuedAppend):
+    """An append with its payloads as the table stores them (packed before queueing, so the
+    group commit spends no time on them)."""
+
+    __slots__ = ("payloads",)
+
+    def __init__(self, payloads: list[str | bytes], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.payloads = payloads
 
 
 class _Transaction:
-    __slots__ = ("future", "work")
+    __slots__ = ("durable", "future", "work")
 
     def __init__(
         self,
-        work: Callable[[aiosqlite.Connection], Awaitable[Any]],
+        work: Callable[[aiosqlite.Connection], Awaitable[Any]]
+        | Callable[[sqlite3.Connection], Any],
         future: asyncio.Future[Any],
+        durable: bool = True,
     ) -> None:
         self.work = work
         self.future = future
+        self.durable = durable
+
+
+class _SyncTransaction(_Transaction):
+    """A transaction whose work is a plain function of a sqlite3 connection, run with its
+    BEGIN and COMMIT in one hand-over to the writer's thread."""
+
+    __slots__ = ()
 
 
 #: Seconds between two write probes of health_problem: /health is public, and may be asked often.
@@ -82,11 +128,24 @@ async def _probe(conn: aiosqlite.Connection) -> None:
 class SQLiteEventStore:
     """The event log in one SQLite file, append-only enforced by triggers."""
 
-    def __init__(self, path: str, *, busy_timeout_ms: int = 10_000) -> None:
+    def __init__(
+        self, path: str, *, busy_timeout_ms: int = 10_000, learn_after: int = LEARN_AFTER
+    ) -> None:
         self.path = path
         self._busy_timeout_ms = busy_timeout_ms
+        self._codec = RowCodec()
+        #: The head at which the writer tries to learn a payload dictionary (again).
+        self._learn_at = learn_after
+        self._learn_after = learn_after
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
+        #: A plain connection for short reads made on the event loop's thread (read_stream).
+        self._direct: sqlite3.Connection | None = None
+        #: True while the writer may commit without syncing (see `_transact_now`); only the
+        #: writer's thread reads or sets it.
+        self._relaxed = False
+        #: The codec of the reads decoded in the reader's thread (read_all, read_chain).
+        self._reader_codec = RowCodec()
         self._queue: deque[QueuedAppend | _Transaction] = deque()
         self._queued = asyncio.Event()
         self._last_probe = float("-inf")
@@ -108,8 +167,13 @@ class SQLiteEventStore:
         refuse_original_database(self.path)
         try:
             self._writer = await connect(self.path, self._busy_timeout_ms)
+            self._relaxed = False  # connect sets synchronous=FULL
             await migrate(self._writer, self.path)
+            self._codec = RowCodec()
+            await prepare(self._writer, self._codec)
             self._reader = await connect(self.path, self._busy_timeout_ms)
+            self._direct = _direct_reader(self.path)
+            self._reader_codec = RowCodec()
             self._head = await self._read_head()
             self._guard.remember()  # the file, -wal and -shm are open by now
         except BaseException:
@@ -134,6 +198,10 @@ class SQLiteEventStore:
                 with contextlib.suppress(sqlite3.Error):
                     await conn.close()
         self._writer = self._reader = None
+        if self._direct is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._direct.close()
+            self._direct = None
 
     async def append(
         self,
@@ -151,11 +219,14 @@ class SQLiteEventStore:
         """
         if self._writer_task is None or self._closing:
             raise StoreUnavailable("the SQLite event store is not open")
-        self._guard.check()
+        self._guard.check_known()  # the batch's `check` looks at the file before it commits
         # Encoded here, so a bad event fails its own caller and never reaches a shared batch.
         rows = [(e.type, *encode_for_storage(e), e.schema_version) for e in events]
+        payloads = [self._codec.pack_payload(row[1]) for row in rows]
         future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
-        self._queue.append(QueuedAppend(stream_id, expected_version, rows, future, idempotency))
+        self._queue.append(
+            _QueuedAppend(payloads, stream_id, expected_version, rows, future, idempotency)
+        )
         self._queued.set()
         return await future
 
@@ -173,6 +244,27 @@ class SQLiteEventStore:
         self._queued.set()
         return await future
 
+    async def write_transaction_now(
+        self, work: Callable[[sqlite3.Connection], T], *, durable: bool = True
+    ) -> T:
+        """Run `work(connection)`, a plain function of a sqlite3 connection, inside one write
+        transaction on the store's writer, in the writer's thread: the transaction in one hand-
+        over to that thread, instead of one per statement as `write_transaction` takes.
+
+        `durable=False` commits without syncing the log file (synchronous=NORMAL for this one
+        commit: still atomic, and synced by the next durable commit, but a power cut may undo
+        it), for tables nothing reads until a later durable commit makes them live (a
+        rebuild's tables before their swap). Like `write_transaction`, `work` must not touch
+        the events table.
+        """
+        if self._writer_task is None or self._closing:
+            raise StoreUnavailable("the SQLite event store is not open")
+        self._guard.check()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.append(_SyncTransaction(work, future, durable))
+        self._queued.set()
+        return await future
+
     async def _write_loop(self) -> None:
         while True:
             if not self._queue:
@@ -181,6 +273,8 @@ class SQLiteEventStore:
                 self._queued.clear()
                 await self._queued.wait()
                 continue
+            if self._head >= self._learn_at and self._codec.dictionary is None:
+                await self._learn_dictionary()
             first = self._queue.popleft()
             if isinstance(first, _Transaction):
                 await self._run_transaction(first)
@@ -197,16 +291,44 @@ class SQLiteEventStore:
             for observe in self.commit_observers:
                 observe(len(batch), time.perf_counter() - began)
 
+    async def _learn_dictionary(self) -> None:
+        """Learn the payloads' dictionary from the log (sqlite_codec.py), in a transaction of
+        its own; a failure only puts it off (payloads are stored as text meanwhile)."""
+        writer = self._writer
+        assert writer is not None
+        self._learn_at = self._head + self._learn_after
+        try:
+            self._guard.check()
+            await writer.execute("BEGIN IMMEDIATE")
+            learned = await sample_dictionary(writer, self._codec)
+            await writer.execute("COMMIT")
+        except Exception:
+            with contextlib.suppress(sqlite3.Error):
+                await writer.execute("ROLLBACK")
+            log.warning("could not learn a dictionary for the payloads in %s", self.path)
+            return
+        if learned is not None:
+            self._codec.learn_dictionaries([(1, learned)])
+
     async def _run_transaction(self, job: _Transaction) -> None:
         writer = self._writer
         assert writer is not None
         try:
             self._guard.check()  # one stat per transaction: never commit into a replaced file
-            await writer.execute("BEGIN IMMEDIATE")
-            result = await job.work(writer)
-            await writer.execute("COMMIT")
+            if isinstance(job, _SyncTransaction):
+                work = cast(Callable[[sqlite3.Connection], Any], job.work)
+                result = await run_on(
+                    writer, functools.partial(self._transact_now, work, job.durable)
+                )
+            else:
+                run = cast(Callable[[aiosqlite.Connection], Awaitable[Any]], job.work)
+                if self._relaxed:
+                    await run_on(writer, self._sync_fully)
+                await writer.execute("BEGIN IMMEDIATE")
+                result = await run(writer)
+                await writer.execute("COMMIT")
         except Exception as exc:
-            with contextlib.suppress(sqlite3.Error):
+            with contextlib.suppress(sqlite3.Error, ValueError):
                 await writer.execute("ROLLBACK")
             self._guard.failed(exc)
             if not job.future.done():
@@ -221,36 +343,51 @@ class SQLiteEventStore:
         if not job.future.done():
             job.future.set_result(result)
 
+    def _transact_now(
+        self, work: Callable[[sqlite3.Connection], T], durable: bool, conn: sqlite3.Connection
+    ) -> T:
+        """In the writer's thread: `work(conn)` in a write transaction of its own, committed;
+        rolled back if it raises. Not `durable`: committed at synchronous=NORMAL, and FULL
+        restored after it (or, should that fail, before the next durable commit)."""
+        if durable:
+            self._sync_fully(conn)
+        else:
+            self._relaxed = True
+            conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+        finally:
+            if not durable:
+                self._sync_fully(conn)
+        return result
+
+    def _sync_fully(self, conn: sqlite3.Connection) -> None:
+        """In the writer's thread: its commits sync the log file again (synchronous=FULL), if
+        a transaction that was not durable relaxed that. Every durable commit (each group
+        commit of appends, each durable transaction) calls this first: if it fails, that
+        commit fails too, and nothing is acknowledged that is not on disk."""
+        if self._relaxed:
+            conn.execute("PRAGMA synchronous = FULL")
+            self._relaxed = False
+
     async def _commit(self, batch: list[QueuedAppend]) -> None:
         writer = self._writer
         assert writer is not None
         try:
             self._guard.check()  # one stat per batch: never commit into a replaced file
-            await writer.execute("BEGIN IMMEDIATE")
-            streams = sorted({item.stream_id for item in batch})
-            marks = ",".join("?" * len(streams))
-            rows = await writer.execute_fetchall(
-                f"SELECT stream_id, MAX(version), NULL FROM events WHERE stream_id IN ({marks}) "
-                "GROUP BY stream_id UNION ALL SELECT * FROM (SELECT NULL, position, hash "
-                "FROM events ORDER BY position DESC LIMIT 1)",
-                streams,
-            )
-            versions: dict[str, int] = {}
-            head, previous = 0, GENESIS
-            for stream, value, last_hash in rows:
-                if stream is None:
-                    head, previous = value, last_hash
-                else:
-                    versions[stream] = value
-            plan = plan_batch(batch, versions, head, previous, datetime.now(UTC).isoformat())
-            if plan.inserts:
-                await writer.executemany(INSERT, plan.inserts)
-            if plan.keys:
-                await writer.executemany(INSERT_KEY, plan.keys)
-            await writer.execute("COMMIT")
+            # The whole transaction in one hand-over to the writer's thread: its statements,
+            # the chain and the rows are made there, and the caller waits for one wake-up.
+            plan, committed = await run_on(writer, functools.partial(self._commit_now, batch))
+            if committed is not None:
+                committed()
         except Exception as exc:  # the writer must survive anything, or every append would hang
-            with contextlib.suppress(sqlite3.Error):
-                await writer.execute("ROLLBACK")
             self._guard.failed(exc)
             failure = (
                 exc
@@ -266,6 +403,46 @@ class SQLiteEventStore:
             self._changed.set()
             self._changed = asyncio.Event()
 
+    def _commit_now(
+        self, batch: list[QueuedAppend], conn: sqlite3.Connection
+    ) -> tuple[BatchPlan, Callable[[], None] | None]:
+        """One group commit, in the writer's thread: each append checked against its stream's
+        version, the accepted ones chained and inserted with their keys' rows, committed at
+        synchronous=FULL (each acknowledged append is on disk); rolled back if anything fails.
+        Returns the plan and what the codec learns once committed (for the loop's thread)."""
+        self._sync_fully(conn)  # whatever a transaction before it asked
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            versions: dict[str, int] = {}
+            for stream in {item.stream_id for item in batch}:
+                # One stream at a time: MAX over one stream is a single index probe, where a
+                # GROUP BY over several walks every version of each.
+                found = conn.execute(_STREAM_VERSION, (stream,)).fetchone()[0]
+                if found is not None:
+                    versions[stream] = found
+            last = conn.execute(_LAST_EVENT).fetchone()
+            head, previous = (last[0], unpack_hash(last[1])) if last else (0, GENESIS)
+            plan = plan_batch(batch, versions, head, previous, datetime.now(UTC).isoformat())
+            committed = None
+            if plan.inserts:
+                # The plan holds the accepted appends' events in batch order.
+                payloads = [
+                    payload
+                    for item, outcome in zip(batch, plan.outcomes, strict=True)
+                    if isinstance(outcome, AppendResult)
+                    for payload in cast(_QueuedAppend, item).payloads
+                ]
+                stored, committed = compact_rows(conn, self._codec, plan.inserts, payloads)
+                conn.executemany(INSERT, stored)
+            if plan.keys:
+                conn.executemany(INSERT_KEY, plan.keys)
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        return plan, committed
+
     async def append_streams(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
         """Append every part in one write transaction; a conflict rolls all of them back.
 
@@ -279,23 +456,21 @@ class SQLiteEventStore:
             )
             for a in appends
         ]
+        payloads = [self._codec.pack_payload(row[1]) for _, _, events in parts for row in events]
 
-        async def insert(conn: aiosqlite.Connection) -> list[AppendResult]:
-            rows = await conn.execute_fetchall(
-                "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1"
-            )
-            head, previous = next(iter(rows), (0, GENESIS))
+        committed: list[Callable[[], None]] = []
+
+        def insert(conn: sqlite3.Connection) -> list[AppendResult]:
+            last = conn.execute(_LAST_EVENT).fetchone()
+            head, previous = (int(last[0]), unpack_hash(last[1])) if last else (0, GENESIS)
             recorded_at = datetime.now(UTC).isoformat()
             versions: dict[str, int] = {}
             inserts: list[tuple[object, ...]] = []
             results: list[AppendResult] = []
             for stream_id, expected, events in parts:
                 if stream_id not in versions:
-                    found = await conn.execute_fetchall(
-                        "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?",
-                        (stream_id,),
-                    )
-                    versions[stream_id] = int(next(iter(found))[0])
+                    found = conn.execute(_STREAM_VERSION, (stream_id,)).fetchone()[0]
+                    versions[stream_id] = int(found or 0)
                 if versions[stream_id] != expected:
                     raise ConcurrencyConflict(stream_id, expected, versions[stream_id])
                 head, previous = chain_rows(
@@ -304,10 +479,14 @@ class SQLiteEventStore:
                 versions[stream_id] = expected + len(events)
                 results.append(AppendResult(version=versions[stream_id], position=head))
             if inserts:
-                await conn.executemany(INSERT, inserts)
+                stored, done = compact_rows(conn, self._codec, inserts, payloads)
+                conn.executemany(INSERT, stored)
+                committed.append(done)
             return results
 
-        results = await self.write_transaction(insert)
+        results = await self.write_transaction_now(insert)
+        for done in committed:
+            done()
         if results and results[-1].position > self._head:
             self._head = results[-1].position
             self._changed.set()
@@ -317,17 +496,33 @@ class SQLiteEventStore:
     async def read_stream(
         self, stream_id: str, up_to_version: int | None = None
     ) -> list[RecordedEvent]:
-        """The stream's events in version order."""
-        if up_to_version is None:
-            sql = f"SELECT {COLUMNS} FROM events WHERE stream_id = ? ORDER BY version"
-            params: tuple[object, ...] = (stream_id,)
-        else:
-            sql = (
-                f"SELECT {COLUMNS} FROM events WHERE stream_id = ? AND version <= ? "
-                "ORDER BY version"
-            )
-            params = (stream_id, up_to_version)
-        return [row_to_event(row) for row in await self._read(sql, params)]
+        """The stream's events in version order.
+
+        Read on the event loop's thread, through a connection that never waits for a lock: one
+        indexed read of a stream's rows costs less than handing it to the reader's thread and
+        back (the two thread wake-ups of that hand-over are most of a short read's time). At
+        most _ROWS_NOW rows are read so; the rest of a longer stream, and a read that finds the
+        database busy, go to the reader's thread.
+        """
+        found: list[RecordedEvent] = []
+        after = 0
+        direct = self._direct
+        if direct is not None:
+            try:
+                rows = direct.execute(
+                    _stream_sql(up_to_version, limited=True),
+                    (stream_id, 0, *_bound(up_to_version), _ROWS_NOW),
+                ).fetchall()
+                found = decode_rows_now(direct, rows, self._codec.events, self._codec)
+            except sqlite3.Error:
+                found = []  # busy, or failing: the reader's thread reads it, or says why not
+            else:
+                if len(rows) < _ROWS_NOW:
+                    return found
+                after = found[-1].version
+        params = (stream_id, after, *_bound(up_to_version))
+        rest = await self._read_events(_stream_sql(up_to_version), params)
+        return found + rest if found else rest
 
     async def read_all(
         self,
@@ -341,13 +536,45 @@ class SQLiteEventStore:
         where: list[str] = ["position > ?"]
         params: list[object] = [after]
         if event_type is not None:
-            where.append("type = ?")
-            params.append(event_type)
+            type_id = await self._type_id(event_type)
+            if type_id is None:
+                where.append("type = ?")
+                params.append(event_type)
+            else:  # rows from before schema 3 name their type
+                where.append("(type = ? OR type = ?)")
+                params += [type_id, event_type]
         if stream_id is not None:
             where.append("stream_id = ?")
             params.append(stream_id)
         sql = f"SELECT {COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY position LIMIT ?"
-        return [row_to_event(row) for row in await self._read(sql, (*params, limit))]
+        return await self._read_events(sql, (*params, limit))
+
+    async def _read_events(self, sql: str, params: Sequence[object]) -> list[RecordedEvent]:
+        """The events `sql` selects, read and decoded in the reader's thread with a codec of
+        that thread's own, in one hand-over (lookups the rows need and the codec lacks are
+        loaded there too): the event loop's thread only gets the events."""
+        reader = self._reader
+        if reader is None:
+            raise StoreUnavailable("the SQLite event store is not open")
+        codec = self._reader_codec
+
+        def read(conn: sqlite3.Connection) -> list[RecordedEvent]:
+            rows = conn.execute(sql, params).fetchall()
+            return decode_rows_now(conn, rows, codec.events, codec)
+
+        try:
+            return await run_on(reader, read)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"read from {self.path} failed: {exc}") from exc
+
+    async def _type_id(self, name: str) -> int | None:
+        """The id a type's name is stored under, if it has one."""
+        known = self._codec.type_ids.get(name)
+        if known is None:
+            found = await self._read("SELECT id, name FROM event_types WHERE name = ?", (name,))
+            self._codec.learn_types(found)
+            known = self._codec.type_ids.get(name)
+        return known
 
     async def import_events(self, events: Iterable[RecordedEvent]) -> None:
         """Copy events from another log (positions, times, hashes kept), checking each one.
@@ -355,11 +582,21 @@ class SQLiteEventStore:
         All of them in one transaction: if any is refused, none is stored.
         """
 
-        async def insert(conn: aiosqlite.Connection) -> None:
-            rows = await conn.execute_fetchall(
-                "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1"
+        committed: list[Callable[[], None]] = []
+
+        async def write(conn: aiosqlite.Connection, values: list[tuple[object, ...]]) -> None:
+            payloads = [self._codec.pack_payload(str(row[4])) for row in values]
+            stored, done = await run_on(
+                conn,
+                functools.partial(
+                    compact_rows, codec=self._codec, inserts=values, payloads=payloads
+                ),
             )
-            head, previous = next(iter(rows), (0, GENESIS))
+            await conn.executemany(INSERT, stored)
+            committed.append(done)
+
+        async def insert(conn: aiosqlite.Connection) -> None:
+            head, previous = await _last_event(conn)
             versions: dict[str, int] = {}
             values: list[tuple[object, ...]] = []
             for event in events:
@@ -372,15 +609,35 @@ class SQLiteEventStore:
                 head, previous = check_continues(event, head, previous, versions)
                 values.append((*event.stored_fields().values(), event.hash))
                 if len(values) >= 5000:
-                    await conn.executemany(INSERT, values)
+                    await write(conn, values)
                     values = []
             if values:
-                await conn.executemany(INSERT, values)
+                await write(conn, values)
 
         await self.write_transaction(insert)
+        for done in committed:
+            done()
         self._head = await self._read_head()
         self._changed.set()
         self._changed = asyncio.Event()
+
+    async def read_chain(self, after: int, limit: int) -> list[ChainRow]:
+        """Up to `limit` events past `after` as the chain reads them (chain.ChainRow), read and
+        decoded in the reader's thread with a codec of their own: for `verify`, which checks
+        every event's hash without needing it as a RecordedEvent."""
+        reader = self._reader
+        if reader is None:
+            raise StoreUnavailable("the SQLite event store is not open")
+        codec = self._reader_codec
+
+        def page(conn: sqlite3.Connection) -> list[ChainRow]:
+            rows = conn.execute(_PAGE_SQL, (after, limit)).fetchall()
+            return decode_rows_now(conn, rows, codec.chained, codec)
+
+        try:
+            return await run_on(reader, page)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"read from {self.path} failed: {exc}") from exc
 
     async def read_idempotency(self, key: str) -> IdempotencyRecord | None:
         """The key's row (see sqlite_keys.py), if any."""
@@ -449,3 +706,42 @@ class SQLiteEventStore:
             return list(await reader.execute_fetchall(sql, params))
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"read from {self.path} failed: {exc}") from exc
+
+
+async def _last_event(conn: aiosqlite.Connection) -> tuple[int, str]:
+    """The log's head and its hash (0 and GENESIS for an empty log), in a transaction."""
+    rows = await conn.execute_fetchall(
+        "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1"
+    )
+    for position, hash_ in rows:
+        return int(position), unpack_hash(hash_)
+    return 0, GENESIS
+
+
+def _direct_reader(path: str) -> sqlite3.Connection:
+    """A plain read-only connection for reads on the event loop's thread: it never waits for a
+    lock (a busy database is read by the reader's thread instead, which may wait)."""
+    try:
+        conn = sqlite3.connect(path, timeout=0, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StoreUnavailable(f"cannot open SQLite database {path!r}: {exc}") from exc
+    try:
+        conn.execute("PRAGMA query_only = 1")
+    except sqlite3.Error as exc:
+        conn.close()
+        raise StoreUnavailable(f"cannot open SQLite database {path!r}: {exc}") from exc
+    return conn
+
+
+def _stream_sql(up_to_version: int | None, *, limited: bool = False) -> str:
+    """The events of a stream past a version (and up to one), in version order."""
+    bounded = "" if up_to_version is None else " AND version <= ?"
+    limit = " LIMIT ?" if limited else ""
+    return (
+        f"SELECT {COLUMNS} FROM events WHERE stream_id = ? AND version > ?{bounded} "
+        f"ORDER BY version{limit}"
+    )
+
+
+def _bound(up_to_version: int | None) -> tuple[int, ...]:
+    return () if up_to_version is None else (up_to_version,)

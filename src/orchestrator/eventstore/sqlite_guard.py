@@ -75,6 +75,12 @@ class FileGuard:
         if problem is not None:
             raise StoreUnavailable(problem)
 
+    def check_known(self) -> None:
+        """Raise StoreUnavailable if the file was already seen replaced (no `stat`: for each
+        append as it is queued; its batch is checked with `check` before it commits)."""
+        if self._replaced is not None:
+            raise StoreUnavailable(self._replaced)
+
     def replaced(self) -> str | None:
         """Why the path no longer names the open file, or None while it does."""
         identity = self._identity

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import os
 import shlex
 import sqlite3
 import urllib.parse
+from collections.abc import Callable
 from datetime import datetime
+from typing import TypeVar
 
 import aiosqlite
 import msgspec
@@ -15,25 +19,27 @@ import msgspec
 from orchestrator.eventstore.base import RecordedEvent
 from orchestrator.eventstore.chain import GENESIS, event_hash
 from orchestrator.eventstore.errors import EventStoreError, SchemaTooNew, StoreUnavailable
+from orchestrator.eventstore.sqlite_codec import (
+    EVENTS_TABLE,
+    LOOKUP_TABLES,
+    RowCodec,
+    build_dictionary,
+    compact_rows,
+    load_lookups,
+)
 
-#: 1: the first release (no hash chain); 2: adds `schema_version` and the chain `hash`.
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: 1: the first release (no hash chain); 2: adds `schema_version` and the chain `hash`; 3: the
+#: compact rows of sqlite_codec.py (interned types and metadata, deflated payloads, binary hashes
+#: and integer times), with the lookup tables they refer to.
 #: The `idempotency_keys` table beside the log needs no new version: it is created when missing,
 #: and a release that does not know it leaves it alone (its keys then simply expire).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    position    INTEGER PRIMARY KEY,
-    stream_id   TEXT    NOT NULL,
-    version     INTEGER NOT NULL CHECK (version >= 1),
-    type        TEXT    NOT NULL,
-    data        TEXT    NOT NULL,
-    metadata    TEXT    NOT NULL,
-    recorded_at TEXT    NOT NULL,
-    schema_version INTEGER NOT NULL DEFAULT 1,
-    hash        TEXT    NOT NULL,
-    UNIQUE (stream_id, version)
-);
+_SCHEMA = f"""
+{EVENTS_TABLE}
 CREATE TRIGGER IF NOT EXISTS events_refuse_update BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'events are append-only: UPDATE refused'); END;
 CREATE TRIGGER IF NOT EXISTS events_refuse_delete BEFORE DELETE ON events
@@ -53,6 +59,7 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     body         BLOB
 );
 CREATE INDEX IF NOT EXISTS idempotency_keys_by_age ON idempotency_keys (created_at);
+{LOOKUP_TABLES}
 """
 
 COLUMNS = "position, stream_id, version, type, data, metadata, recorded_at, schema_version, hash"
@@ -113,6 +120,16 @@ async def connect(path: str, busy_timeout_ms: int) -> aiosqlite.Connection:
     return conn
 
 
+async def run_on(conn: aiosqlite.Connection, work: Callable[[sqlite3.Connection], T]) -> T:
+    """`work(connection)` on the sqlite3 connection under `conn`, in `conn`'s own thread, in
+    one hand-over: what several statements cost in one go, rather than one thread hop (two
+    thread wake-ups) per statement. `work` runs between the statements queued before and after
+    it, as a statement of `conn` would."""
+    sqlite = conn._conn  # aiosqlite has no public way to run a function in its thread
+    result: T = await conn._execute(work, sqlite)  # type: ignore[no-untyped-call]
+    return result
+
+
 def _create_private(path: str) -> None:
     # SQLite would create a new database with the process's umask (often world-readable), and it
     # gives the -wal and -shm files the database file's mode. Creating the file first, empty
@@ -134,6 +151,8 @@ async def migrate(conn: aiosqlite.Connection, path: str) -> None:
             )
         if found == 1:
             await _migrate_1_to_2(conn)
+        if found in (1, 2):
+            await _migrate_2_to_3(conn, path)
         for statement in _split_statements(_SCHEMA):
             await conn.execute(statement)
         await conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -175,8 +194,73 @@ async def _migrate_1_to_2(conn: aiosqlite.Connection) -> None:
         after = rows[-1][0]
 
 
+async def _migrate_2_to_3(conn: aiosqlite.Connection, path: str) -> None:
+    """Rewrite every event in the compact form (sqlite_codec.py), in the one transaction of
+    the migration.
+
+    The table is made anew, as its columns' declared types change (a TEXT column would store
+    an id or a time as text). Each row is read as schema 2 stored it and written with the
+    fields the chain hashes unchanged, and its hash copied as it is (so an event edited before
+    the migration still fails `verify` after it); a row that does not read as an event at all
+    is copied as it is. The old table's pages go to the file's free list, for the log to grow
+    into (`VACUUM` returns them to the file system).
+    """
+    counted = await conn.execute_fetchall("SELECT COUNT(*) FROM events")
+    total = int(next(iter(counted))[0])
+    if total:
+        log.warning("%s: converting %d events to the compact event schema 3", path, total)
+    await conn.execute("ALTER TABLE events RENAME TO events_schema_2")
+    for statement in _split_statements(EVENTS_TABLE + LOOKUP_TABLES):
+        await conn.execute(statement)
+    codec = RowCodec()
+    sample = await conn.execute_fetchall(
+        "SELECT type, data FROM events_schema_2 ORDER BY position DESC LIMIT 1000"
+    )
+    dictionary = build_dictionary((t, d) for t, d in sample if isinstance(d, str | bytes))
+    if len(dictionary) >= 64:
+        await conn.execute(
+            "INSERT INTO event_dictionaries (id, dictionary) VALUES (1, ?)", (dictionary,)
+        )
+        codec.learn_dictionaries([(1, dictionary)])
+    after = -1
+    while rows := list(
+        await conn.execute_fetchall(
+            f"SELECT {COLUMNS} FROM events_schema_2 WHERE position > ? ORDER BY position "
+            "LIMIT 5000",
+            (after,),
+        )
+    ):
+        after = rows[-1][0]
+        inserts: list[tuple[object, ...]] = []
+        payloads: list[str | bytes] = []
+        verbatim: list[tuple[object, ...]] = []
+        for row in rows:
+            try:
+                fields = row_to_event(row).stored_fields()
+            except (ValueError, TypeError, msgspec.DecodeError, UnicodeDecodeError):
+                verbatim.append(tuple(row))
+                continue
+            inserts.append((*fields.values(), row[8]))
+            payloads.append(codec.pack_payload(fields["data"]))
+        compact, committed = await run_on(
+            conn, functools.partial(compact_rows, codec=codec, inserts=inserts, payloads=payloads)
+        )
+        committed()  # the codec lives as long as this transaction
+        await conn.executemany(INSERT, compact + verbatim)
+    await conn.execute("DROP TABLE events_schema_2")
+
+
+def stored_events(conn: sqlite3.Connection) -> list[RecordedEvent]:
+    """Every event of the file, in position order, through a plain sqlite3 connection: for
+    tools and tests that look at the file itself (rows of either form, see sqlite_codec.py)."""
+    codec = RowCodec()
+    load_lookups(conn, codec)
+    rows = conn.execute(f"SELECT {COLUMNS} FROM events ORDER BY position").fetchall()
+    return [codec.event(row) for row in rows]
+
+
 def row_to_event(row: sqlite3.Row) -> RecordedEvent:
-    """A stored row (in COLUMNS order) as an event."""
+    """A row of schema 1 or 2 (every column text, in COLUMNS order) as an event."""
     position, stream_id, version, type_, data, metadata, recorded_at, schema, hash_ = row
     return RecordedEvent(
         position=position,

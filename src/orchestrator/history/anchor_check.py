@@ -9,6 +9,7 @@ checkpoints that agree with it; without the key they can, and the summary line s
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass, field
 
 from orchestrator.eventstore.anchor_store import StoredAnchors
@@ -71,20 +72,30 @@ class AnchorCheck:
         self._seen: set[int] = set()
         self._last_match = 0
 
+    @property
+    def positions(self) -> Container[int]:
+        """The positions some checkpoint names (a scan need `observe` only the events there)."""
+        return self._at.keys()
+
     def observe(self, event: RecordedEvent) -> str | None:
         """Why the event contradicts a checkpoint of its position, or None."""
-        anchors = self._at.get(event.position)
+        return self.observe_hash(event.position, event.hash)
+
+    def observe_hash(self, position: int, hash_: str) -> str | None:
+        """Why the event at `position`, of hash `hash_`, contradicts a checkpoint there, or
+        None."""
+        anchors = self._at.get(position)
         if not anchors:
             return None
-        self._seen.add(event.position)
-        wrong = [anchor for anchor in anchors if anchor.hash != event.hash]
+        self._seen.add(position)
+        wrong = [anchor for anchor in anchors if anchor.hash != hash_]
         if not wrong:
-            self._last_match = event.position
+            self._last_match = position
             return None
         anchor = wrong[0]
         return (
             f"its hash is not the one checkpointed at {anchor.at} ({self._where(anchor)}): "
-            f"an event in positions {self._last_match + 1}..{event.position} was changed, "
+            f"an event in positions {self._last_match + 1}..{position} was changed, "
             "removed or replaced since"
         )
 

@@ -29,12 +29,14 @@ class Row(msgspec.Struct, frozen=True):
     state: bytes
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ReadModel:
     """How one kind of aggregate is filed and decoded.
 
     The kind's name, streams, events and statuses come from the domain's registry
-    (`aggregate`); this adds the columns a row is filed under.
+    (`aggregate`); this adds the columns a row is filed under. There is one of each kind
+    (WORKFLOWS, TASKS): compared and hashed by identity, as the projector keys its batches by
+    (read model, id) for every event.
     """
 
     aggregate: AggregateType[Any, Any]
@@ -104,10 +106,21 @@ READ_MODELS: tuple[ReadModel, ...] = (WORKFLOWS, TASKS)
 _BY_KIND = {model.kind: model for model in READ_MODELS}
 
 
+#: Streams already parsed by `read_model_of` (a batch or a rebuild meets each stream many
+#: times in a row); emptied when it holds _STREAMS_KEPT of them.
+_streams: dict[str, tuple[ReadModel, int] | None] = {}
+_STREAMS_KEPT = 16_384
+
+
 def read_model_of(stream_id: str) -> tuple[ReadModel, int] | None:
     """The read model a stream belongs to and the aggregate's id, or None for other streams."""
+    try:
+        return _streams[stream_id]
+    except KeyError:
+        pass
     found = kind_of_stream(stream_id)
-    if found is None:
-        return None
-    kind, aggregate_id = found
-    return _BY_KIND[kind.name], aggregate_id
+    model = None if found is None else (_BY_KIND[found[0].name], found[1])
+    if len(_streams) >= _STREAMS_KEPT:
+        _streams.clear()
+    _streams[stream_id] = model
+    return model

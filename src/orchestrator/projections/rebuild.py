@@ -10,7 +10,9 @@ backend's tables own their transactions.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import contextlib
+import gc
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 from orchestrator.eventstore.base import EventStore
@@ -20,6 +22,26 @@ from orchestrator.projections.storage import ProjectionStorage
 from orchestrator.projections.tables import LIVE, ReadModelTables, StoredRow, TablesSnapshot
 
 _SWAP_ATTEMPTS = 50
+
+
+@contextlib.contextmanager
+def paused_collector() -> Iterator[None]:
+    """Python's cyclic garbage collector off for a bulk pass over the log (a rebuild, a check,
+    `verify`), on again after it (if it was on).
+
+    Such a pass keeps a large heap alive (the aggregates it folds: every stream's state, for
+    verify) while it allocates millions of short-lived objects, none in a reference cycle: the
+    collector would walk that heap again and again and find nothing (a fifth to a quarter of the
+    pass's time). Reference counting frees what the pass drops; the collector, back on,
+    collects any cycle as usual.
+    """
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
 
 
 @dataclass
@@ -58,6 +80,11 @@ async def rebuild(
     """Rebuild every read model into fresh tables and swap them in atomically; `show` gets the
     progress (events applied of the log's head)."""
     progress = Meter("rebuild", await store.head_position(), show, interval=interval)
+    with paused_collector():
+        return await _rebuild(store, tables, progress)
+
+
+async def _rebuild(store: EventStore, tables: ReadModelTables, progress: Meter) -> Meter:
     scratch, projector = await _build(store, tables, "rebuild_", progress)
     try:
         for _ in range(_SWAP_ATTEMPTS):
@@ -92,9 +119,10 @@ async def check(
     await live.close()
     async with tables.snapshot(LIVE) as before:
         progress = Meter("check", before.checkpoint, show, interval=interval)
-        scratch, projector = await _build(
-            store, tables, "check_", progress, until=before.checkpoint
-        )
+        with paused_collector():
+            scratch, projector = await _build(
+                store, tables, "check_", progress, until=before.checkpoint
+            )
         try:
             progress(projector.position)
             progress.finish()

@@ -17,13 +17,15 @@ from orchestrator.eventstore.errors import StoreUnavailable
 from orchestrator.eventstore.sqlite import SQLiteEventStore
 from orchestrator.eventstore.sqlite_schema import connect
 from orchestrator.projections.models import Row
-from orchestrator.projections.storage import ListQuery, ProjectionMoved
+from orchestrator.projections.sqlite_states import ENCODING, ENCODING_ROW, StateCodec, name_of
+from orchestrator.projections.storage import ListQuery, ProjectionMoved, name_pattern
 from orchestrator.projections.tables import CHECKPOINT as CHECKPOINT
 from orchestrator.projections.tables import FORMAT as FORMAT
 from orchestrator.projections.tables import GENERATION as GENERATION
+from orchestrator.projections.tables import LIVE
 from orchestrator.projections.tables import READ_MODEL_FORMAT as READ_MODEL_FORMAT
 
-TABLES = ("rows", "counters", "checkpoints")
+TABLES = ("rows", "counters", "checkpoints", "dictionaries")
 INDEXES = ("rows_by_status", "rows_by_parent", "rows_needing_engine")
 
 log = logging.getLogger(__name__)
@@ -37,9 +39,10 @@ async def drop_tables(conn: aiosqlite.Connection, prefix: str) -> None:
         await conn.execute(f"DROP TABLE IF EXISTS {prefix}{name}")
 
 
-def schema_statements(prefix: str) -> tuple[str, ...]:
-    """The CREATE statements of the read-model tables and indexes under `prefix`."""
-    return (
+def schema_statements(prefix: str, *, indexes: bool = True) -> tuple[str, ...]:
+    """The CREATE statements of the read-model tables and indexes under `prefix` (without the
+    indexes: the tables alone)."""
+    statements = (
         f"""CREATE TABLE IF NOT EXISTS {prefix}rows (
             kind         TEXT    NOT NULL,
             id           INTEGER NOT NULL,
@@ -48,7 +51,8 @@ def schema_statements(prefix: str) -> tuple[str, ...]:
             deleted      INTEGER NOT NULL,
             needs_engine INTEGER NOT NULL,
             position     INTEGER NOT NULL,
-            state        TEXT    NOT NULL,
+            name         TEXT    NOT NULL,
+            state        BLOB    NOT NULL,
             PRIMARY KEY (kind, id)
         ) WITHOUT ROWID""",
         f"""CREATE INDEX IF NOT EXISTS {prefix}rows_by_status
@@ -65,7 +69,13 @@ def schema_statements(prefix: str) -> tuple[str, ...]:
             name     TEXT PRIMARY KEY,
             position INTEGER NOT NULL
         )""",
+        f"""CREATE TABLE IF NOT EXISTS {prefix}dictionaries (
+            id         INTEGER PRIMARY KEY,
+            kind       TEXT    NOT NULL,
+            dictionary BLOB    NOT NULL
+        )""",
     )
+    return statements if indexes else tuple(s for s in statements if " INDEX " not in s)
 
 
 class SQLiteProjectionStorage:
@@ -81,34 +91,52 @@ class SQLiteProjectionStorage:
         self._store = store
         self._busy_timeout_ms = busy_timeout_ms
         self._conn: aiosqlite.Connection | None = None
+        self._states = StateCodec()
 
     async def open(self) -> None:
         """Connect for reads and create the tables if they are missing (the store must be open)."""
         self._conn = await connect(self.path, self._busy_timeout_ms)
 
         prefix = self.prefix
+        # Scratch tables (a rebuild's, a check's) have no indexes: their rows are found by key,
+        # and a swap makes the live tables' indexes anew, so keeping them up to date at every
+        # batch would be work thrown away.
+        indexed = prefix == LIVE
 
         async def create(conn: aiosqlite.Connection) -> None:
-            for statement in schema_statements(prefix):
+            for statement in schema_statements(prefix, indexes=indexed):
                 await conn.execute(statement)
             rows = await conn.execute_fetchall(f"SELECT name, position FROM {prefix}checkpoints")
             found = {str(name): int(at) for name, at in rows}
-            # Tables that hold rows but no format row were written before formats were kept.
+            # Tables that hold rows but no format row were written before formats were kept,
+            # and tables without an encoding row before states were packed (sqlite_states.py).
             stored = found.get(FORMAT, 1 if found else READ_MODEL_FORMAT)
-            if stored != READ_MODEL_FORMAT:
+            encoding = found.get(ENCODING_ROW, 0 if found else ENCODING)
+            columns = await conn.execute_fetchall(f"PRAGMA table_info({prefix}rows)")
+            if "name" not in {column[1] for column in columns}:
+                encoding = 0
+            if stored != READ_MODEL_FORMAT or encoding != ENCODING:
                 log.warning(
-                    "the read models in %s are of format %d, not %d; rebuilding them from the log",
+                    "the read models in %s are of format %d.%d, not %d.%d; rebuilding them from "
+                    "the log",
                     self.path,
                     stored,
+                    encoding,
                     READ_MODEL_FORMAT,
+                    ENCODING,
                 )
                 await drop_tables(conn, prefix)
-                for statement in schema_statements(prefix):
+                for statement in schema_statements(prefix, indexes=indexed):
                     await conn.execute(statement)
-            await conn.execute(
+            await conn.executemany(
                 f"INSERT INTO {prefix}checkpoints (name, position) VALUES (?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
-                (FORMAT, READ_MODEL_FORMAT),
+                [(FORMAT, READ_MODEL_FORMAT), (ENCODING_ROW, ENCODING)],
+            )
+            self._states.learn(
+                await conn.execute_fetchall(
+                    f"SELECT id, kind, dictionary FROM {prefix}dictionaries"
+                )
             )
 
         await self._store.write_transaction(create)
@@ -157,8 +185,30 @@ class SQLiteProjectionStorage:
                 f"SELECT id, state FROM {self.prefix}rows WHERE kind = ? AND id IN ({marks})",
                 [kind, *chunk],
             )
-            found.update((int(i), state.encode()) for i, state in rows)
+            states = await self._unpack([state for _, state in rows])
+            found.update((int(row[0]), state) for row, state in zip(rows, states, strict=True))
         return found
+
+    async def _unpack(self, stored: list[str | bytes]) -> list[bytes]:
+        """Stored states as JSON, loading the dictionaries they need (sqlite_states.py)."""
+        try:
+            return [self._states.unpack(value) for value in stored]
+        except KeyError:
+            missing = self._states.unknown(stored)
+            marks = ",".join("?" * len(missing))
+            self._states.learn(
+                await self._fetch(
+                    f"SELECT id, kind, dictionary FROM {self.prefix}dictionaries "
+                    f"WHERE id IN ({marks})",
+                    missing,
+                )
+            )
+        try:
+            return [self._states.unpack(value) for value in stored]
+        except KeyError as exc:
+            raise StoreUnavailable(
+                f"a read-model row in {self.path} needs dictionary {exc}, which is not stored"
+            ) from exc
 
     async def save(
         self,
@@ -169,48 +219,64 @@ class SQLiteProjectionStorage:
         expected_generation: int = 0,
     ) -> None:
         """Rows, counter deltas and checkpoint in one transaction."""
-        values = [
-            (
-                row.kind,
-                row.id,
-                row.status,
-                row.parent_id,
-                int(row.deleted),
-                int(row.needs_engine),
-                position,
-                row.state.decode(),
+        values: list[tuple[object, ...]] = []
+        dictionaries: dict[int, tuple[int, str, bytes]] = {}
+        for row in rows:
+            state, dictionary = self._states.pack(row)
+            if dictionary is not None:
+                dictionaries[dictionary[0]] = (dictionary[0], row.kind, dictionary[1])
+            values.append(
+                (
+                    row.kind,
+                    row.id,
+                    row.status,
+                    row.parent_id,
+                    int(row.deleted),
+                    int(row.needs_engine),
+                    position,
+                    name_of(row.state),
+                    state,
+                )
             )
-            for row in rows
-        ]
         deltas = [(name, delta) for name, delta in counter_deltas.items() if delta]
         prefix = self.prefix
 
-        async def write(conn: aiosqlite.Connection) -> None:
-            rows = await conn.execute_fetchall(f"SELECT name, position FROM {prefix}checkpoints")
+        def write(conn: sqlite3.Connection) -> None:
+            rows = conn.execute(f"SELECT name, position FROM {prefix}checkpoints").fetchall()
             found = {str(name): int(at) for name, at in rows}
             stored = int(found.get(CHECKPOINT, 0))
             generation = int(found.get(GENERATION, 0))
             if stored != expected_checkpoint or generation != expected_generation:
                 raise ProjectionMoved(expected_checkpoint, stored)
+            if dictionaries:  # a row never outlives its dictionary, whatever was swapped in
+                conn.executemany(
+                    f"INSERT OR IGNORE INTO {prefix}dictionaries (id, kind, dictionary) "
+                    "VALUES (?, ?, ?)",
+                    list(dictionaries.values()),
+                )
             if values:
-                await conn.executemany(
+                conn.executemany(
                     f"INSERT OR REPLACE INTO {prefix}rows (kind, id, status, parent_id, deleted, "
-                    "needs_engine, position, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "needs_engine, position, name, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     values,
                 )
             if deltas:
-                await conn.executemany(
+                conn.executemany(
                     f"INSERT INTO {prefix}counters (name, count) VALUES (?, ?) "
                     "ON CONFLICT (name) DO UPDATE SET count = count + excluded.count",
                     deltas,
                 )
-            await conn.execute(
+            conn.execute(
                 f"INSERT INTO {prefix}checkpoints (name, position) VALUES (?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
                 (CHECKPOINT, position),
             )
 
-        await self._store.write_transaction(write)
+        # One hand-over to the writer's thread for the whole transaction. The live tables'
+        # commits are durable; a rebuild's or a check's scratch tables are read by nothing until
+        # a swap (a durable commit, which syncs every write before it) makes them live, and are
+        # dropped and refilled if the rebuild does not get that far: their commits need no sync.
+        await self._store.write_transaction_now(write, durable=self.prefix == LIVE)
 
     async def list_rows(self, query: ListQuery) -> list[bytes]:
         """Matching non-deleted rows in id order, one page."""
@@ -222,13 +288,16 @@ class SQLiteProjectionStorage:
         if query.parent_id is not None:
             where.append("parent_id = ?")
             params.append(query.parent_id)
+        if query.name is not None:  # LIKE ignores the case of ASCII letters, as ListQuery says
+            where.append("name LIKE ? ESCAPE '\\'")
+            params.append(name_pattern(query.name))
         params += [query.limit, query.skip]
         rows = await self._fetch(
             f"SELECT state FROM {self.prefix}rows WHERE {' AND '.join(where)} "
-            "ORDER BY id LIMIT ? OFFSET ?",
+            f"ORDER BY id{' DESC' if query.descending else ''} LIMIT ? OFFSET ?",
             params,
         )
-        return [row[0].encode() for row in rows]
+        return await self._unpack([row[0] for row in rows])
 
     async def ids_needing_engine(self, kind: str) -> list[int]:
         """Ids the engine must resume."""

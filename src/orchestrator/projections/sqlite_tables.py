@@ -23,6 +23,7 @@ from orchestrator.projections.sqlite import (
     drop_tables,
     schema_statements,
 )
+from orchestrator.projections.sqlite_states import StateCodec
 from orchestrator.projections.tables import LIVE, StoredRow
 
 _ROW_COLUMNS = "kind, id, status, parent_id, deleted, needs_engine, state"
@@ -31,10 +32,13 @@ _ROW_COLUMNS = "kind, id, status, parent_id, deleted, needs_engine, state"
 class SQLiteTablesSnapshot:
     """One set of tables read in one read transaction (a WAL snapshot)."""
 
-    def __init__(self, conn: aiosqlite.Connection, prefix: str, checkpoint: int) -> None:
+    def __init__(
+        self, conn: aiosqlite.Connection, prefix: str, checkpoint: int, states: StateCodec
+    ) -> None:
         self._conn = conn
         self._prefix = prefix
         self._checkpoint = checkpoint
+        self._states = states
 
     @property
     def checkpoint(self) -> int:
@@ -46,8 +50,9 @@ class SQLiteTablesSnapshot:
         sql = f"SELECT {_ROW_COLUMNS} FROM {self._prefix}rows ORDER BY kind, id"
         async with self._conn.execute(sql) as cursor:
             while page := await cursor.fetchmany(1000):
-                for columns in page:
-                    yield StoredRow.of(columns)
+                for *columns, state in page:
+                    # Packed or not, a state compares as its JSON (sqlite_states.py).
+                    yield StoredRow.of((*columns, self._states.unpack(state).decode()))
 
     async def counters(self) -> dict[str, int]:
         """Counters by name."""
@@ -108,6 +113,13 @@ class SQLiteReadModelTables:
             found = await conn.execute_fetchall(
                 f"SELECT position FROM {prefix}checkpoints WHERE name = ?", (CHECKPOINT,)
             )
-            yield SQLiteTablesSnapshot(conn, prefix, int(next(iter(found))[0]) if found else 0)
+            states = StateCodec()
+            states.learn(
+                await conn.execute_fetchall(
+                    f"SELECT id, kind, dictionary FROM {prefix}dictionaries"
+                )
+            )
+            checkpoint = int(next(iter(found))[0]) if found else 0
+            yield SQLiteTablesSnapshot(conn, prefix, checkpoint, states)
         finally:
             await conn.close()
