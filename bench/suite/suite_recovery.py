@@ -15,6 +15,17 @@ from suite.servers import Orchestrator, start_orchestrator
 STATES = ("init", "prepare", "execute", "validate", "complete")
 
 
+async def all_under_way(server: Orchestrator, seconds: float = 30) -> dict[str, int]:
+    """The workflow counters once none is left in INIT (every one mid-step), or after
+    `seconds`, as `server` counts them."""
+    deadline = time.monotonic() + seconds
+    while True:
+        counts = await server.workflow_counts()
+        if counts["init"] == 0 or time.monotonic() > deadline:
+            return counts
+        await asyncio.sleep(0.01)
+
+
 async def recovery_s(ctx: Context) -> Measured:
     """Post plan.recovery_workflows workflows with real step durations (TASK_TIME_SCALE=1, one
     worker per workflow so none waits for a thread), SIGKILL the server once none is left in
@@ -35,12 +46,7 @@ async def recovery_s(ctx: Context) -> Measured:
     server = await start_orchestrator(ctx, url, folder, "orchestrator-killed", settings)
     ctx.say(f"recovery: {workflows} workflows with ~3 s of steps each, then SIGKILL")
     await post_workflows(server.port, workflows, ctx.plan.concurrency, prefix="recovery")
-    deadline = time.monotonic() + 30
-    while True:
-        counts = await server.workflow_counts()
-        if counts["init"] == 0 or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.01)
+    counts = await all_under_way(server)
     server.kill()
     running = {state.upper(): counts[state] for state in STATES if counts[state]}
     if sum(running.values()) != workflows or counts["complete"]:
@@ -83,12 +89,7 @@ async def failover_s(ctx: Context) -> Measured:
     survivor = await start_orchestrator(ctx, url, folder, "orchestrator-survivor", settings)
     ctx.say(f"failover: {workflows} workflows on one of two servers, then SIGKILL it")
     await post_workflows(doomed.port, workflows, ctx.plan.concurrency, prefix="failover")
-    deadline = time.monotonic() + 30
-    while True:
-        counts = await survivor.workflow_counts()
-        if counts["init"] == 0 or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.01)
+    counts = await all_under_way(survivor)
     doomed.kill()
     began = time.perf_counter()
     running = {state.upper(): counts[state] for state in STATES if counts[state]}

@@ -59,6 +59,17 @@ FOR SHARE OF l
 """
 
 
+async def _forget_holder(conn: asyncpg.Connection, holder: str) -> int:
+    """Expire the live leases of `holder` and delete its process row; how many it held."""
+    expired = await conn.fetchval(
+        "WITH gone AS (UPDATE leases SET expires_at = now() - interval '1 millisecond' "
+        "WHERE holder = $1 AND expires_at > now() RETURNING 1) SELECT count(*) FROM gone",
+        holder,
+    )
+    await conn.execute("DELETE FROM processes WHERE holder = $1", holder)
+    return int(expired)
+
+
 def _columns(keys: Sequence[tuple[str, int, str]]) -> tuple[list[str], list[int], list[str]]:
     return [k for k, _, _ in keys], [i for _, i, _ in keys], [h for _, _, h in keys]
 
@@ -104,24 +115,12 @@ class PostgresLeases:
     async def reap(self, holder: str) -> int:
         """Expire a dead process's leases at once and delete its row."""
         async with self._db.transaction("letting a dead process's leases go") as conn:
-            expired = await conn.fetchval(
-                "WITH gone AS (UPDATE leases SET expires_at = now() - interval '1 millisecond' "
-                "WHERE holder = $1 AND expires_at > now() RETURNING 1) SELECT count(*) FROM gone",
-                holder,
-            )
-            await conn.execute("DELETE FROM processes WHERE holder = $1", holder)
-        return int(expired)
+            return await _forget_holder(conn, holder)
 
     async def unregister(self, holder: str) -> None:
         """Expire this process's leases, wake the other processes, forget its row."""
         async with self._db.transaction("letting this process's leases go") as conn:
-            expired = await conn.fetchval(
-                "WITH gone AS (UPDATE leases SET expires_at = now() - interval '1 millisecond' "
-                "WHERE holder = $1 RETURNING 1) SELECT count(*) FROM gone",
-                holder,
-            )
-            await conn.execute("DELETE FROM processes WHERE holder = $1", holder)
-            if expired:
+            if await _forget_holder(conn, holder):
                 await conn.execute("SELECT pg_notify($1, $2)", self._handover_channel, holder)
         await self._stop_listening()
 
