@@ -77,6 +77,23 @@ def server_environment(settings: Mapping[str, str]) -> dict[str, str]:
     return environment
 
 
+def run_on(
+    url: str, cwd: Path, *args: str, stdin: str | None = None, timeout: float = 60.0
+) -> subprocess.CompletedProcess[str]:
+    """`orchestrator <args>` with DATABASE_URL=`url`, as an operator runs a tool on a store."""
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args],
+        cwd=cwd,
+        env=server_environment({"DATABASE_URL": url}),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=timeout,
+        check=False,
+    )
+
+
 class ServerDidNotStart(AssertionError):
     """The server process exited or did not answer /health before the deadline."""
 

@@ -7,8 +7,6 @@ completes each one, with no step recorded twice."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -21,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.contract.conftest import _drop_test_schemas as _drop_test_schemas
 from tests.contract.conftest import postgres_url
-from tests.e2e.conftest import ServerProcess, free_port, server_environment
+from tests.e2e.conftest import ServerProcess, free_port, run_on
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
 
@@ -190,19 +188,6 @@ def test_a_write_on_one_server_is_read_and_streamed_on_the_other(
             assert on_b.get(f"/workflow/{created['workflow_id']}").json()["name"] == "on b"
 
 
-def run_tool(url: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """`orchestrator <args>` on the servers' database, as an operator runs it beside them."""
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args],
-        cwd=cwd,
-        env=server_environment({"DATABASE_URL": url}),
-        capture_output=True,
-        text=True,
-        timeout=DEADLINE,
-        check=False,
-    )
-
-
 def test_the_history_tools_work_beside_two_running_servers(
     servers: tuple[ServerProcess, ServerProcess], tmp_path: Path
 ) -> None:
@@ -218,17 +203,17 @@ def test_the_history_tools_work_beside_two_running_servers(
 
         wait_until(done, what="both workflows COMPLETE")
 
-        replayed = run_tool(url, tmp_path, "replay", str(ids[1]), "--json")
+        replayed = run_on(url, tmp_path, "replay", str(ids[1]), "--json")
         assert replayed.returncode == 0, replayed.stderr
         assert json.loads(replayed.stdout)["state"]["current_state"] == "COMPLETE"
 
-        verified = run_tool(url, tmp_path, "verify")
+        verified = run_on(url, tmp_path, "verify")
         assert verified.returncode == 0, verified.stdout + verified.stderr
 
-        checked = run_tool(url, tmp_path, "rebuild-projections", "--check")
+        checked = run_on(url, tmp_path, "rebuild-projections", "--check")
         assert checked.returncode == 0, checked.stdout + checked.stderr
 
-        rebuilt = run_tool(url, tmp_path, "rebuild-projections")
+        rebuilt = run_on(url, tmp_path, "rebuild-projections")
         assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
         # Both servers go on from the swapped-in tables: a new workflow completes and is
         # counted once on each.

@@ -4,17 +4,14 @@ answers what the SQLite server answered."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.contract.conftest import _drop_test_schemas as _drop_test_schemas
 from tests.contract.conftest import postgres_url
-from tests.e2e.conftest import ServerProcess, free_port, server_environment
+from tests.e2e.conftest import ServerProcess, free_port, run_on
 from tests.history.conftest import (
-    CLI_DEADLINE,
     RecordedRun,
     get_workflow,
     json_of,
@@ -22,23 +19,6 @@ from tests.history.conftest import (
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
-
-
-def run_on(
-    url: str, cwd: Path, *args: str, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    """`orchestrator <args>` with DATABASE_URL=`url`."""
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args],
-        cwd=cwd,
-        env=server_environment({"DATABASE_URL": url}),
-        input=stdin,
-        capture_output=True,
-        text=True,
-        encoding="utf-8",
-        timeout=CLI_DEADLINE,
-        check=False,
-    )
 
 
 def test_a_sqlite_store_moves_to_postgresql_with_export_and_import(

@@ -553,14 +553,24 @@ class SQLiteEventStore:
         """The events `sql` selects, read and decoded in the reader's thread with a codec of
         that thread's own, in one hand-over (lookups the rows need and the codec lacks are
         loaded there too): the event loop's thread only gets the events."""
+        return await self._decoded_on_reader(sql, params, self._reader_codec.events)
+
+    async def _decoded_on_reader(
+        self,
+        sql: str,
+        params: Sequence[object],
+        decode: Callable[[Sequence[Sequence[Any]]], list[T]],
+    ) -> list[T]:
+        """`decode` (a method of the reader's codec) of the rows `sql` selects, read and decoded
+        in the reader's thread in one hand-over."""
         reader = self._reader
         if reader is None:
             raise StoreUnavailable("the SQLite event store is not open")
         codec = self._reader_codec
 
-        def read(conn: sqlite3.Connection) -> list[RecordedEvent]:
+        def read(conn: sqlite3.Connection) -> list[T]:
             rows = conn.execute(sql, params).fetchall()
-            return decode_rows_now(conn, rows, codec.events, codec)
+            return decode_rows_now(conn, rows, decode, codec)
 
         try:
             return await run_on(reader, read)
@@ -625,19 +635,7 @@ class SQLiteEventStore:
         """Up to `limit` events past `after` as the chain reads them (chain.ChainRow), read and
         decoded in the reader's thread with a codec of their own: for `verify`, which checks
         every event's hash without needing it as a RecordedEvent."""
-        reader = self._reader
-        if reader is None:
-            raise StoreUnavailable("the SQLite event store is not open")
-        codec = self._reader_codec
-
-        def page(conn: sqlite3.Connection) -> list[ChainRow]:
-            rows = conn.execute(_PAGE_SQL, (after, limit)).fetchall()
-            return decode_rows_now(conn, rows, codec.chained, codec)
-
-        try:
-            return await run_on(reader, page)
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"read from {self.path} failed: {exc}") from exc
+        return await self._decoded_on_reader(_PAGE_SQL, (after, limit), self._reader_codec.chained)
 
     async def read_idempotency(self, key: str) -> IdempotencyRecord | None:
         """The key's row (see sqlite_keys.py), if any."""

@@ -235,30 +235,15 @@ class RowCodec:
         yet. One loop for a page of rows: the lookups are bound once, and a time shared by the
         rows of one commit is converted once."""
         types = self.types
-        dictionaries = self.dictionaries
         flat = self._flat
-        decompressobj = zlib.decompressobj
         last, moment = self._last_time
         found: list[RecordedEvent] = []
         for position, stream_id, version, type_, data, metadata, recorded_at, schema, hash_ in rows:
             if recorded_at != last or type(recorded_at) is not type(last):
-                moment = (
-                    EPOCH + timedelta(microseconds=recorded_at)
-                    if type(recorded_at) is int
-                    else datetime.fromisoformat(recorded_at)
-                )
+                moment = unpack_time(recorded_at)
                 last = recorded_at
                 self._last_time = (last, moment)
-            if type(data) is bytes:
-                number = data[0]
-                inflater = (
-                    decompressobj(_WBITS, dictionaries[number]) if number else decompressobj(_WBITS)
-                )
-                payload = inflater.decompress(data[1:])
-                if not inflater.eof:
-                    raise ValueError(f"the payload of event {position} is cut short")
-            else:
-                payload = data.encode()
+            payload = self.payload(data, position)
             if type(metadata) is int:
                 known = flat.get(metadata)
                 decoded = known.copy() if known is not None else self._decode_metadata(metadata)
@@ -286,31 +271,15 @@ class RowCodec:
         JSON encoded again (once per metadata id), the time its datetime's ISO text. KeyError
         if a row refers to an id not learnt yet."""
         types = self.types
-        dictionaries = self.dictionaries
         hashed = self._hashed_metadata
-        decompressobj = zlib.decompressobj
         last: object = None
         when = b""
         found: list[ChainRow] = []
         for position, stream_id, version, type_, data, metadata, recorded_at, schema, hash_ in rows:
             if recorded_at != last or type(recorded_at) is not type(last):
-                moment = (
-                    EPOCH + timedelta(microseconds=recorded_at)
-                    if type(recorded_at) is int
-                    else datetime.fromisoformat(recorded_at)
-                )
-                when = moment.isoformat().encode()
+                when = unpack_time(recorded_at).isoformat().encode()
                 last = recorded_at
-            if type(data) is bytes:
-                number = data[0]
-                inflater = (
-                    decompressobj(_WBITS, dictionaries[number]) if number else decompressobj(_WBITS)
-                )
-                payload = inflater.decompress(data[1:])
-                if not inflater.eof:
-                    raise ValueError(f"the payload of event {position} is cut short")
-            else:
-                payload = data.encode()
+            payload = self.payload(data, position)
             if type(metadata) is int:
                 meta = hashed.get(metadata)
                 if meta is None:
@@ -351,8 +320,9 @@ class RowCodec:
             self._flat[number] = decoded.copy()
         return decoded
 
-    def payload(self, data: str | bytes) -> bytes:
-        """A stored payload as the bytes that were appended."""
+    def payload(self, data: str | bytes, position: int | None = None) -> bytes:
+        """A stored payload (of the event at `position`, for the error) as the bytes that were
+        appended."""
         if isinstance(data, str):
             return data.encode()
         number = data[0]
@@ -363,7 +333,8 @@ class RowCodec:
         )
         raw = inflater.decompress(data[1:])
         if not inflater.eof:
-            raise ValueError("a stored payload is cut short")
+            which = "a stored payload" if position is None else f"the payload of event {position}"
+            raise ValueError(f"{which} is cut short")
         return raw
 
     def unknown(self, rows: Iterable[Sequence[Any]]) -> Lookups:
