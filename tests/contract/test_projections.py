@@ -580,6 +580,43 @@ async def test_wait_for_a_position_never_reached_times_out(read_side: ReadSide) 
     assert projector.position == head
 
 
+@pytest.mark.anyio
+async def test_waiters_for_several_positions_each_wake_once_theirs_is_applied(
+    read_side: ReadSide,
+) -> None:
+    """Readers wait for positions out of order; each returns when its position is applied and
+    not before, and ones that gave up (timed out, cancelled) are not kept."""
+    projector = read_side.projector()
+    await projector.start()
+    service = read_side.service()
+    head = await read_side.store.head_position()
+    given_up = [
+        asyncio.ensure_future(projector.wait_for(head + 1000, timeout=0.05)),
+        asyncio.ensure_future(projector.wait_for(head + 1000, timeout=PROMPT)),
+    ]
+    waiting = {
+        offset: asyncio.ensure_future(projector.wait_for(head + offset, timeout=PROMPT))
+        for offset in (3, 1, 2)
+    }
+    await asyncio.sleep(0.1)
+    given_up[1].cancel()
+    with pytest.raises(TimeoutError):
+        await given_up[0]
+    assert not any(w.done() for w in waiting.values())
+
+    created = await service.create(StartWorkflow(workflow_id=0, name="w1"), META)  # 1 event
+    with anyio.fail_after(PROMPT):
+        await waiting[1]
+    assert projector.position >= head + 1
+    workflow_id = created.workflow.workflow_id
+    await service.execute(workflow_id, BeginStep(task="initialize"), META)
+    await service.execute(workflow_id, CancelWorkflow(), META)
+    with anyio.fail_after(PROMPT):
+        await asyncio.gather(waiting[2], waiting[3])
+    assert projector.position >= head + 3
+    assert projector._waiters == []  # nothing kept of the ones given up
+
+
 # What the engine resumes, and ids -----------------------------------------------------------------
 
 

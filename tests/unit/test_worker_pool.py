@@ -37,6 +37,30 @@ async def test_a_timed_out_sleep_is_told_to_stop_and_frees_its_thread() -> None:
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("with_on_start", [False, True])
+async def test_the_timeout_counts_from_the_pick_up_not_the_time_spent_queued(
+    with_on_start: bool,
+) -> None:
+    """One thread: the second function waits 0.3 s for it, then runs 0.1 s of its 0.2 s
+    timeout (it would time out if the wait counted); a third runs 0.4 s and times out."""
+    pool = WorkerPool(1)
+    started: list[float] = []
+    on_start = (lambda: started.append(time.monotonic())) if with_on_start else None
+    try:
+        first = asyncio.ensure_future(pool.run(lambda: time.sleep(0.3) or "first", DEADLINE))
+        second = asyncio.ensure_future(
+            pool.run(lambda: time.sleep(0.1) or "second", 0.2, on_start=on_start)
+        )
+        assert await first == "first"
+        assert await second == "second"
+        with pytest.raises(TaskTimedOut):
+            await pool.run(lambda: time.sleep(0.4), 0.15, on_start=on_start)
+        assert len(started) == (2 if with_on_start else 0)
+    finally:
+        pool.shutdown()
+
+
+@pytest.mark.anyio
 async def test_setting_the_signal_stops_a_running_sleep_with_task_cancelled() -> None:
     pool = WorkerPool(1)
     signal = threading.Event()

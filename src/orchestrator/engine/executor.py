@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -108,11 +109,21 @@ class WorkerPool:
         outcome: asyncio.Future[T] = loop.create_future()
         timer: asyncio.TimerHandle | None = None
         signal = cancel if cancel is not None else threading.Event()
+        #: time.monotonic() when a thread picked the function up (set in that thread).
+        picked_at: float | None = None
 
         def expire() -> None:
-            if not outcome.done():
-                outcome.set_exception(TaskTimedOut(timeout))
-                signal.set()
+            nonlocal timer
+            if outcome.done():
+                return
+            # Armed from the submission (or an earlier check), the timeout counts from the
+            # pick-up: wait on while the thread has not had the function for `timeout` yet.
+            left = timeout if picked_at is None else picked_at + timeout - time.monotonic()
+            if left > 0:
+                timer = loop.call_later(left, expire)
+                return
+            outcome.set_exception(TaskTimedOut(timeout))
+            signal.set()
 
         def arm() -> None:
             nonlocal timer
@@ -137,9 +148,14 @@ class WorkerPool:
                     self._finished += 1
                 _call_soon(loop, settle, NotStarted(), True)
                 return
+            nonlocal picked_at
             with self._lock:
                 self._running += 1
-            _call_soon(loop, arm)
+            picked_at = time.monotonic()
+            if on_start is not None:
+                # A hand-over to the loop for `on_start`, which arms the timer there too;
+                # without one, the timer armed at submission checks the pick-up time itself.
+                _call_soon(loop, arm)
             failed = False
             _running_task.cancel = signal
             try:
@@ -159,6 +175,8 @@ class WorkerPool:
                     self._finished += 1
             _call_soon(loop, settle, value, failed)
 
+        if on_start is None:
+            timer = loop.call_later(timeout, expire)
         with self._lock:
             self._submitted += 1
         try:
@@ -166,10 +184,14 @@ class WorkerPool:
         except RuntimeError:  # the pool is shut down
             with self._lock:
                 self._submitted -= 1
+            if timer is not None:
+                timer.cancel()
             raise
         try:
             return await outcome
         except asyncio.CancelledError:
+            if timer is not None:
+                timer.cancel()
             if submitted.cancel():  # never started: it no longer counts as queued
                 with self._lock:
                     self._finished += 1

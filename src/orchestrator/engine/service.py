@@ -278,6 +278,7 @@ def _log_transitions(workflow_id: int, events: Sequence[Event]) -> None:
     # A step's outcome and the transition it fires are recorded in one append, so the line can
     # give the step's own duration (measured while it ran: a step resumed after a restart does
     # not count the time the server was down) and, for `fail`, its error.
+    logs_transitions = log.isEnabledFor(logging.INFO)  # else only failures are logged
     outcome: StepSucceeded | StepFailed | None = None
     for event in events:
         if isinstance(event, StepSucceeded | StepFailed):
@@ -290,7 +291,7 @@ def _log_transitions(workflow_id: int, events: Sequence[Event]) -> None:
                     event.duration,
                     event.error,
                 )
-        elif isinstance(event, WorkflowTransitioned):
+        elif isinstance(event, WorkflowTransitioned) and logs_transitions:
             line = f"workflow {workflow_id} {event.from_state.value} -> {event.to_state.value} "
             line += f"({event.trigger.value})"
             if outcome is not None:

@@ -32,7 +32,7 @@ import aiosqlite
 import msgspec
 
 from orchestrator.eventstore.base import RecordedEvent
-from orchestrator.eventstore.chain import ChainRow, hashed_payload, linked_content
+from orchestrator.eventstore.chain import ChainRow, hashed_payload
 from orchestrator.eventstore.errors import EventStoreError
 
 #: The log's events in schema 3 (declared without types where a column holds either form: a
@@ -271,25 +271,26 @@ class RowCodec:
         JSON encoded again (once per metadata id), the time its datetime's ISO text. KeyError
         if a row refers to an id not learnt yet."""
         types = self.types
-        hashed = self._hashed_metadata
-        last: object = None
+        last_time: object = None
         when = b""
+        last_tail: object = None
+        tail = b""
         found: list[ChainRow] = []
         for position, stream_id, version, type_, data, metadata, recorded_at, schema, hash_ in rows:
-            if recorded_at != last or type(recorded_at) is not type(last):
+            if recorded_at != last_time or type(recorded_at) is not type(last_time):
                 when = unpack_time(recorded_at).isoformat().encode()
-                last = recorded_at
+                last_time = recorded_at
+                last_tail = None
             payload = self.payload(data, position)
-            if type(metadata) is int:
-                meta = hashed.get(metadata)
-                if meta is None:
-                    meta = _rehashed(self.metadata[metadata])
-                    if len(hashed) >= _MAX_METADATA:
-                        hashed.clear()
-                    hashed[metadata] = meta
-            else:
-                meta = _rehashed(metadata)
+            # The rows of one commit share their time, metadata and schema, so the end of
+            # `linked_content` they make is built once for all of them.
+            tail_of = (metadata, type(metadata), schema)
+            if tail_of != last_tail:
+                tail = self._linked_tail(metadata, when, schema)
+                last_tail = tail_of
             name = types[type_] if type(type_) is int else type_
+            head = f"\x1f{position!s}\x1f{stream_id!s}\x1f{version!s}\x1f{name!s}\x1f".encode()
+            hashed = payload if payload.isascii() else hashed_payload(payload)
             found.append(
                 (
                     position,
@@ -298,20 +299,27 @@ class RowCodec:
                     name,
                     payload,
                     schema,
-                    linked_content(
-                        position,
-                        stream_id,
-                        version,
-                        name,
-                        payload if payload.isascii() else hashed_payload(payload),
-                        meta,
-                        when,
-                        schema,
-                    ),
+                    b"".join((head, hashed, tail)),  # linked_content(...), byte for byte
                     hash_.hex() if type(hash_) is bytes else hash_,
                 )
             )
         return found
+
+    def _linked_tail(self, metadata: Any, when: bytes, schema: object) -> bytes:
+        """What `linked_content` puts after the payload: the metadata as the chain hashes it
+        (its decoded JSON encoded again, kept per metadata id), the time (`when`, its ISO
+        text) and the schema version."""
+        if type(metadata) is int:
+            hashed = self._hashed_metadata
+            meta = hashed.get(metadata)
+            if meta is None:
+                meta = _rehashed(self.metadata[metadata])
+                if len(hashed) >= _MAX_METADATA:
+                    hashed.clear()
+                hashed[metadata] = meta
+        else:
+            meta = _rehashed(metadata)
+        return b"".join((b"\x1f", meta, b"\x1f", when, f"\x1f{schema!s}".encode()))
 
     def _decode_metadata(self, number: int) -> dict[str, Any]:
         decoded: dict[str, Any] = _metadata_decoder.decode(self.metadata[number])

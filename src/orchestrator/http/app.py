@@ -17,6 +17,7 @@ from orchestrator.http.docs import docs_routes
 from orchestrator.http.endpoint_table import ENDPOINTS
 from orchestrator.http.errors import exception_handlers
 from orchestrator.http.event_feed import EventFeed
+from orchestrator.http.fast_reads import OrchestratorApp, fast_reads_for
 from orchestrator.http.history_routes import sse_frame
 from orchestrator.http.idempotency import IdempotentCommands
 from orchestrator.http.limits import BodyLimitMiddleware, HeaderLimitMiddleware
@@ -71,7 +72,7 @@ def create_app(
             if lock is not None:
                 lock.release()
 
-    app = Starlette(
+    app = OrchestratorApp(
         routes=[
             *build_routes(ENDPOINTS, guard=idempotency, observe=metrics.observe_request),
             metrics_route(metrics),
@@ -98,9 +99,12 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.runtime = runtime
-    app.state.encoded_reads = EncodedReads(
+    encoded_reads = EncodedReads(
         max_bytes=CacheBudget(runtime.settings.cache_memory_mb).encoded_reads
     )
+    app.state.encoded_reads = encoded_reads
+    # GET /workflow/{id} answered before the stack, after the same checks (fast_reads.py).
+    app.fast_reads = fast_reads_for(runtime, encoded_reads, metrics.observe_request, ENDPOINTS)
     app.state.idempotency = idempotency
     app.state.metrics = metrics
     app.state.event_feed = feed

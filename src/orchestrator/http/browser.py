@@ -30,6 +30,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from orchestrator.http.errors import error_response
@@ -113,8 +114,39 @@ class AllowedHosts:
         )
 
 
-#: Most allowed Host values HostCheckMiddleware remembers.
+#: Most allowed Host values a HostCheck remembers.
 _REMEMBERED = 64
+
+
+class HostCheck:
+    """The Host check as a plain function of a request's scope (HostCheckMiddleware and the
+    fast read path of fast_reads.py both call it)."""
+
+    def __init__(self, allowed_hosts: Sequence[str]) -> None:
+        self.allowed = AllowedHosts(allowed_hosts)
+        #: Host values seen to be allowed. Clients send a handful of them, so remembering the
+        #: answer spares every request the parsing; refused values are not kept, and the set is
+        #: emptied past _REMEMBERED so junk Host headers cannot grow it.
+        self._known: set[bytes] = set()
+
+    def refusal(self, scope: Scope) -> Response | None:
+        """The 400 `bad_host` answer if the request's Host header is not an allowed host."""
+        raw = _header(scope, b"host")
+        if raw is not None and raw in self._known:
+            return None
+        host = raw.decode("latin-1") if raw is not None else ""
+        if self.allowed.allows(host):
+            if raw is not None:
+                if len(self._known) >= _REMEMBERED:
+                    self._known.clear()
+                self._known.add(raw)
+            return None
+        shown = repr(host[:100]) if raw is not None else "missing"
+        detail = (
+            f"the Host header ({shown}) is not a name of this server; if clients reach it "
+            "under that name, add the name to ALLOWED_HOSTS"
+        )
+        return error_response(400, "bad_host", detail)
 
 
 class HostCheckMiddleware:
@@ -122,35 +154,16 @@ class HostCheckMiddleware:
 
     def __init__(self, app: ASGIApp, allowed_hosts: Sequence[str]) -> None:
         self.app = app
-        self.allowed = AllowedHosts(allowed_hosts)
-        #: Host values seen to be allowed. Clients send a handful of them, so remembering the
-        #: answer spares every request the parsing; refused values are not kept, and the set is
-        #: emptied past _REMEMBERED so junk Host headers cannot grow it.
-        self._known: set[bytes] = set()
+        self.check = HostCheck(allowed_hosts)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass the request on if its Host header names this server."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        raw = _header(scope, b"host")
-        if raw is not None and raw in self._known:
-            await self.app(scope, receive, send)
-            return
-        host = raw.decode("latin-1") if raw is not None else ""
-        if self.allowed.allows(host):
-            if raw is not None:
-                if len(self._known) >= _REMEMBERED:
-                    self._known.clear()
-                self._known.add(raw)
-            await self.app(scope, receive, send)
-            return
-        shown = repr(host[:100]) if raw is not None else "missing"
-        detail = (
-            f"the Host header ({shown}) is not a name of this server; if clients reach it "
-            "under that name, add the name to ALLOWED_HOSTS"
-        )
-        await error_response(400, "bad_host", detail)(scope, receive, send)
+        if scope["type"] == "http":
+            refusal = self.check.refusal(scope)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def is_json_media_type(content_type: bytes) -> bool:
@@ -172,25 +185,21 @@ def _has_body(scope: Scope) -> bool:
     return _header(scope, b"transfer-encoding") is not None
 
 
-class BrowserGuardMiddleware:
-    """Refuses non-JSON bodies (415) and changes requested by other origins' pages (403)."""
+class BrowserGuard:
+    """The browser guard as a plain function of a request's scope (BrowserGuardMiddleware and
+    the fast read path of fast_reads.py both call it)."""
 
-    def __init__(self, app: ASGIApp, cors_origins: Sequence[str]) -> None:
-        self.app = app
+    def __init__(self, cors_origins: Sequence[str]) -> None:
         self.cors_origins = frozenset(origin.lower().encode() for origin in cors_origins)
         self.any_origin = "*" in cors_origins
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Pass the request on unless it is a cross-origin change or carries a non-JSON body."""
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def refusal(self, scope: Scope) -> Response | None:
+        """The 403 answer to a cross-origin change, the 415 answer to a non-JSON body, or None."""
         mutating = scope["method"] not in SAFE_METHODS
         if mutating:
             refusal = self._cross_origin_refusal(scope)
             if refusal is not None:
-                await error_response(403, "forbidden_origin", refusal)(scope, receive, send)
-                return
+                return error_response(403, "forbidden_origin", refusal)
         content_type = _header(scope, b"content-type")
         if (
             content_type is not None
@@ -202,9 +211,8 @@ class BrowserGuardMiddleware:
                 f"the request body must be JSON: send 'Content-Type: application/json', "
                 f"not {shown!r}"
             )
-            await error_response(415, "unsupported_media_type", detail)(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
+            return error_response(415, "unsupported_media_type", detail)
+        return None
 
     def _cross_origin_refusal(self, scope: Scope) -> str | None:
         origin = _header(scope, b"origin")
@@ -227,6 +235,23 @@ class BrowserGuardMiddleware:
 
     def _is_listed(self, origin: bytes) -> bool:
         return self.any_origin or origin.strip().lower().rstrip(b"/") in self.cors_origins
+
+
+class BrowserGuardMiddleware:
+    """Refuses non-JSON bodies (415) and changes requested by other origins' pages (403)."""
+
+    def __init__(self, app: ASGIApp, cors_origins: Sequence[str]) -> None:
+        self.app = app
+        self.guard = BrowserGuard(cors_origins)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on unless it is a cross-origin change or carries a non-JSON body."""
+        if scope["type"] == "http":
+            refusal = self.guard.refusal(scope)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _is_own_origin(origin: bytes, host: bytes | None) -> bool:

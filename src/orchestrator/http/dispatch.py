@@ -81,12 +81,21 @@ class Endpoint:
         return re.findall(r"{(\w+)}", self.path)
 
 
+def positive_id(raw: str) -> int | None:
+    """`raw` as a positive 64-bit integer in plain decimal digits, or None if it is not one."""
+    if not _ID.fullmatch(raw):
+        return None
+    value = int(raw)
+    return value if value <= _INT64[1] else None
+
+
 def path_id(request: Request, name: str) -> int:
     """A `{..._id}` path parameter as a positive 64-bit integer, or a 422 naming it."""
     raw = str(request.path_params[name])
-    if not _ID.fullmatch(raw) or int(raw) > _INT64[1]:
+    value = positive_id(raw)
+    if value is None:
         raise InvalidInput(f"{name} must be a positive integer below 2**63, got {raw[:40]!r}")
-    return int(raw)
+    return value
 
 
 async def decode_body(request: Request, body_type: type[Any]) -> Any:

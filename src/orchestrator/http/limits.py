@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from orchestrator.http.errors import ClientTooSlow, PayloadTooLarge, error_response
@@ -37,6 +38,21 @@ def head_size(scope: Scope) -> int:
     return size + sum(len(name) + len(value) + 4 for name, value in scope["headers"])
 
 
+def header_refusal(scope: Scope, max_bytes: int) -> Response | None:
+    """The 431 answer if the request line and headers are over `max_bytes`, else None (also when
+    the server counted them already)."""
+    if HEAD_CHECKED in scope:
+        return None
+    size = head_size(scope)
+    if size <= max_bytes:
+        return None
+    detail = (
+        f"the request line and headers are {size} bytes, over the limit of "
+        f"{max_bytes} bytes (MAX_HEADER_BYTES)"
+    )
+    return error_response(431, "headers_too_large", detail, headers={"Connection": "close"})
+
+
 class HeaderLimitMiddleware:
     """Answers 431 to a request whose line and headers are over `max_bytes`."""
 
@@ -46,16 +62,9 @@ class HeaderLimitMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Refuse an oversized head; pass anything else on."""
-        if scope["type"] == "http" and HEAD_CHECKED not in scope:
-            size = head_size(scope)
-            if size > self.max_bytes:
-                detail = (
-                    f"the request line and headers are {size} bytes, over the limit of "
-                    f"{self.max_bytes} bytes (MAX_HEADER_BYTES)"
-                )
-                refusal = error_response(
-                    431, "headers_too_large", detail, headers={"Connection": "close"}
-                )
+        if scope["type"] == "http":
+            refusal = header_refusal(scope, self.max_bytes)
+            if refusal is not None:
                 await refusal(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -75,7 +84,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared, chunked = _body_headers(scope)
+        declared, chunked = body_headers(scope)
         if declared is not None and declared > self.max_bytes:
             too_large = PayloadTooLarge(declared, self.max_bytes)
             await error_response(413, "payload_too_large", str(too_large))(scope, receive, send)
@@ -112,7 +121,7 @@ class BodyLimitMiddleware:
         await self.app(scope, limited_receive, send)
 
 
-def _body_headers(scope: Scope) -> tuple[int | None, bool]:
+def body_headers(scope: Scope) -> tuple[int | None, bool]:
     """The declared Content-Length (None if absent or malformed) and whether it is chunked."""
     declared: int | None = None
     chunked = False

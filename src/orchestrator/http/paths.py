@@ -11,6 +11,13 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 
+def routed_path(path: str) -> str:
+    """`path` as it is routed: without its trailing slashes (the root `/` stays as it is)."""
+    if len(path) > 1 and path.endswith("/"):
+        return path.rstrip("/") or "/"
+    return path
+
+
 class TrailingSlashMiddleware:
     """Routes `/path/` as `/path` (the root `/` stays as it is)."""
 
@@ -20,10 +27,12 @@ class TrailingSlashMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass the request on with the trailing slash of its path removed."""
         path: str = scope.get("path", "")
-        if scope["type"] == "http" and len(path) > 1 and path.endswith("/"):
-            scope = dict(scope)
-            scope["path"] = path.rstrip("/") or "/"
-            raw: bytes | None = scope.get("raw_path")
-            if raw is not None:
-                scope["raw_path"] = raw.rstrip(b"/") or b"/"
+        if scope["type"] == "http":
+            routed = routed_path(path)
+            if routed != path:
+                scope = dict(scope)
+                scope["path"] = routed
+                raw: bytes | None = scope.get("raw_path")
+                if raw is not None:
+                    scope["raw_path"] = raw.rstrip(b"/") or b"/"
         await self.app(scope, receive, send)

@@ -100,5 +100,10 @@ class EncodedReads:
 
 def workflow_response(request: Request, workflow: Workflow) -> Response:
     """The workflow read as a JSON response."""
-    encoded: EncodedReads = request.app.state.encoded_reads
+    return encoded_workflow_response(request.app.state.encoded_reads, workflow)
+
+
+def encoded_workflow_response(encoded: EncodedReads, workflow: Workflow) -> Response:
+    """The workflow read as a JSON response, its body from `encoded` (fast_reads.py answers
+    with this too, so both paths send the same bytes)."""
     return Response(encoded.body(workflow), media_type="application/json")

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -55,7 +57,10 @@ class Projector:
         self._counters: dict[str, int] = {}
         self.position = 0
         self._generation = 0
-        self._advanced = asyncio.Event()
+        #: Readers waiting for a position (a heap: position, arrival, future), woken by
+        #: `_wake` once the read models include it.
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._arrivals = itertools.count()
         self._task: asyncio.Task[None] | None = None
         self._apply_lock = asyncio.Lock()
         #: Told every batch of events the read models now include (applied here, or by the
@@ -263,8 +268,11 @@ class Projector:
                 log.exception("an observer of the applied events failed")
 
     def _wake(self) -> None:
-        self._advanced.set()
-        self._advanced = asyncio.Event()
+        waiters = self._waiters
+        while waiters and waiters[0][0] <= self.position:
+            waiter = heapq.heappop(waiters)[2]
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def _load_missing(self, keys: list[tuple[ReadModel, int]]) -> dict[tuple[str, int], Any]:
         loaded: dict[tuple[str, int], Any] = {}
@@ -294,17 +302,30 @@ class Projector:
         self._cache.put(key, state, size)
 
     async def wait_for(self, position: int, timeout: float = 10.0) -> None:
-        """Return once the read models include `position` (a client then sees its own write)."""
+        """Return once the read models include `position` (a client then sees its own write).
+
+        Each waiter is a future in a heap by position, woken once by the batch that reaches
+        it: no wake-up of every waiter at every batch, no timeout scope per wait.
+        """
+        if self.position >= position:
+            return
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while self.position < position:
-            advanced = self._advanced
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise TimeoutError(f"read models did not reach position {position} in time")
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(remaining):
-                    await advanced.wait()
+        waiter: asyncio.Future[None] = loop.create_future()
+        entry = (position, next(self._arrivals), waiter)
+        heapq.heappush(self._waiters, entry)
+        timer = loop.call_later(timeout, _expire, waiter)
+        try:
+            await waiter
+        except TimeoutError:
+            raise TimeoutError(f"read models did not reach position {position} in time") from None
+        finally:
+            timer.cancel()
+            if not waiter.done() or waiter.cancelled() or waiter.exception() is not None:
+                # Timed out or given up: never left in the heap (a projector stuck for hours
+                # would otherwise keep every abandoned waiter).
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(entry)
+                    heapq.heapify(self._waiters)
 
     async def get(self, model: ReadModel, aggregate_id: int) -> Any | None:
         """The aggregate's read model, deleted ones included; None if it never existed."""
@@ -356,8 +377,10 @@ class Projector:
 
 def _fold_onto(model: ReadModel, state: Any, events: list[RecordedEvent]) -> Any:
     aggregate = model.aggregate
+    # Looked up once, not for each event: a rebuild folds the whole log through here.
+    decode, evolve = aggregate.decode, aggregate.evolve
+    version = 0 if state is None else state.version
     for recorded in events:
-        version = 0 if state is None else state.version
         if recorded.version <= version:
             continue  # applied already (a row saved ahead of an older checkpoint)
         if recorded.version != version + 1:
@@ -366,14 +389,15 @@ def _fold_onto(model: ReadModel, state: Any, events: list[RecordedEvent]) -> Any
             )
             break
         try:
-            event = aggregate.decode(recorded.data, recorded.schema_version)
+            event = decode(recorded.data, recorded.schema_version)
         except Exception:  # a payload the code cannot read: stop this stream, keep the others
             log.exception("cannot decode event at position %d", recorded.position)
             break
         if state is None and not isinstance(event, aggregate.first_events):
             log.error("%s does not begin with its creation event", recorded.stream_id)
             break
-        state = aggregate.evolve(state, event)
+        state = evolve(state, event)
+        version = state.version
     return state
 
 
@@ -381,3 +405,8 @@ def _count(deltas: dict[str, int], model: ReadModel, state: Any, sign: int) -> N
     if state is not None and not state.deleted:
         name = f"{model.kind}:{model.status(state)}"
         deltas[name] = deltas.get(name, 0) + sign
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())

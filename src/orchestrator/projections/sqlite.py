@@ -272,11 +272,14 @@ class SQLiteProjectionStorage:
                 (CHECKPOINT, position),
             )
 
-        # One hand-over to the writer's thread for the whole transaction. The live tables'
-        # commits are durable; a rebuild's or a check's scratch tables are read by nothing until
-        # a swap (a durable commit, which syncs every write before it) makes them live, and are
-        # dropped and refilled if the rebuild does not get that far: their commits need no sync.
-        await self._store.write_transaction_now(write, durable=self.prefix == LIVE)
+        # One hand-over to the writer's thread for the whole transaction, committed without a
+        # sync of its own: the read models are derived from the log, and their rows, counters
+        # and checkpoint commit together. A power cut can only undo the last such commits (the
+        # next group commit of the log syncs them with it), which leaves an older checkpoint
+        # that the projector catches up from at the next start, as after any stop. The log's
+        # commits stay synchronous=FULL: what an answer acknowledged is on disk. A rebuild's
+        # scratch tables are read by nothing until a swap (a durable commit) makes them live.
+        await self._store.write_transaction_now(write, durable=False)
 
     async def list_rows(self, query: ListQuery) -> list[bytes]:
         """Matching non-deleted rows in id order, one page."""
