@@ -614,7 +614,30 @@ async def test_waiters_for_several_positions_each_wake_once_theirs_is_applied(
     with anyio.fail_after(PROMPT):
         await asyncio.gather(waiting[2], waiting[3])
     assert projector.position >= head + 3
-    assert projector._waiters == []  # nothing kept of the ones given up
+    assert all(waiter.done() for _, _, waiter in projector._waiters)
+
+
+@pytest.mark.anyio
+async def test_waiters_that_give_up_are_not_kept(read_side: ReadSide) -> None:
+    """A projector that does not move (a stuck disk, say) while commands keep waiting on it:
+    the ones that timed out or were cancelled do not pile up in memory."""
+    projector = read_side.projector()
+    await projector.start()
+    far = await read_side.store.head_position() + 1_000_000
+    timing_out = [
+        asyncio.ensure_future(projector.wait_for(far, timeout=0.05 + n / 10_000))
+        for n in range(300)
+    ]
+    cancelled = [asyncio.ensure_future(projector.wait_for(far, timeout=PROMPT)) for _ in range(50)]
+    await asyncio.sleep(0)
+    assert len(projector._waiters) == 350
+    for waiter in cancelled:
+        waiter.cancel()
+    results = await asyncio.gather(*timing_out, *cancelled, return_exceptions=True)
+
+    assert all(isinstance(r, TimeoutError) for r in results[:300])
+    assert all(isinstance(r, asyncio.CancelledError) for r in results[300:])
+    assert len(projector._waiters) <= 1  # dropped in bulk as they gave up
 
 
 # What the engine resumes, and ids -----------------------------------------------------------------

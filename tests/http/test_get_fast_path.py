@@ -23,6 +23,8 @@ import msgspec
 import pytest
 import uvicorn
 from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
 from starlette.testclient import TestClient
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -427,6 +429,52 @@ def test_the_fast_path_stays_off_if_the_route_no_longer_reads_as_it_answers(
     assert fast_reads_for(runtime, encoded, observe, ENDPOINTS) is not None
     assert fast_reads_for(runtime, encoded, observe, changed) is None
     assert fast_reads_for(runtime, encoded, observe, ()) is None
+
+
+@pytest.mark.parametrize("change", ["middleware", "route", "exception handler"])
+def test_a_guard_a_host_adds_to_the_app_runs_on_every_read(
+    settings: Settings, change: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An app embedded with a middleware (or route, or handler) of the host's own: the fast
+    path never answers past it, so a guard that refuses every read refuses these too."""
+
+    class DenyReads:
+        def __init__(self, app: ASGIApp) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] == "http" and scope["method"] == "GET":
+                await Response("no", status_code=403)(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+
+    app = create_app(settings)
+    fast = fast_reads_of(app)
+    asked: list[str] = []
+    answered = fast.answered
+
+    async def spy(scope: Scope, receive: Receive, send: Send) -> bool:
+        asked.append(scope["path"])
+        return await answered(scope, receive, send)
+
+    monkeypatch.setattr(fast, "answered", spy)
+    if change == "middleware":
+        app.add_middleware(DenyReads)
+    elif change == "route":
+        app.router.routes.insert(0, Route("/workflow/{workflow_id}", Response("other")))
+    else:
+        app.add_exception_handler(418, lambda request, exc: Response("tea", status_code=418))
+    with TestClient(app) as client:
+        workflow_id = client.post("/workflows", json={"name": "w"}).json()["id"]
+        seen = client.get(f"/workflow/{workflow_id}")
+
+    assert asked == []
+    if change == "middleware":
+        assert (seen.status_code, seen.text) == (403, "no")
+    elif change == "route":
+        assert (seen.status_code, seen.text) == (200, "other")
+    else:
+        assert seen.status_code == 200 and seen.json()["workflow_id"] == workflow_id
 
 
 # On the wire -------------------------------------------------------------------------------------

@@ -37,6 +37,24 @@ async def test_a_timed_out_sleep_is_told_to_stop_and_frees_its_thread() -> None:
 
 
 @pytest.mark.anyio
+async def test_work_dropped_from_the_queue_by_a_shut_down_ends_not_started() -> None:
+    """One thread, busy: the work queued behind it is dropped by the shut-down and its caller
+    hears NotStarted once its timeout comes round, instead of waiting for ever."""
+    pool = WorkerPool(1)
+    release = threading.Event()
+    busy = asyncio.ensure_future(pool.run(release.wait, DEADLINE))
+    while not pool.active_tasks:
+        await asyncio.sleep(0.005)
+    queued = asyncio.ensure_future(pool.run(lambda: "never", 0.1))
+    await asyncio.sleep(0.01)
+    pool.shutdown()
+    release.set()
+    with pytest.raises(NotStarted):
+        await asyncio.wait_for(queued, 2.0)
+    assert await busy is True
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize("with_on_start", [False, True])
 async def test_the_timeout_counts_from_the_pick_up_not_the_time_spent_queued(
     with_on_start: bool,

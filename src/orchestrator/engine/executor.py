@@ -14,7 +14,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -111,6 +111,7 @@ class WorkerPool:
         signal = cancel if cancel is not None else threading.Event()
         #: time.monotonic() when a thread picked the function up (set in that thread).
         picked_at: float | None = None
+        submitted: Future[None] | None = None
 
         def expire() -> None:
             nonlocal timer
@@ -118,6 +119,10 @@ class WorkerPool:
                 return
             # Armed from the submission (or an earlier check), the timeout counts from the
             # pick-up: wait on while the thread has not had the function for `timeout` yet.
+            if picked_at is None and submitted is not None and submitted.cancelled():
+                # Dropped from the queue by a pool shut down: it will never begin.
+                outcome.set_exception(NotStarted())
+                return
             left = timeout if picked_at is None else picked_at + timeout - time.monotonic()
             if left > 0:
                 timer = loop.call_later(left, expire)

@@ -104,7 +104,9 @@ def create_app(
     )
     app.state.encoded_reads = encoded_reads
     # GET /workflow/{id} answered before the stack, after the same checks (fast_reads.py).
-    app.fast_reads = fast_reads_for(runtime, encoded_reads, metrics.observe_request, ENDPOINTS)
+    app.install_fast_reads(
+        fast_reads_for(runtime, encoded_reads, metrics.observe_request, ENDPOINTS)
+    )
     app.state.idempotency = idempotency
     app.state.metrics = metrics
     app.state.event_feed = feed

@@ -108,9 +108,23 @@ def fast_reads_for(
 
 
 class OrchestratorApp(Starlette):
-    """The Starlette app, with plain workflow reads answered before its middleware stack."""
+    """The Starlette app, with plain workflow reads answered before its middleware stack.
+
+    Only while the app is as `install_fast_reads` found it: middleware, routes or exception
+    handlers added afterwards (a host embedding the app with its own guard) would not run on
+    the fast path, so any such change turns it off and every request takes the stack.
+    """
 
     fast_reads: FastWorkflowReads | None = None
+    _fast_reads_made_for: tuple[int, int, int] = (-1, -1, -1)
+
+    def install_fast_reads(self, fast: FastWorkflowReads | None) -> None:
+        """Answer plain workflow reads with `fast` (None: never) while the app stays as now."""
+        self.fast_reads = fast
+        self._fast_reads_made_for = self._shape()
+
+    def _shape(self) -> tuple[int, int, int]:
+        return (len(self.user_middleware), len(self.router.routes), len(self.exception_handlers))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer a plain workflow read at once; pass anything else to the stack."""
@@ -118,6 +132,7 @@ class OrchestratorApp(Starlette):
         if (
             fast is not None
             and scope["type"] == "http"
+            and self._shape() == self._fast_reads_made_for
             and await fast.answered(scope, receive, send)
         ):
             return

@@ -61,6 +61,8 @@ class Projector:
         #: `_wake` once the read models include it.
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._arrivals = itertools.count()
+        #: Waiters in the heap that gave up (timed out or cancelled), dropped in bulk.
+        self._given_up = 0
         self._task: asyncio.Task[None] | None = None
         self._apply_lock = asyncio.Lock()
         #: Told every batch of events the read models now include (applied here, or by the
@@ -267,12 +269,25 @@ class Projector:
             except Exception:  # an observer's bug must not stop the read models
                 log.exception("an observer of the applied events failed")
 
+    def _forget_given_up(self) -> None:
+        """Count a waiter that timed out or was cancelled; once they are half the heap, drop
+        them all in one pass. A projector stuck for hours must not keep every abandoned waiter,
+        and removing each one from the heap as it gives up would cost a pass of its own (a
+        backlog of thousands timing out together would stall the loop for seconds)."""
+        self._given_up += 1
+        if self._given_up * 2 > len(self._waiters):
+            self._waiters = [entry for entry in self._waiters if not entry[2].done()]
+            heapq.heapify(self._waiters)
+            self._given_up = 0
+
     def _wake(self) -> None:
         waiters = self._waiters
         while waiters and waiters[0][0] <= self.position:
             waiter = heapq.heappop(waiters)[2]
             if not waiter.done():
                 waiter.set_result(None)
+            elif self._given_up:
+                self._given_up -= 1  # one that gave up, gone with the others woken here
 
     async def _load_missing(self, keys: list[tuple[ReadModel, int]]) -> dict[tuple[str, int], Any]:
         loaded: dict[tuple[str, int], Any] = {}
@@ -321,11 +336,8 @@ class Projector:
         finally:
             timer.cancel()
             if not waiter.done() or waiter.cancelled() or waiter.exception() is not None:
-                # Timed out or given up: never left in the heap (a projector stuck for hours
-                # would otherwise keep every abandoned waiter).
-                with contextlib.suppress(ValueError):
-                    self._waiters.remove(entry)
-                    heapq.heapify(self._waiters)
+                waiter.cancel()
+                self._forget_given_up()
 
     async def get(self, model: ReadModel, aggregate_id: int) -> Any | None:
         """The aggregate's read model, deleted ones included; None if it never existed."""
