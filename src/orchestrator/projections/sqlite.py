@@ -218,41 +218,53 @@ class SQLiteProjectionStorage:
         expected_checkpoint: int,
         expected_generation: int = 0,
     ) -> None:
-        """Rows, counter deltas and checkpoint in one transaction."""
-        values: list[tuple[object, ...]] = []
-        dictionaries: dict[int, tuple[int, str, bytes]] = {}
-        for row in rows:
-            state, dictionary = self._states.pack(row)
-            if dictionary is not None:
-                dictionaries[dictionary[0]] = (dictionary[0], row.kind, dictionary[1])
-            values.append(
-                (
-                    row.kind,
-                    row.id,
-                    row.status,
-                    row.parent_id,
-                    int(row.deleted),
-                    int(row.needs_engine),
-                    position,
-                    name_of(row.state),
-                    state,
+        """Rows, counter deltas and checkpoint in one transaction.
+
+        The rows are packed in the writer's thread, inside the transaction: packing a settled
+        state deflates it, and zlib lets go of the GIL for each call, which on the event loop's
+        thread cost a hand-over of the GIL it then waited to get back (as payloads in the log's
+        group commit, eventstore/sqlite.py).
+        """
+        states = self._states
+
+        def packed() -> tuple[list[tuple[object, ...]], list[tuple[int, str, bytes]]]:
+            values: list[tuple[object, ...]] = []
+            dictionaries: dict[int, tuple[int, str, bytes]] = {}
+            for row in rows:
+                state, dictionary = states.pack(row)
+                if dictionary is not None:
+                    dictionaries[dictionary[0]] = (dictionary[0], row.kind, dictionary[1])
+                values.append(
+                    (
+                        row.kind,
+                        row.id,
+                        row.status,
+                        row.parent_id,
+                        int(row.deleted),
+                        int(row.needs_engine),
+                        position,
+                        name_of(row.state),
+                        state,
+                    )
                 )
-            )
+            return values, list(dictionaries.values())
+
         deltas = [(name, delta) for name, delta in counter_deltas.items() if delta]
         prefix = self.prefix
 
         def write(conn: sqlite3.Connection) -> None:
-            rows = conn.execute(f"SELECT name, position FROM {prefix}checkpoints").fetchall()
-            found = {str(name): int(at) for name, at in rows}
+            marks = conn.execute(f"SELECT name, position FROM {prefix}checkpoints").fetchall()
+            found = {str(name): int(at) for name, at in marks}
             stored = int(found.get(CHECKPOINT, 0))
             generation = int(found.get(GENERATION, 0))
             if stored != expected_checkpoint or generation != expected_generation:
                 raise ProjectionMoved(expected_checkpoint, stored)
+            values, dictionaries = packed()
             if dictionaries:  # a row never outlives its dictionary, whatever was swapped in
                 conn.executemany(
                     f"INSERT OR IGNORE INTO {prefix}dictionaries (id, kind, dictionary) "
                     "VALUES (?, ?, ?)",
-                    list(dictionaries.values()),
+                    dictionaries,
                 )
             if values:
                 conn.executemany(
