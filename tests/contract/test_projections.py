@@ -318,15 +318,19 @@ def nonzero(counters: dict[str, int]) -> dict[str, int]:
 
 
 def record_where_log_reads_begin(store: EventStore, monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """From now on, the `after` of each `store.read_all` call is appended to the returned list."""
+    """From now on, the `after` of each read of the log in position order (`store.read_all`,
+    and `read_for_folding` where the store has it) is appended to the returned list."""
     reads_after: list[int] = []
-    read_all = store.read_all
+    for name in ("read_all", "read_for_folding"):
+        read = getattr(store, name, None)
+        if read is None:
+            continue
 
-    async def recording_read_all(after: int = 0, *args: Any, **kwargs: Any) -> list[RecordedEvent]:
-        reads_after.append(after)
-        return await read_all(after, *args, **kwargs)
+        async def recording(after: int = 0, *args: Any, read: Any = read, **kwargs: Any) -> Any:
+            reads_after.append(after)
+            return await read(after, *args, **kwargs)
 
-    monkeypatch.setattr(store, "read_all", recording_read_all)
+        monkeypatch.setattr(store, name, recording)
     return reads_after
 
 

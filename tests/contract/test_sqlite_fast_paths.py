@@ -523,3 +523,34 @@ async def test_a_rebuild_fills_tables_without_indexes_and_swaps_in_indexed_ones(
         assert await live.load_checkpoint() == await store.head_position()
     finally:
         await live.close()
+
+
+# read_for_folding (a rebuild's reads) ---------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_reads_for_folding_carry_what_read_all_gives_of_each_event(
+    store: SQLiteEventStore, db_path: Path
+) -> None:
+    """Every page, on the open store and on one opened afresh (whose codec must load the type
+    names and the payloads' dictionary the rows refer to): the same positions, streams,
+    versions, types, payloads and schema versions as read_all."""
+    await fill(store, 30)  # past learn_after: later payloads are deflated with a dictionary
+    reopened = SQLiteEventStore(str(db_path))
+    await reopened.open()
+    try:
+        for reader in (store, reopened):
+            for after, limit in ((0, 1000), (7, 13), (149, 10)):
+                whole = await store.read_all(after, limit)
+                light = await reader.read_for_folding(after, limit)
+                assert [
+                    (e.position, e.stream_id, e.version, e.type, e.data, e.schema_version)
+                    for e in light
+                ] == [
+                    (e.position, e.stream_id, e.version, e.type, e.data, e.schema_version)
+                    for e in whole
+                ]
+    finally:
+        await reopened.close()
+    _, rows = stored_rows(db_path)
+    assert any(isinstance(row[4], bytes) for row in rows), "no payload was deflated"

@@ -54,6 +54,18 @@ class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
         }
 
 
+class FoldingEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """What folding an event into a read model needs of it: a rebuild reads only this, without
+    the metadata, time and hash a RecordedEvent carries (stores that can: `read_for_folding`)."""
+
+    position: int
+    stream_id: str
+    version: int
+    type: str
+    data: bytes
+    schema_version: int = 1
+
+
 class StreamAppend(msgspec.Struct, frozen=True, kw_only=True):
     """One stream's part of `append_streams`: its events and the version the writer expects."""
 

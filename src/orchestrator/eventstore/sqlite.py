@@ -28,6 +28,7 @@ import aiosqlite
 
 from orchestrator.eventstore.base import (
     AppendResult,
+    FoldingEvent,
     NewEvent,
     RecordedEvent,
     StreamAppend,
@@ -46,6 +47,7 @@ from orchestrator.eventstore.group_commit import (
 from orchestrator.eventstore.keys import IdempotencyClaim, IdempotencyRecord
 from orchestrator.eventstore.leases import Fence
 from orchestrator.eventstore.sqlite_codec import (
+    FOLDING_COLUMNS,
     RowCodec,
     compact_rows,
     decode_rows_now,
@@ -77,6 +79,7 @@ _MAX_BATCH = 512
 _STREAM_VERSION = "SELECT MAX(version) FROM events WHERE stream_id = ?"
 _LAST_EVENT = "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1"
 _PAGE_SQL = f"SELECT {COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"
+_FOLDING_SQL = f"SELECT {FOLDING_COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"
 #: A stream read on the event loop's thread takes at most this many rows there (about a
 #: millisecond's work); a longer stream's other rows are read by the reader's thread.
 _ROWS_NOW = 1000
@@ -540,6 +543,13 @@ class SQLiteEventStore:
             params.append(stream_id)
         sql = f"SELECT {COLUMNS} FROM events WHERE {' AND '.join(where)} ORDER BY position LIMIT ?"
         return await self._read_events(sql, (*params, limit))
+
+    async def read_for_folding(self, after: int, limit: int) -> list[FoldingEvent]:
+        """Up to `limit` events past `after`, with only what a fold needs of each (a rebuild's
+        reads: no metadata, time or hash to decode)."""
+        return await self._decoded_on_reader(
+            _FOLDING_SQL, (after, limit), self._reader_codec.folding
+        )
 
     async def _read_events(self, sql: str, params: Sequence[object]) -> list[RecordedEvent]:
         """The events `sql` selects, read and decoded in the reader's thread with a codec of

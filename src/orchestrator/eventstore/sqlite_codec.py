@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 import aiosqlite
 import msgspec
 
-from orchestrator.eventstore.base import RecordedEvent
+from orchestrator.eventstore.base import FoldingEvent, RecordedEvent
 from orchestrator.eventstore.chain import ChainRow, hashed_payload
 from orchestrator.eventstore.errors import EventStoreError
 
@@ -50,6 +50,10 @@ EVENTS_TABLE = """CREATE TABLE IF NOT EXISTS events (
     hash        NOT NULL,
     UNIQUE (stream_id, version)
 );"""
+
+#: The columns `RowCodec.folding` reads, in the places `RowCodec.unknown` looks at (type and data
+#: where COLUMNS has them; no metadata, so none of it is looked up).
+FOLDING_COLUMNS = "position, stream_id, version, type, data, NULL, schema_version"
 
 #: The tables the compact rows refer to. Like the log, they only grow: an edit would change what
 #: old events read as (which `verify` would catch, as it re-hashes what it reads).
@@ -263,6 +267,23 @@ class RowCodec:
                 )
             )
         return found
+
+    def folding(self, rows: Iterable[Sequence[Any]]) -> list[FoldingEvent]:
+        """Rows of FOLDING_COLUMNS as what a fold needs of each event; KeyError if one refers to
+        an id not learnt yet."""
+        types = self.types
+        payload = self.payload
+        return [
+            FoldingEvent(
+                position=position,
+                stream_id=stream_id,
+                version=version,
+                type=types[type_] if type(type_) is int else type_,
+                data=payload(data, position),
+                schema_version=schema,
+            )
+            for position, stream_id, version, type_, data, _, schema in rows
+        ]
 
     def chained(self, rows: Iterable[Sequence[Any]]) -> list[ChainRow]:
         """Stored rows (in COLUMNS order) as the chain reads them (`chain.ChainRow`): the

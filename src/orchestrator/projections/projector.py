@@ -17,7 +17,7 @@ import heapq
 import itertools
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol, cast
 
 import msgspec
 
@@ -35,6 +35,24 @@ log = logging.getLogger(__name__)
 _BATCH = 2000
 #: What the read cache may hold, as charged by `charge` (about 15,000 typical workflows).
 CACHE_BYTES = 64 * 1024 * 1024
+
+
+class Folding(Protocol):
+    """What applying an event to the read models reads of it: a RecordedEvent, or a rebuild's
+    lighter FoldingEvent."""
+
+    @property
+    def position(self) -> int: ...
+    @property
+    def stream_id(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def data(self) -> bytes: ...
+    @property
+    def schema_version(self) -> int: ...
 
 
 class Projector:
@@ -146,11 +164,17 @@ class Projector:
             finally:
                 ahead.cancel()
 
-    async def _read_batch(self, after: int, until: int | None) -> list[RecordedEvent]:
-        """The next events after `after`, at most a batch, none past `until`."""
+    async def _read_batch(self, after: int, until: int | None) -> Sequence[Folding]:
+        """The next events after `after`, at most a batch, none past `until`: only what folding
+        needs of them where the store reads that alone and nobody observes the events (a
+        rebuild's projector)."""
         limit = _BATCH if until is None else min(_BATCH, until - after)
         if limit <= 0:
             return []
+        read_for_folding = getattr(self._store, "read_for_folding", None)
+        if read_for_folding is not None and not self.observers:
+            found: Sequence[Folding] = await read_for_folding(after, limit)
+            return found
         return await self._store.read_all(after, limit)
 
     async def _follow(self) -> None:
@@ -224,8 +248,8 @@ class Projector:
             await self._apply(events)
             return True
 
-    async def _apply(self, events: Sequence[RecordedEvent]) -> None:
-        grouped: dict[tuple[ReadModel, int], list[RecordedEvent]] = {}
+    async def _apply(self, events: Sequence[Folding]) -> None:
+        grouped: dict[tuple[ReadModel, int], list[Folding]] = {}
         for recorded in events:
             found = read_model_of(recorded.stream_id)
             if found is not None:
@@ -260,7 +284,8 @@ class Projector:
             self._counters[name] = self._counters.get(name, 0) + delta
         self.position = last
         self._wake()
-        self._tell(events)
+        if self.observers:  # then the events were read whole (`_read_batch`)
+            self._tell(cast(Sequence[RecordedEvent], events))
 
     def _tell(self, events: Sequence[RecordedEvent]) -> None:
         for observe in self.observers:
@@ -387,7 +412,7 @@ class Projector:
         return await self._storage.max_id(model.kind)
 
 
-def _fold_onto(model: ReadModel, state: Any, events: list[RecordedEvent]) -> Any:
+def _fold_onto(model: ReadModel, state: Any, events: Sequence[Folding]) -> Any:
     aggregate = model.aggregate
     # Looked up once, not for each event: a rebuild folds the whole log through here.
     decode, evolve = aggregate.decode, aggregate.evolve
