@@ -4,15 +4,20 @@ row is in and whichever process wrote it."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
+import threading
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
 
+from orchestrator.eventstore import sqlite as sqlite_store
 from orchestrator.eventstore.base import NewEvent, RecordedEvent
 from orchestrator.eventstore.chain import GENESIS, event_hash
 from orchestrator.eventstore.sqlite import SQLiteEventStore
@@ -84,8 +89,18 @@ async def store(db_path: Path) -> AsyncIterator[SQLiteEventStore]:
         await opened.close()
 
 
+async def dictionary_learned(store: SQLiteEventStore, deadline: float = 10.0) -> None:
+    """Wait until the store has learned its payloads' dictionary (beside its writer, once the
+    log is long enough), as a server has after its first few hundred events."""
+    give_up = time.monotonic() + deadline
+    while store._codec.dictionary is None:
+        assert time.monotonic() < give_up, "no dictionary learned"
+        await asyncio.sleep(0.005)
+
+
 async def fill(store: SQLiteEventStore, count: int, start: int = 0) -> list[NewEvent]:
-    """Append `count` events of three types to three streams, one append each; the events."""
+    """Append `count` events of three types to three streams, one append each; the events.
+    Once the log is long enough to learn a dictionary from, the rest wait for it."""
     appended: list[NewEvent] = []
     versions: dict[str, int] = {}
     for n in range(start, start + count):
@@ -97,6 +112,8 @@ async def fill(store: SQLiteEventStore, count: int, start: int = 0) -> list[NewE
         await store.append(stream, current, [new])
         versions[stream] = current + 1
         appended.append(new)
+        if await store.head_position() == LEARN_AFTER + 1:
+            await dictionary_learned(store)
     return appended
 
 
@@ -241,3 +258,29 @@ def test_a_dictionary_covers_each_kind_of_payload_and_packs_losslessly() -> None
         assert isinstance(packed, bytes) and len(packed) < len(raw) / 2
         assert codec.payload(packed) == raw
     assert codec.pack_payload('{"n":1}') == '{"n":1}'  # too short to gain anything
+
+
+@pytest.mark.anyio
+async def test_appends_go_on_while_the_dictionary_is_being_learned(
+    store: SQLiteEventStore, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Learning the dictionary (tens of milliseconds on a real log) holds no append back: with
+    the learning held, appends past it commit as text; once it is let go, it is stored and the
+    appends after it are deflated."""
+    release = threading.Event()
+    learn = sqlite_store.learned_dictionary
+
+    def held(rows: list[Any]) -> bytes | None:
+        assert release.wait(10.0)
+        return learn(rows)
+
+    monkeypatch.setattr(sqlite_store, "learned_dictionary", held)
+    for n in range(LEARN_AFTER + 20):
+        await store.append(f"workflow-{n + 1}", 0, [event("StepStarted", n)])
+    assert store._codec.dictionary is None
+    assert all(isinstance(row[2], str) for row in raw_rows(db_path))
+
+    release.set()
+    await dictionary_learned(store)
+    await store.append("workflow-1", 1, [event("StepSucceeded", 1)])
+    assert isinstance(raw_rows(db_path)[-1][2], bytes)

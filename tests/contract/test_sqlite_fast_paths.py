@@ -53,6 +53,7 @@ from orchestrator.projections.models import TASKS, WORKFLOWS, read_model_of
 from orchestrator.projections.rebuild import paused_collector, rebuild
 from orchestrator.projections.sqlite import INDEXES
 from orchestrator.projections.sqlite_tables import SQLiteReadModelTables
+from tests.contract.test_sqlite_compact_rows import dictionary_learned
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -98,8 +99,13 @@ async def store(db_path: Path) -> AsyncIterator[SQLiteEventStore]:
 
 async def fill(store: SQLiteEventStore, workflows: int) -> None:
     """`workflows` workflows, appended one event at a time, interleaved."""
+    await fill_more(store, 0, workflows)
+
+
+async def fill_more(store: SQLiteEventStore, first: int, last: int) -> None:
+    """Workflows `first` + 1 to `last`, appended one event at a time, interleaved."""
     for step in range(5):
-        for n in range(1, workflows + 1):
+        for n in range(first + 1, last + 1):
             await store.append(f"workflow-{n}", step, [workflow_events(n)[step]])
 
 
@@ -535,7 +541,9 @@ async def test_reads_for_folding_carry_what_read_all_gives_of_each_event(
     """Every page, on the open store and on one opened afresh (whose codec must load the type
     names and the payloads' dictionary the rows refer to): the same positions, streams,
     versions, types, payloads and schema versions as read_all."""
-    await fill(store, 30)  # past learn_after: later payloads are deflated with a dictionary
+    await fill(store, 6)  # past learn_after (20): the payloads after it are deflated
+    await dictionary_learned(store)
+    await fill_more(store, 6, 30)
     reopened = SQLiteEventStore(str(db_path))
     await reopened.open()
     try:

@@ -48,11 +48,14 @@ from orchestrator.eventstore.keys import IdempotencyClaim, IdempotencyRecord
 from orchestrator.eventstore.leases import Fence
 from orchestrator.eventstore.sqlite_codec import (
     FOLDING_COLUMNS,
+    SAMPLE_EVENTS,
+    SAMPLE_SQL,
     RowCodec,
     compact_rows,
     decode_rows_now,
+    learned_dictionary,
     prepare,
-    sample_dictionary,
+    store_dictionary,
     unpack_hash,
 )
 from orchestrator.eventstore.sqlite_guard import FileGuard
@@ -129,6 +132,8 @@ class SQLiteEventStore:
         #: The head at which the writer tries to learn a payload dictionary (again).
         self._learn_at = learn_after
         self._learn_after = learn_after
+        #: The dictionary being learned beside the writer, if it is.
+        self._learning: asyncio.Task[None] | None = None
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         #: A plain connection for short reads made on the event loop's thread (read_stream).
@@ -176,6 +181,11 @@ class SQLiteEventStore:
 
     async def close(self) -> None:
         """Commit what is queued, stop the writer and close both connections."""
+        if self._learning is not None:  # learned again at the next start
+            self._learning.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._learning
+            self._learning = None
         if self._writer_task is not None:
             # The writer drains the queue, finishes the batch it is committing, then returns.
             self._closing = True
@@ -262,8 +272,13 @@ class SQLiteEventStore:
                 self._queued.clear()
                 await self._queued.wait()
                 continue
-            if self._head >= self._learn_at and self._codec.dictionary is None:
-                await self._learn_dictionary()
+            if (
+                self._head >= self._learn_at
+                and self._codec.dictionary is None
+                and self._learning is None
+            ):
+                self._learn_at = self._head + self._learn_after
+                self._learning = asyncio.create_task(self._learn_dictionary())
             first = self._queue.popleft()
             if isinstance(first, _Transaction):
                 await self._run_transaction(first)
@@ -281,23 +296,27 @@ class SQLiteEventStore:
                 observe(len(batch), time.perf_counter() - began)
 
     async def _learn_dictionary(self) -> None:
-        """Learn the payloads' dictionary from the log (sqlite_codec.py), in a transaction of
-        its own; a failure only puts it off (payloads are stored as text meanwhile)."""
-        writer = self._writer
-        assert writer is not None
-        self._learn_at = self._head + self._learn_after
+        """Learn the payloads' dictionary from the log (sqlite_codec.py) beside the writer: the
+        sample is read by the reader, the dictionary built in a thread of its own (tens of
+        milliseconds, which in the writer held every append back: the slowest answers of a
+        fresh database's first minute), and only its insert is a (short) write transaction.
+        A failure only puts it off (payloads are stored as text meanwhile)."""
+        reader = self._reader
+        assert reader is not None
         try:
-            self._guard.check()
-            await writer.execute("BEGIN IMMEDIATE")
-            learned = await sample_dictionary(writer, self._codec)
-            await writer.execute("COMMIT")
+            rows = await reader.execute_fetchall(SAMPLE_SQL, (SAMPLE_EVENTS,))
+            dictionary = await asyncio.to_thread(learned_dictionary, list(rows))
+            if dictionary is None:
+                return
+            learned = await self.write_transaction_now(
+                functools.partial(store_dictionary, dictionary)
+            )
         except Exception:
-            with contextlib.suppress(sqlite3.Error):
-                await writer.execute("ROLLBACK")
             log.warning("could not learn a dictionary for the payloads in %s", self.path)
             return
-        if learned is not None:
-            self._codec.learn_dictionaries([(1, learned)])
+        finally:
+            self._learning = None
+        self._codec.learn_dictionaries(learned)
 
     async def _run_transaction(self, job: _Transaction) -> None:
         writer = self._writer

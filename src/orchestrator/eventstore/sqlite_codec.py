@@ -584,22 +584,22 @@ def compact_rows(
     return rows, committed
 
 
-async def sample_dictionary(conn: aiosqlite.Connection, codec: RowCodec) -> bytes | None:
-    """In the writer's transaction: the dictionary stored by another writer if there is one
-    (learnt by `codec` at once: it is committed), else one learned from the last SAMPLE_EVENTS
-    payloads and inserted (for the caller to learn after its commit); None when the log has too
-    little to learn from."""
-    stored = await conn.execute_fetchall("SELECT id, dictionary FROM event_dictionaries")
-    if stored:
-        codec.learn_dictionaries(stored)
-        return None
-    rows = await conn.execute_fetchall(
-        "SELECT type, data FROM events ORDER BY position DESC LIMIT ?", (SAMPLE_EVENTS,)
-    )
+#: The payloads a dictionary is learned from: the newest SAMPLE_EVENTS stored as text.
+SAMPLE_SQL = "SELECT type, data FROM events ORDER BY position DESC LIMIT ?"
+
+
+def learned_dictionary(rows: Iterable[Sequence[Any]]) -> bytes | None:
+    """A dictionary built from SAMPLE_SQL's rows, None when they are too little to learn from.
+    Tens of milliseconds of deflating: run it apart from the writer (sqlite.py)."""
     dictionary = build_dictionary((type_, data) for type_, data in rows if isinstance(data, str))
-    if len(dictionary) < 2 * _MIN_PACKED:
-        return None
-    await conn.execute(
-        "INSERT INTO event_dictionaries (id, dictionary) VALUES (1, ?)", (dictionary,)
-    )
-    return dictionary
+    return dictionary if len(dictionary) >= 2 * _MIN_PACKED else None
+
+
+def store_dictionary(dictionary: bytes, conn: sqlite3.Connection) -> list[tuple[int, bytes]]:
+    """In a write transaction: the dictionaries already stored, if any (the first one learned
+    wins), else `dictionary`, inserted as number 1; for the codec to learn once committed."""
+    stored = conn.execute("SELECT id, dictionary FROM event_dictionaries").fetchall()
+    if stored:
+        return [(int(number), bytes(found)) for number, found in stored]
+    conn.execute("INSERT INTO event_dictionaries (id, dictionary) VALUES (1, ?)", (dictionary,))
+    return [(1, dictionary)]
