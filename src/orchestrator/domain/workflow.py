@@ -267,6 +267,17 @@ def _step_attempt_failed(workflow: Workflow, event: StepAttemptFailed) -> Workfl
     )
 
 
+#: The step fields of a workflow with no step under way (its outcome recorded).
+_NO_STEP: dict[str, Any] = {
+    "step": None,
+    "step_started_at": None,
+    "step_task": None,
+    "step_attempts": 0,
+    "step_progress": None,
+    "step_retry_at": None,
+}
+
+
 def _step_succeeded(workflow: Workflow, event: StepSucceeded) -> Workflow:
     state = event.state.value
     results = {**workflow.task_results, state: event.result}
@@ -276,12 +287,7 @@ def _step_succeeded(workflow: Workflow, event: StepSucceeded) -> Workflow:
     return _replace(
         workflow,
         version=workflow.version + 1,
-        step=None,
-        step_started_at=None,
-        step_task=None,
-        step_attempts=0,
-        step_progress=None,
-        step_retry_at=None,
+        **_NO_STEP,
         task_results=results,
         task_names=names,
         finalized=workflow.finalized or event.state is _COMPLETE,
@@ -293,12 +299,7 @@ def _step_failed(workflow: Workflow, event: StepFailed) -> Workflow:
     return _replace(
         workflow,
         version=workflow.version + 1,
-        step=None,
-        step_started_at=None,
-        step_task=None,
-        step_attempts=0,
-        step_progress=None,
-        step_retry_at=None,
+        **_NO_STEP,
         error_message=event.error,
         finalized=workflow.finalized or event.state is _COMPLETE,
         updated_at=event.at,
@@ -338,12 +339,7 @@ def _transitioned(workflow: Workflow, event: WorkflowTransitioned) -> Workflow:
             state=event.to_state,
             transitions=transitions,
             completed_at=completed_at,
-            step=None,
-            step_started_at=None,
-            step_task=None,
-            step_attempts=0,
-            step_progress=None,
-            step_retry_at=None,
+            **_NO_STEP,
             updated_at=event.at,
         )
     return _replace(
