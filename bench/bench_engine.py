@@ -37,7 +37,7 @@ def thread_cpu_seconds() -> dict[str, float]:
         t.native_id: t.name.split(" (")[0].rstrip("0123456789_-") for t in threading.enumerate()
     }
     tick = os.sysconf("SC_CLK_TCK")
-    found: collections.Counter[str] = collections.Counter()
+    found: collections.defaultdict[str, float] = collections.defaultdict(float)
     for tid in os.listdir("/proc/self/task"):
         stat = Path(f"/proc/self/task/{tid}/stat").read_text()
         fields = stat[stat.rindex(")") + 2 :].split()

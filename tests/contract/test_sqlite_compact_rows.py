@@ -17,13 +17,13 @@ from typing import Any
 import msgspec
 import pytest
 
-from orchestrator.eventstore import sqlite as sqlite_store
 from orchestrator.eventstore.base import NewEvent, RecordedEvent
 from orchestrator.eventstore.chain import GENESIS, event_hash
 from orchestrator.eventstore.sqlite import SQLiteEventStore
 from orchestrator.eventstore.sqlite_codec import (
     RowCodec,
     build_dictionary,
+    learned_dictionary,
     pack_hash,
     pack_time,
     unpack_hash,
@@ -268,13 +268,13 @@ async def test_appends_go_on_while_the_dictionary_is_being_learned(
     the learning held, appends past it commit as text; once it is let go, it is stored and the
     appends after it are deflated."""
     release = threading.Event()
-    learn = sqlite_store.learned_dictionary
+    learn = learned_dictionary
 
     def held(rows: list[Any]) -> bytes | None:
         assert release.wait(10.0)
         return learn(rows)
 
-    monkeypatch.setattr(sqlite_store, "learned_dictionary", held)
+    monkeypatch.setattr("orchestrator.eventstore.sqlite.learned_dictionary", held)
     for n in range(LEARN_AFTER + 20):
         await store.append(f"workflow-{n + 1}", 0, [event("StepStarted", n)])
     assert store._codec.dictionary is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -64,11 +65,17 @@ async def test_the_timeout_counts_from_the_pick_up_not_the_time_spent_queued(
     pool = WorkerPool(1)
     started: list[float] = []
     on_start = (lambda: started.append(time.monotonic())) if with_on_start else None
+
+    def sleeping(seconds: float, answer: str) -> Callable[[], str]:
+        def work() -> str:
+            time.sleep(seconds)
+            return answer
+
+        return work
+
     try:
-        first = asyncio.ensure_future(pool.run(lambda: time.sleep(0.3) or "first", DEADLINE))
-        second = asyncio.ensure_future(
-            pool.run(lambda: time.sleep(0.1) or "second", 0.2, on_start=on_start)
-        )
+        first = asyncio.ensure_future(pool.run(sleeping(0.3, "first"), DEADLINE))
+        second = asyncio.ensure_future(pool.run(sleeping(0.1, "second"), 0.2, on_start=on_start))
         assert await first == "first"
         assert await second == "second"
         with pytest.raises(TaskTimedOut):
