@@ -73,6 +73,25 @@ def test_a_64_mb_header_is_refused_without_being_buffered(start_server: StartSer
         assert client.get("/health").status_code == 200
 
 
+@pytest.mark.parametrize("path", ["/health", "/workflow/1"])
+def test_a_head_over_the_limit_that_arrives_whole_is_refused(
+    start_server: StartServer, path: str
+) -> None:
+    """A 40 KB head (limit 16 KB) in one send: it reaches the server in one read, past the
+    limit and complete at once, and is refused all the same (the fast read path included)."""
+    server = start_server()
+    head = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: {'a' * 40_000}\r\n\r\n"
+
+    with connect(server) as sock:
+        sock.sendall(head.encode())
+        answer = answer_of(sock)
+
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:100]
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"] == "headers_too_large"
+    with server.client() as client:
+        assert client.get("/health").status_code == 200
+
+
 def test_slow_connections_are_cut_off_and_others_are_served_meanwhile(
     start_server: StartServer,
 ) -> None:

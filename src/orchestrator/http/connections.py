@@ -111,9 +111,13 @@ class GuardedProtocol(HttpToolsProtocol):
                 self.app = app
             return
         super().on_headers_complete()
-        # The head's bytes were counted as they came (data_received): HeaderLimitMiddleware,
-        # there for apps served otherwise, need not count them again.
-        cast(dict[str, Any], self.scope)[HEAD_CHECKED] = True
+        # The bytes counted as they came (data_received) include the head, and may include a
+        # body that came with it: under the limit, the head is too, and HeaderLimitMiddleware
+        # (there for apps served otherwise) need not count it again. Over it, the head may have
+        # come whole in the same read that passed the limit (a 40 KB head on loopback does):
+        # the middleware counts the head itself, and refuses it if it is over.
+        if self._head_bytes <= self.max_header_bytes:
+            cast(dict[str, Any], self.scope)[HEAD_CHECKED] = True
 
     def on_message_complete(self) -> None:
         """The whole body is in: what follows is the next head."""
