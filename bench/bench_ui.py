@@ -27,7 +27,6 @@ import hashlib
 import json
 import logging
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import Any
 from urllib.request import urlopen
 
+from bench_workflows import free_port
 from playwright.sync_api import ConsoleMessage, Page, sync_playwright
 
 from orchestrator.domain.commands import StartWorkflow
@@ -147,13 +147,6 @@ async def fill(database_url: str, workflows: int) -> None:
         await runtime.projector.wait_for(head)
     finally:
         await runtime.stop()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def get_json(url: str) -> Any:

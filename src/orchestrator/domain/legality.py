@@ -16,11 +16,9 @@ from orchestrator.domain.events import (
     StepProgressed,
     StepStarted,
     StepSucceeded,
-    WorkflowCreated,
     WorkflowDeleted,
     WorkflowEdited,
     WorkflowLaunched,
-    WorkflowStarted,
     WorkflowTransitioned,
 )
 from orchestrator.domain.states import is_running
@@ -38,13 +36,18 @@ from orchestrator.domain.tasks import (
     TaskStatus,
 )
 from orchestrator.domain.transitions import target
-from orchestrator.domain.workflow import Workflow, is_editable, is_waiting_to_launch
+from orchestrator.domain.workflow import (
+    CREATION_EVENTS,
+    Workflow,
+    is_editable,
+    is_waiting_to_launch,
+)
 
 
 def workflow_violation(workflow: Workflow | None, event: Event) -> str | None:
     """Why `event` cannot follow `workflow`, or None when it can."""
     kind = type(event)
-    creation = kind in _CREATIONS
+    creation = kind in CREATION_EVENTS
     if workflow is None:
         return None if creation else f"the stream begins with {kind.__name__}"
     if creation:
@@ -56,9 +59,6 @@ def workflow_violation(workflow: Workflow | None, event: Event) -> str | None:
     if rule is None:
         return f"unknown event {kind.__name__}"
     return rule(workflow, event)
-
-
-_CREATIONS = (WorkflowStarted, WorkflowCreated)
 
 
 def _transition_violation(workflow: Workflow, event: WorkflowTransitioned) -> str | None:

@@ -162,7 +162,7 @@ def fire(workflow_id: int, state: State, trigger: Trigger) -> State:
 def evolve(workflow: Workflow | None, event: Event) -> Workflow:
     """The workflow after `event` (the first event, WorkflowStarted, creates it)."""
     kind = type(event)
-    if workflow is None and kind not in _CREATIONS:
+    if workflow is None and kind not in CREATION_EVENTS:
         raise ValueError(f"a workflow stream must begin with its creation, not {event!r}")
     # One lookup by the event's class instead of a chain of isinstance tests: replay, rebuild
     # and verify fold every event of the log through here. Events are tagged structs that are
@@ -175,7 +175,7 @@ def evolve(workflow: Workflow | None, event: Event) -> Workflow:
 
 _replace = msgspec.structs.replace
 #: The events a workflow stream may begin with.
-_CREATIONS = (WorkflowStarted, WorkflowCreated)
+CREATION_EVENTS = (WorkflowStarted, WorkflowCreated)
 # The members the fold compares with, looked up once: on Python 3.11 reading a member through
 # its enum class goes through the metaclass's __getattr__ hook, several times the cost of a
 # global, and the fold runs for every event of the log.

@@ -130,12 +130,9 @@ class WorkerPool:
             outcome.set_exception(TaskTimedOut(timeout))
             signal.set()
 
-        def arm() -> None:
-            nonlocal timer
-            if not outcome.done():
-                timer = loop.call_later(timeout, expire)
-                if on_start is not None:
-                    on_start()
+        def started() -> None:
+            if not outcome.done() and on_start is not None:
+                on_start()
 
         def settle(value: Any, failed: bool) -> None:
             if timer is not None:
@@ -157,10 +154,8 @@ class WorkerPool:
             with self._lock:
                 self._running += 1
             picked_at = time.monotonic()
-            if on_start is not None:
-                # A hand-over to the loop for `on_start`, which arms the timer there too;
-                # without one, the timer armed at submission checks the pick-up time itself.
-                _call_soon(loop, arm)
+            if on_start is not None:  # a hand-over to the loop only for those who asked
+                _call_soon(loop, started)
             failed = False
             _running_task.cancel = signal
             try:
@@ -180,8 +175,9 @@ class WorkerPool:
                     self._finished += 1
             _call_soon(loop, settle, value, failed)
 
-        if on_start is None:
-            timer = loop.call_later(timeout, expire)
+        # Armed from the submission: `expire` waits on until the thread has had the function
+        # for `timeout`, so no hand-over to the loop is needed to arm it at the pick-up.
+        timer = loop.call_later(timeout, expire)
         with self._lock:
             self._submitted += 1
         try:

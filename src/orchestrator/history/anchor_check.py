@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 
 from orchestrator.eventstore.anchor_store import StoredAnchors
 from orchestrator.eventstore.anchors import Anchor, encode_anchor, signature_problem
-from orchestrator.eventstore.base import RecordedEvent
 
 
 def merged(stored: StoredAnchors) -> dict[Anchor, list[str]]:
@@ -74,12 +73,8 @@ class AnchorCheck:
 
     @property
     def positions(self) -> Container[int]:
-        """The positions some checkpoint names (a scan need `observe` only the events there)."""
+        """The positions some checkpoint names (a scan need observe only the events there)."""
         return self._at.keys()
-
-    def observe(self, event: RecordedEvent) -> str | None:
-        """Why the event contradicts a checkpoint of its position, or None."""
-        return self.observe_hash(event.position, event.hash)
 
     def observe_hash(self, position: int, hash_: str) -> str | None:
         """Why the event at `position`, of hash `hash_`, contradicts a checkpoint there, or

@@ -34,7 +34,7 @@ from starlette.responses import Response
 
 from orchestrator.domain.aggregates import WORKFLOW
 from orchestrator.domain.events import WorkflowLaunched, WorkflowStarted, WorkflowTransitioned
-from orchestrator.domain.states import State
+from orchestrator.domain.states import is_terminal
 from orchestrator.eventstore.base import EventStore, RecordedEvent
 from orchestrator.http.request_types import ActivityQuery
 from orchestrator.http.response_types import Activity, ActivityMinute
@@ -56,7 +56,6 @@ _TRANSITIONED = WorkflowTransitioned.__name__
 #: The event types read, each with a cursor of its own.
 _COUNTED = (*_STARTED, _TRANSITIONED)
 #: A run "finishes" when it reaches one of these (a retried workflow may finish again).
-FINISHED = frozenset({State.COMPLETE, State.FAILED, State.CANCELLED})
 
 
 def minute_of(moment: datetime) -> int:
@@ -173,7 +172,7 @@ class ActivityCounts:
         # A payload that does not decode counts as nothing; `orchestrator verify` reports it.
         with contextlib.suppress(msgspec.DecodeError, ValueError):
             decoded = WORKFLOW.decode(event.data, event.schema_version)
-            if isinstance(decoded, WorkflowTransitioned) and decoded.to_state in FINISHED:
+            if isinstance(decoded, WorkflowTransitioned) and is_terminal(decoded.to_state):
                 self._minutes.setdefault(minute, [0, 0])[1] += 1
 
 

@@ -239,10 +239,7 @@ class Projector:
 
     async def _apply_next_batch(self, until: int | None = None) -> bool:
         async with self._apply_lock:
-            limit = _BATCH if until is None else min(_BATCH, until - self.position)
-            if limit <= 0:
-                return False
-            events = await self._store.read_all(self.position, limit)
+            events = await self._read_batch(self.position, until)
             if not events:
                 return False
             await self._apply(events)

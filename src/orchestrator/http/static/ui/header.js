@@ -3,7 +3,7 @@
 // from the log), kept current between loads by the live feed.
 
 import { api } from "./api.js";
-import { count, el, svg } from "./dom.js";
+import { count, el, svg, throttle } from "./dom.js";
 
 export const STATES = ["INIT", "PREPARE", "EXECUTE", "VALIDATE", "COMPLETE", "FAILED", "CANCELLED"];
 const FINISHED = new Set(["COMPLETE", "FAILED", "CANCELLED"]);
@@ -28,6 +28,8 @@ export class Header {
     // events counted here since the server's answer: re-applied when a later answer lands
     this.local = [];
     this.retry = null;
+    // Live events redraw the chart at most four times a second, not once each.
+    this.chartChanged = throttle(() => this.renderChart(), 250);
   }
 
   /** Workflows counted in `status` (or in all, for ""); null before the first load. */
@@ -103,7 +105,7 @@ export class Header {
       this.local.push(item);
       if (this.local.length > 10000) this.local.shift();
       this.bump(item);
-      this.renderChart();
+      this.chartChanged();
     }
     return (
       started > 0 ||
