@@ -7,8 +7,8 @@ regular expressions, a Request, the dispatcher and the metrics wrapper: together
 than reading the cached workflow and sending its encoded body.
 
 So the app answers it first, after making the same checks by calling the very functions the
-layers call (`limits.header_refusal`, `browser.HostCheck`, `auth.BearerAuth`,
-`browser.BrowserGuard`, `limits.body_headers`, `paths.routed_path`, `dispatch.positive_id`),
+layers call (`limits.header_refusal`, `security.refusals`: the Host check, bearer auth and the
+browser guard; `limits.body_headers`, `paths.routed_path`, `dispatch.positive_id`),
 builds its answer as the route does (`responses.encoded_workflow_response`) and counts it in
 /metrics under the route's template. Only the plain case is taken: GET or HEAD of an existing
 workflow's id, no query string, no body, every check passed. Anything else (a refusal, an
@@ -26,13 +26,12 @@ from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
 from orchestrator.http import history_routes
-from orchestrator.http.auth import BearerAuth
-from orchestrator.http.browser import BrowserGuard, HostCheck
 from orchestrator.http.dispatch import Endpoint, RequestObserver, positive_id
 from orchestrator.http.endpoint_table import ENDPOINTS, WORKFLOW_PATH
 from orchestrator.http.limits import body_headers, header_refusal
 from orchestrator.http.paths import routed_path
 from orchestrator.http.responses import EncodedReads, encoded_workflow_response
+from orchestrator.http.security import refusals
 from orchestrator.runtime import Runtime
 
 #: The path of a read, up to the id: WORKFLOW_PATH without its `{workflow_id}`.
@@ -49,11 +48,9 @@ class FastWorkflowReads:
         encoded: EncodedReads,
         observe: RequestObserver,
     ) -> None:
-        settings = runtime.settings
-        self.max_header_bytes = settings.max_header_bytes
-        self.hosts = HostCheck(settings.allowed_hosts)
-        self.auth = BearerAuth(settings.api_tokens) if settings.api_tokens else None
-        self.guard = BrowserGuard(settings.cors_origins)
+        self.max_header_bytes = runtime.settings.max_header_bytes
+        #: The security middleware's checks, in its order (security.py keeps both).
+        self.checks = refusals(runtime.settings)
         self.runtime = runtime
         self.encoded = encoded
         self.observe = observe
@@ -72,9 +69,7 @@ class FastWorkflowReads:
         # In the stack's order; a refusal is left to the layer that makes it.
         if (
             header_refusal(scope, self.max_header_bytes) is not None
-            or self.hosts.refusal(scope) is not None
-            or (self.auth is not None and self.auth.refusal(scope) is not None)
-            or self.guard.refusal(scope) is not None
+            or any(check(scope) is not None for check in self.checks)
             or body_headers(scope) != (None, False)
         ):
             return False

@@ -12,11 +12,23 @@ The body limit and trailing-slash handling follow in `app.py`.
 
 from __future__ import annotations
 
-from starlette.middleware import Middleware
+from collections.abc import Callable
 
-from orchestrator.http.auth import BearerAuthMiddleware
-from orchestrator.http.browser import BrowserGuardMiddleware, HostCheckMiddleware
+from starlette.middleware import Middleware
+from starlette.responses import Response
+from starlette.types import Scope
+
+from orchestrator.http.auth import BearerAuth, BearerAuthMiddleware
+from orchestrator.http.browser import (
+    BrowserGuard,
+    BrowserGuardMiddleware,
+    HostCheck,
+    HostCheckMiddleware,
+)
 from orchestrator.settings import Settings
+
+#: One check of a request: the answer refusing it, or None to let it through.
+Refusal = Callable[[Scope], Response | None]
 
 
 def host_middleware(settings: Settings) -> list[Middleware]:
@@ -31,3 +43,15 @@ def request_guards(settings: Settings) -> list[Middleware]:
         guards.append(Middleware(BearerAuthMiddleware, tokens=settings.api_tokens))
     guards.append(Middleware(BrowserGuardMiddleware, cors_origins=settings.cors_origins))
     return guards
+
+
+def refusals(settings: Settings) -> list[Refusal]:
+    """What the middleware above refuses, as plain checks in the same order and on the same
+    settings (the Host check, bearer auth with API_TOKEN, the browser guard): for a path that
+    answers before the stack (fast_reads.py). CORS refuses nothing, and such a path is off
+    where it is on."""
+    checks: list[Refusal] = [HostCheck(settings.allowed_hosts).refusal]
+    if settings.api_tokens:
+        checks.append(BearerAuth(settings.api_tokens).refusal)
+    checks.append(BrowserGuard(settings.cors_origins).refusal)
+    return checks
