@@ -39,10 +39,17 @@ export class WorkflowTable {
     this.status.addEventListener("change", restart);
     this.order.addEventListener("change", restart);
     this.size.addEventListener("change", restart);
+    // The search a pause in typing applied: a refresh meanwhile (a live event) keeps the page
+    // and the search it shows, instead of taking up half-typed text that the pause would then
+    // send back to the first page.
+    this.search = "";
     let typing = null;
     this.name.addEventListener("input", () => {
       clearTimeout(typing);
-      typing = setTimeout(restart, 250);
+      typing = setTimeout(() => {
+        this.search = this.name.value.trim();
+        restart();
+      }, 250);
     });
     document.getElementById("filters").addEventListener("submit", (e) => e.preventDefault());
     this.buttons.first.addEventListener("click", () => this.go(0));
@@ -99,7 +106,7 @@ export class WorkflowTable {
   async load() {
     const asked = {
       status: this.status.value,
-      name: this.name.value.trim(),
+      name: this.search,
       order: this.order.value,
       limit: this.limit,
       page: this.page,
