@@ -24,7 +24,7 @@ import httpx
 import pytest
 
 from orchestrator.eventstore.sqlite_schema import stored_events
-from orchestrator.projections.sqlite_states import StateCodec
+from orchestrator.projections.packed_states import StateCodec
 from tests.e2e.conftest import ServerProcess, free_port, server_environment
 from tests.e2e.workflow_reads import get_workflow as get_workflow
 from tests.e2e.workflow_reads import wait_until_finished_complete as wait_until_finished_complete
@@ -157,7 +157,7 @@ def projection_rows(database: Path) -> list[tuple[Any, ...]]:
 
 
 def state_codec(connection: sqlite3.Connection) -> StateCodec:
-    """What unpacks the live read-model states of the file (projections/sqlite_states.py)."""
+    """What unpacks the live read-model states of the file (projections/packed_states.py)."""
     states = StateCodec()
     states.learn(connection.execute("SELECT id, kind, dictionary FROM projection_dictionaries"))
     return states

@@ -1,7 +1,7 @@
 """A SQLite file written by the release before the compact rows (event schema 2, read models of
 JSON text) opens with this one: its events are converted in place to schema 3
 (eventstore/sqlite_codec.py), its read models rebuilt in the packed encoding
-(projections/sqlite_states.py), and every read, `verify` and `replay` give what they gave before.
+(projections/packed_states.py), and every read, `verify` and `replay` give what they gave before.
 
 The old file is made from a real server's run: its events rewritten with the schema-2 statements
 below (every field as the text the chain hashes), its read-model tables in the shape they had.

@@ -10,8 +10,8 @@ from typing import Any
 from starlette.testclient import TestClient
 
 from orchestrator.http.app import create_app
+from orchestrator.projections.packed_states import StateCodec
 from orchestrator.projections.sqlite import READ_MODEL_FORMAT
-from orchestrator.projections.sqlite_states import StateCodec
 from orchestrator.settings import Settings
 from tests.http.conftest import DEADLINE
 from tests.settings_for_tests import TESTCLIENT_HOSTS

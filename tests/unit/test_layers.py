@@ -80,7 +80,6 @@ CONCRETE = {
         "eventstore/sqlite_keys.py",
         "eventstore/sqlite_schema.py",
         "projections/sqlite.py",
-        "projections/sqlite_states.py",
         "projections/sqlite_tables.py",
     },
     "memory": {"eventstore/memory.py", "projections/memory_tables.py"},

@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 import asyncpg
 
 from orchestrator.eventstore.postgres_connection import PostgresDatabase
+from orchestrator.projections.packed_states import StateCodec
 from orchestrator.projections.postgres import (
     INDEXES,
     TABLES,
@@ -28,16 +29,19 @@ from orchestrator.projections.postgres import (
 )
 from orchestrator.projections.tables import CHECKPOINT, GENERATION, LIVE, StoredRow
 
-_ROW_COLUMNS = "kind, id, status, parent_id, deleted, needs_engine, state"
+_ROW_COLUMNS = "kind, id, status, parent_id, deleted, needs_engine, state, packed"
 
 
 class PostgresTablesSnapshot:
     """One set of tables read in one REPEATABLE READ transaction."""
 
-    def __init__(self, conn: asyncpg.Connection, prefix: str, checkpoint: int) -> None:
+    def __init__(
+        self, conn: asyncpg.Connection, prefix: str, checkpoint: int, states: StateCodec
+    ) -> None:
         self._conn = conn
         self._prefix = prefix
         self._checkpoint = checkpoint
+        self._states = states
 
     @property
     def checkpoint(self) -> int:
@@ -47,8 +51,10 @@ class PostgresTablesSnapshot:
     async def rows(self) -> AsyncIterator[StoredRow]:
         """Every row in (kind, id) order, through a server-side cursor a page at a time."""
         sql = f"SELECT {_ROW_COLUMNS} FROM {self._prefix}rows ORDER BY kind, id"
-        async for columns in self._conn.cursor(sql, prefetch=1000):
-            yield StoredRow.of(columns)
+        async for *columns, state, packed in self._conn.cursor(sql, prefetch=1000):
+            # Packed or not, a state compares as its JSON (packed_states.py).
+            stored = state if packed is None else packed
+            yield StoredRow.of((*columns, self._states.unpack(stored).decode()))
 
     async def counters(self) -> dict[str, int]:
         """Counters by name."""
@@ -105,4 +111,6 @@ class PostgresReadModelTables:
             found = await conn.fetchval(
                 f"SELECT position FROM {prefix}checkpoints WHERE name = $1", CHECKPOINT
             )
-            yield PostgresTablesSnapshot(conn, prefix, int(found or 0))
+            states = StateCodec()
+            states.learn(await conn.fetch(f"SELECT id, kind, dictionary FROM {prefix}dictionaries"))
+            yield PostgresTablesSnapshot(conn, prefix, int(found or 0), states)

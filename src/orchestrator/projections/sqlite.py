@@ -17,7 +17,7 @@ from orchestrator.eventstore.errors import StoreUnavailable
 from orchestrator.eventstore.sqlite import SQLiteEventStore
 from orchestrator.eventstore.sqlite_schema import connect
 from orchestrator.projections.models import Row
-from orchestrator.projections.sqlite_states import ENCODING, ENCODING_ROW, StateCodec, name_of
+from orchestrator.projections.packed_states import ENCODING, StateCodec, name_of
 from orchestrator.projections.storage import ListQuery, ProjectionMoved, name_pattern
 from orchestrator.projections.tables import CHECKPOINT as CHECKPOINT
 from orchestrator.projections.tables import FORMAT as FORMAT
@@ -25,6 +25,8 @@ from orchestrator.projections.tables import GENERATION as GENERATION
 from orchestrator.projections.tables import LIVE
 from orchestrator.projections.tables import READ_MODEL_FORMAT as READ_MODEL_FORMAT
 
+#: The row of the checkpoints table holding packed_states.ENCODING (in its `position` column).
+ENCODING_ROW = "sqlite_encoding"
 TABLES = ("rows", "counters", "checkpoints", "dictionaries")
 INDEXES = ("rows_by_status", "rows_by_parent", "rows_needing_engine")
 
@@ -109,7 +111,7 @@ class SQLiteProjectionStorage:
             rows = await conn.execute_fetchall(f"SELECT name, position FROM {prefix}checkpoints")
             found = {str(name): int(at) for name, at in rows}
             # Tables that hold rows but no format row were written before formats were kept,
-            # and tables without an encoding row before states were packed (sqlite_states.py).
+            # and tables without an encoding row before states were packed (packed_states.py).
             stored = found.get(FORMAT, 1 if found else READ_MODEL_FORMAT)
             encoding = found.get(ENCODING_ROW, 0 if found else ENCODING)
             columns = await conn.execute_fetchall(f"PRAGMA table_info({prefix}rows)")
@@ -190,7 +192,7 @@ class SQLiteProjectionStorage:
         return found
 
     async def _unpack(self, stored: list[str | bytes]) -> list[bytes]:
-        """Stored states as JSON, loading the dictionaries they need (sqlite_states.py)."""
+        """Stored states as JSON, loading the dictionaries they need (packed_states.py)."""
         try:
             return [self._states.unpack(value) for value in stored]
         except KeyError:

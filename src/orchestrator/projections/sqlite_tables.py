@@ -14,6 +14,7 @@ import aiosqlite
 
 from orchestrator.eventstore.sqlite import SQLiteEventStore
 from orchestrator.eventstore.sqlite_schema import connect
+from orchestrator.projections.packed_states import StateCodec
 from orchestrator.projections.sqlite import (
     CHECKPOINT,
     GENERATION,
@@ -23,7 +24,6 @@ from orchestrator.projections.sqlite import (
     drop_tables,
     schema_statements,
 )
-from orchestrator.projections.sqlite_states import StateCodec
 from orchestrator.projections.tables import LIVE, StoredRow
 
 _ROW_COLUMNS = "kind, id, status, parent_id, deleted, needs_engine, state"
@@ -51,7 +51,7 @@ class SQLiteTablesSnapshot:
         async with self._conn.execute(sql) as cursor:
             while page := await cursor.fetchmany(1000):
                 for *columns, state in page:
-                    # Packed or not, a state compares as its JSON (sqlite_states.py).
+                    # Packed or not, a state compares as its JSON (packed_states.py).
                     yield StoredRow.of((*columns, self._states.unpack(state).decode()))
 
     async def counters(self) -> dict[str, int]:

@@ -1,4 +1,4 @@
-"""How the SQLite read-model tables store a row's state.
+"""How the read-model tables (SQLite's and PostgreSQL's) store a row's state.
 
 A row holds its aggregate's whole state as JSON (`models.py`), a kilobyte and a half for a
 finished workflow, mostly the same keys and values as every other row of its kind. While the
@@ -8,7 +8,7 @@ settled, it is stored deflated with a preset dictionary, the first settled state
 which takes a finished workflow from about 1,500 bytes to about 100 (and reads a page of rows
 faster than the text did: fewer pages, no overflow pages).
 
-A packed state is a BLOB: the dictionary's id (4 bytes, big-endian: the first bytes of the
+A packed state is binary: the dictionary's id (4 bytes, big-endian: the first bytes of the
 dictionary's SHA-256, so an id names the same dictionary in every set of tables and a cached
 dictionary can never be stale after a rebuild swapped the tables) and the raw deflate stream. The
 dictionaries live in the `dictionaries` table beside the rows; each transaction that stores a row
@@ -26,10 +26,9 @@ import msgspec
 
 from orchestrator.projections.models import Row
 
-#: The row of the checkpoints table holding ENCODING (in its `position` column): tables of
-#: another encoding are dropped at open and rebuilt from the log.
-ENCODING_ROW = "sqlite_encoding"
 #: 1: settled states deflated with a dictionary of their kind (before: every state JSON text).
+#: Each backend keeps it in a row of its checkpoints table; tables of another encoding are
+#: dropped at open and rebuilt from the log.
 ENCODING = 1
 
 _WBITS = -15
@@ -59,18 +58,25 @@ def dictionary_id(dictionary: bytes) -> int:
 
 
 class StateCodec:
-    """Packs settled states and unpacks stored ones; keeps the dictionaries it has seen."""
+    """Packs settled states and unpacks stored ones; keeps the dictionaries it has seen.
 
-    def __init__(self) -> None:
+    With `in_flight`, the states of aggregates still in flight are packed too, once their kind
+    has a dictionary (PostgreSQL: each rewrite of a row leaves its old version behind until it is
+    pruned, so the size of every version counts, not only the last one's).
+    """
+
+    def __init__(self, *, in_flight: bool = False) -> None:
         self._dictionaries: dict[int, bytes] = {}
         self._by_kind: dict[str, tuple[int, bytes]] = {}
+        self._in_flight = in_flight
 
     def pack(self, row: Row) -> tuple[str | bytes, tuple[int, bytes] | None]:
         """The stored form of the row's state, and the dictionary (id, bytes) it was packed with
         (to store in the same transaction, under the row's kind), if it was."""
-        if row.needs_engine:
-            return row.state.decode(), None
         found = self._by_kind.get(row.kind)
+        if row.needs_engine and (found is None or not self._in_flight):
+            # A kind's dictionary is always a settled state: it is what most rows end as.
+            return row.state.decode(), None
         if found is None:
             found = (dictionary_id(row.state), row.state)
             self._by_kind[row.kind] = found
