@@ -55,7 +55,7 @@ from orchestrator.engine.task_context import NoRetry, TaskContext
 from orchestrator.engine.task_execution import ProgressReporter, run_attempt
 from orchestrator.engine.task_specs import TaskSpec
 from orchestrator.engine.tasks import TaskRegistry
-from orchestrator.eventstore.base import RecordedEvent
+from orchestrator.eventstore.base import Folding
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ class Coordinator:
         """Drive one workflow (taken over from another process, or resumed)."""
         self._drive(workflow_id)
 
-    def notice(self, events: Sequence[RecordedEvent]) -> None:
+    def notice(self, events: Sequence[Folding]) -> None:
         """Events the read models took in (from any process): a workflow cancelled elsewhere
         while this process runs its step has its task told to stop, as a local cancel does."""
         for recorded in events:

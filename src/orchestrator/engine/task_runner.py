@@ -39,7 +39,7 @@ from orchestrator.engine.task_execution import ProgressReporter, run_attempt
 from orchestrator.engine.task_specs import TaskSpec
 from orchestrator.engine.task_types import InvalidTaskConfig, TaskTypes
 from orchestrator.engine.tasks import TaskRegistry
-from orchestrator.eventstore.base import RecordedEvent
+from orchestrator.eventstore.base import Folding
 
 #: Starts a run: given the run's cancellation signal and what to call when a worker picks it up.
 RunStarter = Callable[[threading.Event, Callable[[], None]], Awaitable[dict[str, Any]]]
@@ -134,7 +134,7 @@ class TaskRunner:
         """True while this process drives the task."""
         return self._drivers.is_driving(task_id)
 
-    def notice(self, events: Sequence[RecordedEvent]) -> None:
+    def notice(self, events: Sequence[Folding]) -> None:
         """Events the read models took in (from any process): a task cancelled or deleted
         elsewhere while this process runs it has its run told to stop."""
         for recorded in events:

@@ -54,6 +54,24 @@ class RecordedEvent(msgspec.Struct, frozen=True, kw_only=True):
         }
 
 
+class Folding(Protocol):
+    """What applying an event to the read models reads of it: a RecordedEvent, or the lighter
+    FoldingEvent of stores that can read only that (`read_for_folding`)."""
+
+    @property
+    def position(self) -> int: ...
+    @property
+    def stream_id(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def data(self) -> bytes: ...
+    @property
+    def schema_version(self) -> int: ...
+
+
 class FoldingEvent(msgspec.Struct, frozen=True, kw_only=True):
     """What folding an event into a read model needs of it: a rebuild reads only this, without
     the metadata, time and hash a RecordedEvent carries (stores that can: `read_for_folding`)."""

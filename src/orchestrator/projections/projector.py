@@ -17,13 +17,13 @@ import heapq
 import itertools
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol, cast
+from typing import Any
 
 import msgspec
 
 from orchestrator.domain.tasks import Task
 from orchestrator.domain.workflow import Workflow
-from orchestrator.eventstore.base import EventStore, RecordedEvent
+from orchestrator.eventstore.base import EventStore, Folding
 from orchestrator.eventstore.errors import StoreUnavailable
 from orchestrator.projections.leadership import Leadership
 from orchestrator.projections.models import TASKS, WORKFLOWS, ReadModel, Row, read_model_of
@@ -35,24 +35,6 @@ log = logging.getLogger(__name__)
 _BATCH = 2000
 #: What the read cache may hold, as charged by `charge` (about 15,000 typical workflows).
 CACHE_BYTES = 64 * 1024 * 1024
-
-
-class Folding(Protocol):
-    """What applying an event to the read models reads of it: a RecordedEvent, or a rebuild's
-    lighter FoldingEvent."""
-
-    @property
-    def position(self) -> int: ...
-    @property
-    def stream_id(self) -> str: ...
-    @property
-    def version(self) -> int: ...
-    @property
-    def type(self) -> str: ...
-    @property
-    def data(self) -> bytes: ...
-    @property
-    def schema_version(self) -> int: ...
 
 
 class Projector:
@@ -84,8 +66,9 @@ class Projector:
         self._task: asyncio.Task[None] | None = None
         self._apply_lock = asyncio.Lock()
         #: Told every batch of events the read models now include (applied here, or by the
-        #: writer this process follows): the engine hears of other processes' cancels so.
-        self.observers: list[Callable[[Sequence[RecordedEvent]], None]] = []
+        #: writer this process follows), as folding reads them (no metadata, time or hash): the
+        #: engine hears of other processes' cancels so.
+        self.observers: list[Callable[[Sequence[Folding]], None]] = []
 
     async def start(self, *, follow: bool = True, until: int | None = None) -> None:
         """Load the checkpoint and counters, catch up with the log (up to position `until`),
@@ -166,13 +149,12 @@ class Projector:
 
     async def _read_batch(self, after: int, until: int | None) -> Sequence[Folding]:
         """The next events after `after`, at most a batch, none past `until`: only what folding
-        needs of them where the store reads that alone and nobody observes the events (a
-        rebuild's projector)."""
+        needs of them where the store reads that alone (no metadata, time or hash decoded)."""
         limit = _BATCH if until is None else min(_BATCH, until - after)
         if limit <= 0:
             return []
         read_for_folding = getattr(self._store, "read_for_folding", None)
-        if read_for_folding is not None and not self.observers:
+        if read_for_folding is not None:
             found: Sequence[Folding] = await read_for_folding(after, limit)
             return found
         return await self._store.read_all(after, limit)
@@ -215,7 +197,7 @@ class Projector:
         async with self._apply_lock:
             after = self.position
             while after < checkpoint:
-                events = await self._store.read_all(after, min(_BATCH, checkpoint - after))
+                events = await self._read_batch(after, checkpoint)
                 if not events:
                     break
                 for recorded in events:
@@ -281,10 +263,9 @@ class Projector:
             self._counters[name] = self._counters.get(name, 0) + delta
         self.position = last
         self._wake()
-        if self.observers:  # then the events were read whole (`_read_batch`)
-            self._tell(cast(Sequence[RecordedEvent], events))
+        self._tell(events)
 
-    def _tell(self, events: Sequence[RecordedEvent]) -> None:
+    def _tell(self, events: Sequence[Folding]) -> None:
         for observe in self.observers:
             try:
                 observe(events)
