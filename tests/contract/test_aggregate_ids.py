@@ -15,6 +15,7 @@ from orchestrator.eventstore.postgres_schema import SCHEMA_VERSION
 from orchestrator.runtime import build_runtime
 from orchestrator.settings import Settings, parse_database
 from tests.contract.conftest import make_storage, postgres_url
+from tests.contract.postgres_schema_3 import make_schema_3
 
 pytestmark = pytest.mark.anyio
 
@@ -70,11 +71,9 @@ async def test_a_runtime_on_postgresql_numbers_workflows_from_the_database(
 
 @pytest.mark.postgres
 async def test_a_log_of_schema_1_gains_the_id_counters_and_leases_at_open(tmp_path: Path) -> None:
-    backend = make_storage("postgres", tmp_path)
-    await backend.store.open()
-    await backend.store.close()
     database = parse_database(postgres_url(tmp_path))
     assert database.url is not None and database.schema is not None
+    await make_schema_3(database.url, database.schema)
     conn = await asyncpg.connect(database.url, server_settings={"search_path": database.schema})
     try:  # as a release before the counters left it
         await conn.execute("DROP TABLE aggregate_ids, leases, processes")

@@ -21,6 +21,14 @@ version check and result; a conflicting append is refused alone, the others in i
 a connection of its own (postgres_head.py), so a reader in any process wakes at once. If that
 connection is lost, waits fall back to polling the head until it is listening again.
 
+**Compact rows.** Events are stored in the compact form of postgres_codec.py (event schema 4):
+payloads are packed before they are queued (off the append lock), ids of new types and metadata
+texts are handed out inside the append transaction, and one codec (compact.RowCodec) turns rows
+of either form back into the text the chain hashes, loading the ids another process stored when
+it meets them. The payloads' dictionary is learned beside the writer once the log is long enough
+and stored by the next append transaction (postgres_dictionary.py); a process that has none yet
+stores payloads as text, which reads back as well.
+
 Other writes (read models, anchors, idempotency answers) use connections of the pool directly:
 PostgreSQL's row locks let them run beside appends, unlike SQLite's single writer.
 """
@@ -33,6 +41,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
+import asyncpg
+
 from orchestrator.eventstore.base import (
     AppendResult,
     FoldingEvent,
@@ -41,17 +51,40 @@ from orchestrator.eventstore.base import (
     StreamAppend,
     check_continues,
 )
-from orchestrator.eventstore.chain import GENESIS, chain_rows
+from orchestrator.eventstore.chain import GENESIS, ChainRow, chain_rows
 from orchestrator.eventstore.coalescing import Coalescer
+from orchestrator.eventstore.compact import RowCodec
 from orchestrator.eventstore.errors import (
     ConcurrencyConflict,
     EventStoreError,
+    InvalidEvent,
     StoreUnavailable,
 )
-from orchestrator.eventstore.group_commit import QueuedAppend, fail, plan_batch, settle
+from orchestrator.eventstore.group_commit import (
+    EncodedEvents,
+    QueuedAppend,
+    fail,
+    plan_batch,
+    settle,
+)
 from orchestrator.eventstore.keys import IdempotencyClaim, IdempotencyRecord
 from orchestrator.eventstore.leases import Fence
+from orchestrator.eventstore.postgres_codec import (
+    COLUMNS,
+    FOLDING_COLUMNS,
+    HASH_HEX,
+    INSERT,
+    Assigned,
+    as_events,
+    as_folding,
+    chain_rows_of,
+    compact_columns,
+    decoded,
+    prepare,
+    shaped_for_folding,
+)
 from orchestrator.eventstore.postgres_connection import PostgresDatabase
+from orchestrator.eventstore.postgres_dictionary import Dictionaries, DictionaryLearning
 from orchestrator.eventstore.postgres_head import HeadWatch
 from orchestrator.eventstore.postgres_keys import (
     INSERT_KEY,
@@ -62,29 +95,66 @@ from orchestrator.eventstore.postgres_keys import (
 )
 from orchestrator.eventstore.postgres_leases import fences_holding
 from orchestrator.eventstore.postgres_schema import (
-    COLUMNS,
-    INSERT,
     encode_events,
     head_and_hash,
-    insert_args,
     migrate,
-    record_to_event,
     stream_version,
 )
+from orchestrator.eventstore.postgres_statistics import GrowingTables
 
 _MAX_BATCH = 512
 #: Seconds between two probes of health_problem (/health is public and may be asked often).
 _PROBE_INTERVAL = 5.0
 #: Longest a health probe may take: an unreachable server must not hang /health.
 _PROBE_TIMEOUT = 5.0
+#: Each stream's version and the log's head with its hash, in one round trip. A stream's
+#: version is its last event's, found through the (stream_id, version) index from the top: as
+#: `MAX(version) ... WHERE stream_id = ANY(...) GROUP BY stream_id`, the plan PostgreSQL cached
+#: for the statement while the table was young (a sequential scan) stayed in use as the log
+#: grew (no ANALYZE yet in a new database's first minute), until it took 25 ms under the append
+#: lock at 15,000 events (auto_explain), the slowest statement of the benchmark.
+_VERSIONS_AND_HEAD = (
+    "SELECT s.stream_id, (SELECT e.version FROM events e WHERE e.stream_id = s.stream_id "
+    "ORDER BY e.version DESC LIMIT 1), NULL FROM unnest($1::text[]) AS s(stream_id) UNION ALL "
+    f"(SELECT NULL, position, {HASH_HEX} FROM events ORDER BY position DESC LIMIT 1)"
+)
+#: A dictionary for payloads is learned once the log holds this many events (compact.py).
+LEARN_AFTER = 500
+#: Imported events are inserted this many at a time (all in one transaction).
+_IMPORT_CHUNK = 5000
+
+
+class _Queued(QueuedAppend):
+    """A queued append with its payloads already in their stored form (packed before queueing,
+    so the deflating is not done while the batch holds the append lock)."""
+
+    __slots__ = ("payloads",)
+
+    def __init__(
+        self,
+        stream_id: str,
+        expected: int,
+        events: EncodedEvents,
+        payloads: list[str | bytes],
+        future: asyncio.Future[AppendResult],
+        claim: IdempotencyClaim | None,
+        fence: Fence | None,
+    ) -> None:
+        super().__init__(stream_id, expected, events, future, claim, fence)
+        self.payloads = payloads
 
 
 class PostgresEventStore:
     """The event log in a PostgreSQL schema, append-only enforced by a trigger."""
 
-    def __init__(self, db: PostgresDatabase) -> None:
+    def __init__(self, db: PostgresDatabase, *, learn_after: int = LEARN_AFTER) -> None:
         self.db = db
-        self._queue: deque[QueuedAppend] = deque()
+        #: Reads rows of either form and packs payloads; it knows only what is committed.
+        self._codec = RowCodec()
+        self._learn_after = learn_after
+        self._dictionary = DictionaryLearning(db, learn_after)
+        self._growing = GrowingTables(db, ("events",))
+        self._queue: deque[_Queued] = deque()
         self._queued = asyncio.Event()
         self._writer_task: asyncio.Task[None] | None = None
         self._closing = False
@@ -100,7 +170,14 @@ class PostgresEventStore:
         await self.db.open()
         try:
             await migrate(self.db)
+            # Nothing known of a log before it is opened (the schema may have been made anew).
+            self._codec = RowCodec()
+            self._dictionary = DictionaryLearning(self.db, self._learn_after)
+            async with self.db.connection("loading the event lookups") as conn:
+                await prepare(conn, self._codec)
             await self._watch.start()
+            self._growing = GrowingTables(self.db, ("events",))
+            self._growing.start_at(self._watch.head)
         except BaseException:
             await self._watch.stop()
             await self.db.close()
@@ -110,6 +187,8 @@ class PostgresEventStore:
 
     async def close(self) -> None:
         """Commit what is queued, stop the writer, stop listening and close the pool."""
+        await self._dictionary.stop()
+        await self._growing.stop()
         if self._writer_task is not None:
             self._closing = True
             self._queued.set()
@@ -134,8 +213,10 @@ class PostgresEventStore:
         if self._writer_task is None or self._closing:
             raise StoreUnavailable(f"the PostgreSQL event store on {self.db.name} is not open")
         rows = encode_events(events)
+        pack = self._codec.pack_payload
+        payloads = [pack(data) for _, data, _, _ in rows]
         future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
-        queued = QueuedAppend(stream_id, expected_version, rows, future, idempotency, fence)
+        queued = _Queued(stream_id, expected_version, rows, payloads, future, idempotency, fence)
         self._queue.append(queued)
         self._queued.set()
         return await future
@@ -156,22 +237,27 @@ class PostgresEventStore:
             for observe in self.commit_observers:
                 observe(len(batch), time.perf_counter() - began)
 
-    async def _commit(self, batch: list[QueuedAppend]) -> None:
+    def _committed(self, assigned: Assigned, dictionaries: Dictionaries, head: int) -> None:
+        """An append transaction committed: the codec may use the ids and dictionary it stored,
+        and the log has reached `head`."""
+        assigned.committed(self._codec)
+        self._dictionary.committed(self._codec, dictionaries)
+        self._watch.moved_to(head)
+        self._dictionary.when_due(self._watch.head, self._codec)
+        self._growing.grew_to(self._watch.head)
+
+    async def _commit(self, batch: list[_Queued]) -> None:
         head = 0
+        assigned = Assigned()
         try:
             async with self.db.transaction("an append", lock_appends=True) as conn:
-                rows = await conn.fetch(
-                    "SELECT stream_id, MAX(version), NULL FROM events "
-                    "WHERE stream_id = ANY($1::text[]) GROUP BY stream_id UNION ALL "
-                    "(SELECT NULL, position, hash FROM events ORDER BY position DESC LIMIT 1)",
-                    sorted({item.stream_id for item in batch}),
-                )
+                rows = await conn.fetch(_VERSIONS_AND_HEAD, sorted({i.stream_id for i in batch}))
                 versions: dict[str, int] = {}
                 previous = GENESIS
                 for stream, value, last_hash in rows:
                     if stream is None:
                         head, previous = int(value), str(last_hash)
-                    else:
+                    elif value is not None:  # None: a new stream
                         versions[stream] = int(value)
                 fenced = [i for i, item in enumerate(batch) if item.fence is not None]
                 fenced_out: frozenset[int] = frozenset()
@@ -184,24 +270,38 @@ class PostgresEventStore:
                 recorded_at = datetime.now(UTC).isoformat()
                 plan = plan_batch(batch, versions, head, previous, recorded_at, fenced_out)
                 if plan.inserts:
-                    await conn.execute(INSERT, *insert_args(plan.inserts))
+                    # The plan holds the accepted appends' events in batch order.
+                    payloads = [
+                        payload
+                        for item, outcome in zip(batch, plan.outcomes, strict=True)
+                        if isinstance(outcome, AppendResult)
+                        for payload in item.payloads
+                    ]
+                    columns = await compact_columns(
+                        conn, self._codec, plan.inserts, payloads, assigned
+                    )
+                    await conn.execute(INSERT, *columns)
                     await conn.execute("SELECT pg_notify($1, $2)", self.db.channel, str(plan.head))
                 if plan.keys:
                     await conn.executemany(INSERT_KEY, plan.keys)
+                dictionaries = await self._dictionary.store(conn)
         except Exception as exc:  # the writer must survive anything, or every append would hang
             failure = self.db.failure(exc, "an append")
             self._last_probe = float("-inf")  # the next /health looks again at once
             fail(batch, failure)
             return
-        self._watch.moved_to(plan.head)
+        self._committed(assigned, dictionaries, plan.head)
         settle(batch, plan.outcomes)
 
     async def append_streams(self, appends: Sequence[StreamAppend]) -> list[AppendResult]:
         """Append every part in one transaction, under the append lock; a conflict rolls all of
         them back."""
         parts = [(a.stream_id, a.expected_version, encode_events(a.events)) for a in appends]
+        pack = self._codec.pack_payload
+        payloads = [pack(data) for _, _, events in parts for _, data, _, _ in events]
         self._check_open()
         results: list[AppendResult] = []
+        assigned = Assigned()
         async with self.db.transaction("an append", lock_appends=True) as conn:
             head, previous = await head_and_hash(conn)
             recorded_at = datetime.now(UTC).isoformat()
@@ -218,10 +318,11 @@ class PostgresEventStore:
                 versions[stream_id] = expected + len(events)
                 results.append(AppendResult(version=versions[stream_id], position=head))
             if inserts:
-                await conn.execute(INSERT, *insert_args(inserts))
+                columns = await compact_columns(conn, self._codec, inserts, payloads, assigned)
+                await conn.execute(INSERT, *columns)
                 await conn.execute("SELECT pg_notify($1, $2)", self.db.channel, str(head))
-        if results:
-            self._watch.moved_to(results[-1].position)
+            dictionaries = await self._dictionary.store(conn)
+        self._committed(assigned, dictionaries, head)
         return results
 
     async def import_events(self, events: Iterable[RecordedEvent]) -> None:
@@ -230,6 +331,19 @@ class PostgresEventStore:
         All of them in one transaction, under the append lock: if any is refused, none is.
         """
         self._check_open()
+        assigned = Assigned()
+        packer: RowCodec | None = None
+        dictionaries: Dictionaries = []
+
+        async def insert(conn: asyncpg.Connection, values: list[tuple[object, ...]]) -> None:
+            nonlocal packer, dictionaries
+            texts = [str(row[4]) for row in values]
+            if packer is None:  # the first chunk: a dictionary, learned from it if need be
+                packer, dictionaries = await self._dictionary.for_import(conn, self._codec, texts)
+            payloads = [packer.pack_payload(text) for text in texts]
+            columns = await compact_columns(conn, self._codec, values, payloads, assigned)
+            await conn.execute(INSERT, *columns)
+
         async with self.db.transaction("an import", lock_appends=True) as conn:
             head, previous = await head_and_hash(conn)
             versions: dict[str, int] = {}
@@ -238,14 +352,22 @@ class PostgresEventStore:
                 if event.stream_id not in versions:
                     versions[event.stream_id] = await stream_version(conn, event.stream_id)
                 head, previous = check_continues(event, head, previous, versions)
-                values.append((*event.stored_fields().values(), event.hash))
-                if len(values) >= 5000:
-                    await conn.execute(INSERT, *insert_args(values))
+                fields = event.stored_fields()
+                # Refused as an append's would be (encode_events): a payload stored as text
+                # could not hold it, and one deflated could, so it would depend on the size.
+                if "\x00" in fields["data"] or "\x00" in event.type:
+                    raise InvalidEvent(
+                        f"event at position {event.position} cannot be stored: it holds a NUL "
+                        "character"
+                    )
+                values.append((*fields.values(), event.hash))
+                if len(values) >= _IMPORT_CHUNK:
+                    await insert(conn, values)
                     values = []
             if values:
-                await conn.execute(INSERT, *insert_args(values))
+                await insert(conn, values)
             await conn.execute("SELECT pg_notify($1, $2)", self.db.channel, str(head))
-        self._watch.moved_to(head)
+        self._committed(assigned, dictionaries, head)
 
     def _check_open(self) -> None:
         if self._writer_task is None or self._closing:
@@ -262,7 +384,7 @@ class PostgresEventStore:
         )
         limit = up_to_version if up_to_version is not None else 2**62
         rows = await self.db.fetch("a read", sql, stream_id, limit)
-        return [record_to_event(row) for row in rows]
+        return await decoded(self.db, self._codec, rows, as_events)
 
     async def read_all(
         self,
@@ -277,7 +399,10 @@ class PostgresEventStore:
         params: list[object] = [after]
         if event_type is not None:
             params.append(event_type)
-            where.append(f"type = ${len(params)}")
+            n = len(params)  # rows of schema 3 name their type, later ones have its id
+            where.append(
+                f"(type_id = (SELECT id FROM event_types WHERE name = ${n}) OR type = ${n})"
+            )
         if stream_id is not None:
             params.append(stream_id)
             where.append(f"stream_id = ${len(params)}")
@@ -286,29 +411,31 @@ class PostgresEventStore:
             f"SELECT {COLUMNS} FROM events WHERE {' AND '.join(where)} "
             f"ORDER BY position LIMIT ${len(params)}"
         )
-        return [record_to_event(row) for row in await self.db.fetch("a read", sql, *params)]
+        rows = await self.db.fetch("a read", sql, *params)
+        return await decoded(self.db, self._codec, rows, as_events)
 
     async def read_for_folding(self, after: int, limit: int) -> list[FoldingEvent]:
         """Up to `limit` events past `after`, with only what a fold needs of each (a rebuild's
         reads: no metadata, time or hash sent or decoded)."""
         rows = await self.db.fetch(
             "a read",
-            "SELECT position, stream_id, version, type, data, schema_version FROM events "
-            "WHERE position > $1 ORDER BY position LIMIT $2",
+            f"SELECT {FOLDING_COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2",
             after,
             limit,
         )
-        return [
-            FoldingEvent(
-                position=position,
-                stream_id=stream_id,
-                version=version,
-                type=type_,
-                data=data.encode(),
-                schema_version=schema,
-            )
-            for position, stream_id, version, type_, data, schema in rows
-        ]
+        return await decoded(self.db, self._codec, rows, as_folding, shaped_for_folding)
+
+    async def read_chain(self, after: int, limit: int) -> list[ChainRow]:
+        """Up to `limit` events past `after` as the chain reads them (chain.ChainRow), built
+        from the stored columns without building events: for `verify`, which checks every
+        event's hash. A row that cannot be read is handed on marked, so verify reports it."""
+        rows = await self.db.fetch(
+            "a read",
+            f"SELECT {COLUMNS} FROM events WHERE position > $1 ORDER BY position LIMIT $2",
+            after,
+            limit,
+        )
+        return await chain_rows_of(self.db, self._codec, rows)
 
     async def next_id(self, kind: str, after: int) -> int | None:
         """The kind's counter, moved past `after` and by one: the row's lock makes two

@@ -1,33 +1,73 @@
-"""The PostgreSQL log's schema: its tables and triggers, the schema version, row decoding.
+"""The PostgreSQL log's schema: its tables and triggers, the schema version and its migrations.
 
-The events table keeps what SQLite keeps, as text: the chain hash covers the stored text of the
-payload, metadata and time, so they are stored byte for byte as hashed (TEXT, not JSONB, which
-would normalise the JSON; the time as its ISO text, not a timestamp, which would reformat it).
+The chain hash covers the text of each event's payload, metadata and time, so what is stored must
+give that text back byte for byte: schema 3 stored the text itself (TEXT, not JSONB, which would
+normalise the JSON; the time as its ISO text, not a timestamp, which would reformat it). Schema 4
+stores compact forms that rebuild it (type and metadata as ids, the payload deflated, the time as
+microseconds, the hash as bytes: postgres_codec.py), beside nullable text columns for the rows
+written before and for values with no exact compact form.
 
 Append-only is the database's rule, not only ours: one statement-level trigger refuses UPDATE,
-DELETE and TRUNCATE on `events` (statement-level, so an UPDATE matching no row, and an
-`INSERT ... ON CONFLICT DO UPDATE`, are refused too). A superuser, or the table's owner, can still
-disable triggers: the hash chain and the head checkpoints are what catch that.
+DELETE and TRUNCATE on `events` and on each lookup table its rows refer to (statement-level, so an
+UPDATE matching no row, and an `INSERT ... ON CONFLICT DO UPDATE`, are refused too). A superuser,
+or the table's owner, can still disable triggers: the hash chain and the head checkpoints are
+what catch that.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 
 import asyncpg
-import msgspec
 
-from orchestrator.eventstore.base import NewEvent, RecordedEvent, encode_for_storage
+from orchestrator.eventstore.base import NewEvent, encode_for_storage
 from orchestrator.eventstore.chain import GENESIS
 from orchestrator.eventstore.errors import InvalidEvent, SchemaTooNew, StoreUnavailable
 from orchestrator.eventstore.group_commit import EncodedEvents
+from orchestrator.eventstore.postgres_codec import HASH_HEX
 from orchestrator.eventstore.postgres_connection import PostgresDatabase
 
 #: The version of the tables below, kept in `schema_version` (SQLite keeps its own in
-#: user_version, numbered apart). 1: events with schema_version and hash, idempotency_keys.
-SCHEMA_VERSION = 3
-#: What each version adds to the one before it (version 1 is _SCHEMA).
+#: user_version, numbered apart). 1: events with schema_version and hash, idempotency_keys;
+#: 2: aggregate ids; 3: leases; 4: compact rows (postgres_codec.py) and their lookup tables.
+SCHEMA_VERSION = 4
+
+#: Each field of an event is in exactly one of its two columns (postgres_codec.py).
+_ONE_FORM = """CHECK (
+        (type_id IS NULL) <> (type IS NULL)
+        AND (packed IS NULL) <> (data IS NULL)
+        AND (metadata_id IS NULL) <> (metadata IS NULL)
+        AND (recorded_us IS NULL) <> (recorded_at IS NULL)
+        AND (digest IS NULL) <> (hash IS NULL)
+    )"""
+
+#: The tables compact rows refer to. Like the log they only grow, and the same trigger refuses
+#: any other change: an edit would change what old events read as (which `verify` would catch,
+#: as it hashes what it reads). Ids are handed out under the append lock (postgres_codec.py).
+_LOOKUP_TABLES = """
+CREATE TABLE event_types (
+    id   INTEGER PRIMARY KEY,
+    name TEXT    NOT NULL UNIQUE
+);
+CREATE TABLE event_metadata (
+    id       INTEGER PRIMARY KEY,
+    metadata TEXT    NOT NULL
+);
+CREATE TABLE event_dictionaries (
+    id         SMALLINT PRIMARY KEY CHECK (id BETWEEN 1 AND 255),
+    dictionary BYTEA    NOT NULL
+);
+CREATE TRIGGER event_types_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON event_types
+    FOR EACH STATEMENT EXECUTE FUNCTION orchestrator_append_only();
+CREATE TRIGGER event_metadata_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON event_metadata
+    FOR EACH STATEMENT EXECUTE FUNCTION orchestrator_append_only();
+CREATE TRIGGER event_dictionaries_append_only
+    BEFORE UPDATE OR DELETE OR TRUNCATE ON event_dictionaries
+    FOR EACH STATEMENT EXECUTE FUNCTION orchestrator_append_only();
+"""
+
+#: What each version adds to the one before it, to bring an older log up to this one (a new log
+#: is made as _SCHEMA, at this version).
 _MIGRATIONS = {
     # Ids of new workflows and tasks, issued by the database so that processes sharing the log
     # never hand out the same one (see PostgresEventStore.next_id).
@@ -53,6 +93,25 @@ CREATE TABLE processes (
     seen_at    TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 """,
+    # Compact rows (postgres_codec.py). The old rows stay as they are, in the text columns, so
+    # nothing is rewritten: no column gets a default and the CHECK is not run over the old rows
+    # (NOT VALID: they hold every text column and no compact one, which it would accept), so
+    # the migration takes no longer on a long log than on an empty one.
+    4: f"""
+ALTER TABLE events
+    ALTER COLUMN type DROP NOT NULL,
+    ALTER COLUMN data DROP NOT NULL,
+    ALTER COLUMN metadata DROP NOT NULL,
+    ALTER COLUMN recorded_at DROP NOT NULL,
+    ALTER COLUMN hash DROP NOT NULL,
+    ADD COLUMN recorded_us BIGINT,
+    ADD COLUMN type_id INTEGER,
+    ADD COLUMN metadata_id INTEGER,
+    ADD COLUMN packed BYTEA,
+    ADD COLUMN digest BYTEA,
+    ADD CONSTRAINT events_one_form {_ONE_FORM} NOT VALID;
+{_LOOKUP_TABLES}
+""",
 }
 
 #: Shared by every append-only table of the schema (events here, anchors in postgres_anchors).
@@ -64,18 +123,27 @@ END
 $$;
 """
 
+#: A new log, at SCHEMA_VERSION. The events' columns are in the order that packs a compact row
+#: tightest (the fixed-width ones first, widest first; a log migrated from schema 3 has the new
+#: columns at the end, a few bytes a row more).
 _SCHEMA = f"""
 CREATE TABLE events (
     position       BIGINT  PRIMARY KEY CHECK (position >= 1),
-    stream_id      TEXT    NOT NULL,
     version        BIGINT  NOT NULL CHECK (version >= 1),
-    type           TEXT    NOT NULL,
-    data           TEXT    NOT NULL,
-    metadata       TEXT    NOT NULL,
-    recorded_at    TEXT    NOT NULL,
+    recorded_us    BIGINT,
     schema_version INTEGER NOT NULL DEFAULT 1,
-    hash           TEXT    NOT NULL,
-    CONSTRAINT events_stream_version UNIQUE (stream_id, version)
+    type_id        INTEGER,
+    metadata_id    INTEGER,
+    stream_id      TEXT    NOT NULL,
+    packed         BYTEA,
+    digest         BYTEA,
+    type           TEXT,
+    data           TEXT,
+    metadata       TEXT,
+    recorded_at    TEXT,
+    hash           TEXT,
+    CONSTRAINT events_stream_version UNIQUE (stream_id, version),
+    CONSTRAINT events_one_form {_ONE_FORM}
 );
 {APPEND_ONLY_FUNCTION}
 CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON events
@@ -95,22 +163,10 @@ CREATE TABLE schema_version (
     single  BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (single),
     version INTEGER NOT NULL
 );
+{_MIGRATIONS[2]};
+{_MIGRATIONS[3]}
+{_LOOKUP_TABLES}
 """
-
-COLUMNS = "position, stream_id, version, type, data, metadata, recorded_at, schema_version, hash"
-#: Many events in one statement (one round trip): each column as an array.
-INSERT = (
-    f"INSERT INTO events ({COLUMNS}) SELECT * FROM unnest("
-    "$1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], "
-    "$8::integer[], $9::text[])"
-)
-_metadata_decoder = msgspec.json.Decoder(dict)
-
-
-def insert_args(rows: list[tuple[object, ...]]) -> list[list[object]]:
-    """The arguments of INSERT for `rows` in COLUMNS order: one list per column."""
-    return [list(column) for column in zip(*rows, strict=True)] if rows else [[]] * 9
-
 
 #: (type, data, metadata, schema version) of each event, as stored.
 Encoded = EncodedEvents
@@ -149,8 +205,8 @@ async def migrate(db: PostgresDatabase) -> None:
                     "schema_version table); name another schema with ?schema=... in DATABASE_URL"
                 )
             await conn.execute(_SCHEMA)
-            await conn.execute("INSERT INTO schema_version (version) VALUES (1)")
-            found = 1
+            await conn.execute("INSERT INTO schema_version (version) VALUES ($1)", SCHEMA_VERSION)
+            return
         for version in range(found + 1, SCHEMA_VERSION + 1):
             await conn.execute(_MIGRATIONS[version])
         await conn.execute("UPDATE schema_version SET version = $1", SCHEMA_VERSION)
@@ -164,7 +220,9 @@ async def _stored_version(conn: asyncpg.Connection) -> int:
 
 async def head_and_hash(conn: asyncpg.Connection) -> tuple[int, str]:
     """The last position and its chain hash ((0, GENESIS) for an empty log)."""
-    row = await conn.fetchrow("SELECT position, hash FROM events ORDER BY position DESC LIMIT 1")
+    row = await conn.fetchrow(
+        f"SELECT position, {HASH_HEX} FROM events ORDER BY position DESC LIMIT 1"
+    )
     return (0, GENESIS) if row is None else (int(row[0]), str(row[1]))
 
 
@@ -174,19 +232,3 @@ async def stream_version(conn: asyncpg.Connection, stream_id: str) -> int:
         "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = $1", stream_id
     )
     return int(found)
-
-
-def record_to_event(row: asyncpg.Record) -> RecordedEvent:
-    """A stored row (in COLUMNS order) as an event."""
-    position, stream_id, version, type_, data, metadata, recorded_at, schema, hash_ = row
-    return RecordedEvent(
-        position=position,
-        stream_id=stream_id,
-        version=version,
-        type=type_,
-        data=data.encode(),
-        metadata=_metadata_decoder.decode(metadata),
-        recorded_at=datetime.fromisoformat(recorded_at),
-        schema_version=schema,
-        hash=hash_,
-    )

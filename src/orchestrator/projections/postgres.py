@@ -26,6 +26,7 @@ import asyncpg
 
 from orchestrator.eventstore.errors import StoreUnavailable
 from orchestrator.eventstore.postgres_connection import PostgresDatabase
+from orchestrator.eventstore.postgres_statistics import GrowingTables
 from orchestrator.projections.models import Row
 from orchestrator.projections.packed_states import ENCODING, StateCodec, name_of
 from orchestrator.projections.storage import ListQuery, ProjectionMoved, name_pattern
@@ -165,6 +166,8 @@ class PostgresProjectionStorage:
         self.prefix = check_prefix(prefix)
         self._db = db
         self._states = StateCodec(in_flight=True)
+        #: The rows table analyzed as the log it follows grows (postgres_statistics.py).
+        self._growing = GrowingTables(db, (f"{self.prefix}rows",))
 
     async def open(self) -> None:
         """Create the tables if they are missing (the store must be open); drop and recreate
@@ -201,9 +204,14 @@ class PostgresProjectionStorage:
             self._states.learn(
                 await conn.fetch(f"SELECT id, kind, dictionary FROM {prefix}dictionaries")
             )
+            checkpoint = await conn.fetchval(
+                f"SELECT position FROM {prefix}checkpoints WHERE name = $1", CHECKPOINT
+            )
+        self._growing.start_at(int(checkpoint or 0))
 
     async def close(self) -> None:
-        """Nothing to release: the connections are the backend's pool's."""
+        """Stop an ANALYZE under way (the connections are the backend's pool's)."""
+        await self._growing.stop()
 
     async def _fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
         return await self._db.fetch("a read-model read", sql, *args)
@@ -293,6 +301,7 @@ class PostgresProjectionStorage:
                 self._db.checkpoint_channel,
                 str(position),
             )
+        self._growing.grew_to(position)  # events, not rows: the log's growth is the rows'
 
     async def list_rows(self, query: ListQuery) -> list[bytes]:
         """Matching non-deleted rows in id order, one page."""

@@ -1,0 +1,120 @@
+"""A PostgreSQL log's young tables are analyzed as they grow (eventstore/postgres_statistics.py),
+so that statements planned while a table held a few rows are planned anew with the statistics
+of a bigger one, rather than scanning every row until autovacuum comes round."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+import asyncpg
+import pytest
+
+from orchestrator.eventstore.base import NewEvent, StreamAppend
+from orchestrator.eventstore.postgres import PostgresEventStore
+from orchestrator.eventstore.postgres_statistics import FIRST, GROWTH, GrowingTables
+from orchestrator.settings import parse_database
+from tests.contract.conftest import make_store, postgres_url
+
+pytestmark = [pytest.mark.postgres, pytest.mark.anyio]
+
+#: Seconds an ANALYZE in the background may take in these tests.
+DEADLINE = 10.0
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[PostgresEventStore]:
+    made = make_store("postgres", tmp_path)
+    assert isinstance(made, PostgresEventStore)
+    await made.open()
+    try:
+        yield made
+    finally:
+        await made.close()
+
+
+@pytest.fixture
+async def conn(tmp_path: Path) -> AsyncIterator[asyncpg.Connection]:
+    database = parse_database(postgres_url(tmp_path))
+    assert database.url is not None and database.schema is not None
+    connection = await asyncpg.connect(
+        database.url, server_settings={"search_path": database.schema}
+    )
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+async def analyzed(conn: asyncpg.Connection, table: str) -> int:
+    """How many times `table` was analyzed by hand (autovacuum's are counted apart)."""
+    found = await conn.fetchval(
+        "SELECT analyze_count FROM pg_stat_user_tables "
+        "WHERE schemaname = current_schema() AND relname = $1",
+        table,
+    )
+    return int(found or 0)
+
+
+async def analyzed_becomes(conn: asyncpg.Connection, table: str, count: int) -> bool:
+    deadline = time.monotonic() + DEADLINE
+    while time.monotonic() < deadline:
+        if await analyzed(conn, table) >= count:
+            return True
+        await anyio.sleep(0.02)  # poll interval; DEADLINE bounds the wait
+    return False
+
+
+async def test_a_table_is_analyzed_each_time_it_has_grown_fourfold(
+    store: PostgresEventStore, conn: asyncpg.Connection
+) -> None:
+    growing = GrowingTables(store.db, ("events",))
+    growing.start_at(0)
+    before = await analyzed(conn, "events")
+    growing.grew_to(FIRST - 1)
+    await anyio.sleep(0.2)
+    assert await analyzed(conn, "events") == before
+
+    growing.grew_to(FIRST)
+    assert await analyzed_becomes(conn, "events", before + 1)
+    growing.grew_to(FIRST * GROWTH - 1)  # not fourfold yet
+    await anyio.sleep(0.2)
+    assert await analyzed(conn, "events") == before + 1
+    growing.grew_to(FIRST * GROWTH)
+    assert await analyzed_becomes(conn, "events", before + 2)
+    await growing.stop()
+
+
+async def test_a_store_opened_on_a_big_log_waits_for_it_to_grow_fourfold(
+    store: PostgresEventStore, conn: asyncpg.Connection
+) -> None:
+    growing = GrowingTables(store.db, ("events",))
+    growing.start_at(50_000)
+    before = await analyzed(conn, "events")
+    growing.grew_to(150_000)
+    await anyio.sleep(0.2)
+    assert await analyzed(conn, "events") == before
+    growing.grew_to(200_000)
+    assert await analyzed_becomes(conn, "events", before + 1)
+    await growing.stop()
+
+
+async def test_the_store_analyzes_its_log_once_it_passes_the_first_threshold(
+    store: PostgresEventStore, conn: asyncpg.Connection
+) -> None:
+    event = NewEvent(type="Noted", data=b'{"n":1}', metadata={"actor": "test"})
+    before = await analyzed(conn, "events")
+    await store.append_streams(
+        [StreamAppend(stream_id=f"note-{n}", expected_version=0, events=[event]) for n in range(10)]
+    )
+    await anyio.sleep(0.2)
+    assert await analyzed(conn, "events") == before  # ten events: nothing to analyze yet
+    await store.append_streams(
+        [
+            StreamAppend(stream_id=f"more-{n}", expected_version=0, events=[event])
+            for n in range(FIRST)
+        ]
+    )
+    assert await analyzed_becomes(conn, "events", before + 1)
