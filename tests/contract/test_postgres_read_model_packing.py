@@ -13,6 +13,7 @@ import pytest
 
 from orchestrator.domain.states import State
 from orchestrator.domain.workflow import Workflow
+from orchestrator.eventstore.errors import StoreUnavailable
 from orchestrator.projections.models import WORKFLOWS, Row
 from orchestrator.projections.storage import ListQuery
 from orchestrator.settings import parse_database
@@ -117,7 +118,7 @@ async def test_a_row_whose_dictionary_is_gone_is_an_error_naming_it(
         await conn.execute("DELETE FROM projection_dictionaries")
         reader = made.tables.storage()
         await reader.open()
-        with pytest.raises(Exception, match="needs dictionary"):
+        with pytest.raises(StoreUnavailable, match="needs dictionary"):
             await reader.load_rows(WORKFLOWS.kind, [1])
     finally:
         await made.store.close()

@@ -74,30 +74,31 @@ async def test_a_table_is_analyzed_each_time_it_has_grown_fourfold(
     growing.start_at(0)
     before = await analyzed(conn, "events")
     growing.grew_to(FIRST - 1)
-    await anyio.sleep(0.2)
-    assert await analyzed(conn, "events") == before
+    assert not growing.analyzing
 
     growing.grew_to(FIRST)
+    assert growing.analyzing
     assert await analyzed_becomes(conn, "events", before + 1)
+    assert await stopped_analyzing(growing)
     growing.grew_to(FIRST * GROWTH - 1)  # not fourfold yet
-    await anyio.sleep(0.2)
-    assert await analyzed(conn, "events") == before + 1
+    assert not growing.analyzing
     growing.grew_to(FIRST * GROWTH)
+    assert growing.analyzing
     assert await analyzed_becomes(conn, "events", before + 2)
     await growing.stop()
+    growing.grew_to(FIRST * GROWTH**3)  # stopped: the store closes
+    assert not growing.analyzing
 
 
 async def test_a_store_opened_on_a_big_log_waits_for_it_to_grow_fourfold(
-    store: PostgresEventStore, conn: asyncpg.Connection
+    store: PostgresEventStore,
 ) -> None:
     growing = GrowingTables(store.db, ("events",))
     growing.start_at(50_000)
-    before = await analyzed(conn, "events")
     growing.grew_to(150_000)
-    await anyio.sleep(0.2)
-    assert await analyzed(conn, "events") == before
+    assert not growing.analyzing
     growing.grew_to(200_000)
-    assert await analyzed_becomes(conn, "events", before + 1)
+    assert growing.analyzing
     await growing.stop()
 
 
@@ -107,14 +108,18 @@ async def test_the_store_analyzes_its_log_once_it_passes_the_first_threshold(
     event = NewEvent(type="Noted", data=b'{"n":1}', metadata={"actor": "test"})
     before = await analyzed(conn, "events")
     await store.append_streams(
-        [StreamAppend(stream_id=f"note-{n}", expected_version=0, events=[event]) for n in range(10)]
-    )
-    await anyio.sleep(0.2)
-    assert await analyzed(conn, "events") == before  # ten events: nothing to analyze yet
-    await store.append_streams(
         [
             StreamAppend(stream_id=f"more-{n}", expected_version=0, events=[event])
             for n in range(FIRST)
         ]
     )
     assert await analyzed_becomes(conn, "events", before + 1)
+
+
+async def stopped_analyzing(growing: GrowingTables) -> bool:
+    deadline = time.monotonic() + DEADLINE
+    while growing.analyzing:
+        if time.monotonic() > deadline:
+            return False
+        await anyio.sleep(0.01)  # poll interval; DEADLINE bounds the wait
+    return True

@@ -188,7 +188,7 @@ class PostgresEventStore:
     async def close(self) -> None:
         """Commit what is queued, stop the writer, stop listening and close the pool."""
         await self._dictionary.stop()
-        await self._growing.stop()
+        await self._growing.stop()  # before the writer's last commits: they start none again
         if self._writer_task is not None:
             self._closing = True
             self._queued.set()

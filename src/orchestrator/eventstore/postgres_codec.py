@@ -9,7 +9,7 @@ or a name, as SQLite's can):
 |----------|-------------------------------------------|--------------------------|
 | type     | type_id INTEGER, an id of `event_types`   | type TEXT                |
 | payload  | packed BYTEA: dictionary byte + deflate   | data TEXT                |
-| metadata | metadata_id INTEGER, of `event_metadata`  | metadata TEXT            |
+| metadata | metadata_id BIGINT, of `event_metadata`   | metadata TEXT            |
 | time     | recorded_us BIGINT, microseconds (UTC)    | recorded_at TEXT         |
 | hash     | digest BYTEA, the 32 bytes                | hash TEXT                |
 
@@ -54,7 +54,7 @@ FOLDING_COLUMNS = "position, stream_id, version, type_id, type, packed, data, sc
 #: Many events in one statement (one round trip): each column of COLUMNS as an array.
 INSERT = (
     f"INSERT INTO events ({COLUMNS}) SELECT * FROM unnest($1::bigint[], $2::text[], "
-    "$3::bigint[], $4::integer[], $5::text[], $6::bytea[], $7::text[], $8::integer[], $9::text[], "
+    "$3::bigint[], $4::integer[], $5::text[], $6::bytea[], $7::text[], $8::bigint[], $9::text[], "
     "$10::bigint[], $11::text[], $12::integer[], $13::bytea[], $14::text[])"
 )
 #: The stored hash of an event as hex, whichever column holds it.
@@ -77,7 +77,7 @@ _INSERT_METADATA = (
 #: What each lookup table of ids is read with, in the order of compact.Lookups.
 _LOOKUPS = (
     "SELECT id, name FROM event_types WHERE id = ANY($1::integer[])",
-    "SELECT id, metadata FROM event_metadata WHERE id = ANY($1::integer[])",
+    "SELECT id, metadata FROM event_metadata WHERE id = ANY($1::bigint[])",
     "SELECT id, dictionary FROM event_dictionaries WHERE id = ANY($1::integer[])",
 )
 #: How often a read loads the lookups its rows need before it says one is not stored: the codec

@@ -41,17 +41,25 @@ _ONE_FORM = """CHECK (
         AND (digest IS NULL) <> (hash IS NULL)
     )"""
 
+#: Rows appended from now on name their type by id. A process of the release before schema 4
+#: that is still running when another migrates the log would append rows of text only, chained
+#: on the hash it reads from the last row (NULL in a compact row): the chain would break for
+#: good. Such an append is refused instead (NOT VALID in the migration: the old rows name their
+#: type as text, and are not checked).
+_TYPE_BY_ID = "CHECK (type_id IS NOT NULL)"
+
 #: The tables compact rows refer to. Like the log they only grow, and the same trigger refuses
 #: any other change: an edit would change what old events read as (which `verify` would catch,
-#: as it hashes what it reads). Ids are handed out under the append lock (postgres_codec.py).
+#: as it hashes what it reads). Ids are handed out under the append lock (postgres_codec.py);
+#: a metadata text may be new at every command (an idempotency key is part of it): BIGINT.
 _LOOKUP_TABLES = """
 CREATE TABLE event_types (
     id   INTEGER PRIMARY KEY,
     name TEXT    NOT NULL UNIQUE
 );
 CREATE TABLE event_metadata (
-    id       INTEGER PRIMARY KEY,
-    metadata TEXT    NOT NULL
+    id       BIGINT PRIMARY KEY,
+    metadata TEXT   NOT NULL
 );
 CREATE TABLE event_dictionaries (
     id         SMALLINT PRIMARY KEY CHECK (id BETWEEN 1 AND 255),
@@ -106,10 +114,11 @@ ALTER TABLE events
     ALTER COLUMN hash DROP NOT NULL,
     ADD COLUMN recorded_us BIGINT,
     ADD COLUMN type_id INTEGER,
-    ADD COLUMN metadata_id INTEGER,
+    ADD COLUMN metadata_id BIGINT,
     ADD COLUMN packed BYTEA,
     ADD COLUMN digest BYTEA,
-    ADD CONSTRAINT events_one_form {_ONE_FORM} NOT VALID;
+    ADD CONSTRAINT events_one_form {_ONE_FORM} NOT VALID,
+    ADD CONSTRAINT events_type_by_id {_TYPE_BY_ID} NOT VALID;
 {_LOOKUP_TABLES}
 """,
 }
@@ -131,9 +140,9 @@ CREATE TABLE events (
     position       BIGINT  PRIMARY KEY CHECK (position >= 1),
     version        BIGINT  NOT NULL CHECK (version >= 1),
     recorded_us    BIGINT,
+    metadata_id    BIGINT,
     schema_version INTEGER NOT NULL DEFAULT 1,
     type_id        INTEGER,
-    metadata_id    INTEGER,
     stream_id      TEXT    NOT NULL,
     packed         BYTEA,
     digest         BYTEA,
@@ -143,7 +152,8 @@ CREATE TABLE events (
     recorded_at    TEXT,
     hash           TEXT,
     CONSTRAINT events_stream_version UNIQUE (stream_id, version),
-    CONSTRAINT events_one_form {_ONE_FORM}
+    CONSTRAINT events_one_form {_ONE_FORM},
+    CONSTRAINT events_type_by_id {_TYPE_BY_ID}
 );
 {APPEND_ONLY_FUNCTION}
 CREATE TRIGGER events_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON events

@@ -37,14 +37,20 @@ class GrowingTables:
         self._tables = tables
         self._next = FIRST
         self._task: asyncio.Task[None] | None = None
+        self._stopped = False
 
     def start_at(self, size: int) -> None:
         """The tables hold about `size` rows now (as analyzed by autovacuum, or empty)."""
         self._next = max(FIRST, size * GROWTH)
 
+    @property
+    def analyzing(self) -> bool:
+        """True while an ANALYZE is under way."""
+        return self._task is not None
+
     def grew_to(self, size: int) -> None:
         """The tables hold about `size` rows: analyze them if that is past the threshold."""
-        if size < self._next or self._task is not None:
+        if size < self._next or self._task is not None or self._stopped:
             return
         self._next = size * GROWTH
         self._task = asyncio.create_task(self._analyze(), name="postgres-analyze")
@@ -60,7 +66,8 @@ class GrowingTables:
             self._task = None
 
     async def stop(self) -> None:
-        """Cancel an ANALYZE under way (the store closes)."""
+        """Cancel an ANALYZE under way and start none again (the store closes)."""
+        self._stopped = True
         task, self._task = self._task, None
         if task is not None:
             task.cancel()

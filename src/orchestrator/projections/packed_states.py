@@ -35,6 +35,10 @@ _WBITS = -15
 _LEVEL = 6
 _MEM_LEVEL = 4
 _ID_BYTES = 4
+#: The largest state a kind's dictionary is taken from: deflate looks back 32 KiB at most, so
+#: more would be stored (and, on PostgreSQL, sent with every save) for nothing. A state past it
+#: (a config near the request limit) is stored as it is and waits for a smaller one.
+MAX_DICTIONARY = 32 * 1024
 
 
 class _Named(msgspec.Struct):
@@ -78,6 +82,8 @@ class StateCodec:
             # A kind's dictionary is always a settled state: it is what most rows end as.
             return row.state.decode(), None
         if found is None:
+            if len(row.state) > MAX_DICTIONARY:
+                return row.state.decode(), None
             found = (dictionary_id(row.state), row.state)
             self._by_kind[row.kind] = found
             self._dictionaries[found[0]] = row.state

@@ -30,7 +30,13 @@ from orchestrator.eventstore.postgres_statistics import GrowingTables
 from orchestrator.projections.models import Row
 from orchestrator.projections.packed_states import ENCODING, StateCodec, name_of
 from orchestrator.projections.storage import ListQuery, ProjectionMoved, name_pattern
-from orchestrator.projections.tables import CHECKPOINT, FORMAT, GENERATION, READ_MODEL_FORMAT
+from orchestrator.projections.tables import (
+    CHECKPOINT,
+    FORMAT,
+    GENERATION,
+    LIVE,
+    READ_MODEL_FORMAT,
+)
 
 TABLES = ("rows", "counters", "checkpoints", "dictionaries")
 #: Every index under a prefix, constraints' included: index names are per schema in PostgreSQL,
@@ -166,8 +172,10 @@ class PostgresProjectionStorage:
         self.prefix = check_prefix(prefix)
         self._db = db
         self._states = StateCodec(in_flight=True)
-        #: The rows table analyzed as the log it follows grows (postgres_statistics.py).
-        self._growing = GrowingTables(db, (f"{self.prefix}rows",))
+        #: The live rows table analyzed as the log it follows grows (postgres_statistics.py). A
+        #: rebuild's are analyzed once, before their swap (postgres_tables.py): an ANALYZE
+        #: holds a lock the swap's renames wait for, under the append lock.
+        self._growing = GrowingTables(db, (f"{LIVE}rows",)) if self.prefix == LIVE else None
 
     async def open(self) -> None:
         """Create the tables if they are missing (the store must be open); drop and recreate
@@ -207,11 +215,13 @@ class PostgresProjectionStorage:
             checkpoint = await conn.fetchval(
                 f"SELECT position FROM {prefix}checkpoints WHERE name = $1", CHECKPOINT
             )
-        self._growing.start_at(int(checkpoint or 0))
+        if self._growing is not None:
+            self._growing.start_at(int(checkpoint or 0))
 
     async def close(self) -> None:
         """Stop an ANALYZE under way (the connections are the backend's pool's)."""
-        await self._growing.stop()
+        if self._growing is not None:
+            await self._growing.stop()
 
     async def _fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
         return await self._db.fetch("a read-model read", sql, *args)
@@ -301,7 +311,8 @@ class PostgresProjectionStorage:
                 self._db.checkpoint_channel,
                 str(position),
             )
-        self._growing.grew_to(position)  # events, not rows: the log's growth is the rows'
+        if self._growing is not None:  # by events, not rows: the log's growth is the rows'
+            self._growing.grew_to(position)
 
     async def list_rows(self, query: ListQuery) -> list[bytes]:
         """Matching non-deleted rows in id order, one page."""

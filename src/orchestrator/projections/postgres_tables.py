@@ -81,11 +81,18 @@ class PostgresReadModelTables:
     async def swap_in(self, prefix: str, rebuilt_to: int) -> bool:
         """Rename the tables under `prefix` to the live ones, under the append lock."""
         check_prefix(prefix)
+        # Statistics for the planner before the tables go live (they were filled in one go),
+        # and before the append lock: an ANALYZE holds a lock the renames below would wait for.
+        async with self._db.connection("analyzing the rebuilt read models") as conn:
+            await conn.execute(f"ANALYZE {prefix}rows")
         async with self._db.transaction("a read-model swap", lock_appends=True) as conn:
             head = await conn.fetchval("SELECT COALESCE(MAX(position), 0) FROM events")
             if int(head) != rebuilt_to:
                 return False
             await create_tables(conn, LIVE)  # a new database may have none yet
+            # The checkpoints first, as a save takes them (SELECT ... FOR UPDATE) before the
+            # rows: in the other order a save and the swap could each wait for the other.
+            await conn.execute(f"LOCK TABLE {LIVE}checkpoints IN ACCESS EXCLUSIVE MODE")
             generation = await conn.fetchval(
                 f"SELECT position FROM {LIVE}checkpoints WHERE name = $1", GENERATION
             )
