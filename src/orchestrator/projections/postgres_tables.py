@@ -89,10 +89,12 @@ class PostgresReadModelTables:
             head = await conn.fetchval("SELECT COALESCE(MAX(position), 0) FROM events")
             if int(head) != rebuilt_to:
                 return False
-            await create_tables(conn, LIVE)  # a new database may have none yet
             # The checkpoints first, as a save takes them (SELECT ... FOR UPDATE) before the
-            # rows: in the other order a save and the swap could each wait for the other.
-            await conn.execute(f"LOCK TABLE {LIVE}checkpoints IN ACCESS EXCLUSIVE MODE")
+            # rows: in the other order (CREATE INDEX IF NOT EXISTS below locks the rows table
+            # even when the index is there) a save and the swap each waited for the other.
+            if await conn.fetchval(f"SELECT to_regclass('{LIVE}checkpoints') IS NOT NULL"):
+                await conn.execute(f"LOCK TABLE {LIVE}checkpoints IN ACCESS EXCLUSIVE MODE")
+            await create_tables(conn, LIVE)  # a new database may have none yet
             generation = await conn.fetchval(
                 f"SELECT position FROM {LIVE}checkpoints WHERE name = $1", GENERATION
             )
