@@ -40,7 +40,7 @@ async def test_a_timed_out_sleep_is_told_to_stop_and_frees_its_thread() -> None:
 @pytest.mark.anyio
 async def test_work_dropped_from_the_queue_by_a_shut_down_ends_not_started() -> None:
     """One thread, busy: the work queued behind it is dropped by the shut-down and its caller
-    hears NotStarted once its timeout comes round, instead of waiting for ever."""
+    hears NotStarted as it is dropped, instead of waiting for ever."""
     pool = WorkerPool(1)
     release = threading.Event()
     busy = asyncio.ensure_future(pool.run(release.wait, DEADLINE))

@@ -138,11 +138,7 @@ def encode_event(event: Event) -> bytes:
 
 def decode_event(data: bytes, schema_version: int = CURRENT_SCHEMA) -> Event:
     """An event back from its stored JSON bytes, upcast from an older schema if need be."""
-    # Compared here rather than left to upcast: nearly every stored event is current, and
-    # replay, rebuild and verify decode every event of the log through here.
-    if schema_version != CURRENT_SCHEMA:
-        data = upcast(data, schema_version)
-    return _decoder.decode(data)
+    return _decoder.decode(upcast(data, schema_version))
 
 
 def stream_id(workflow_id: int) -> str:

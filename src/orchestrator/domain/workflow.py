@@ -276,6 +276,8 @@ _NO_STEP: dict[str, Any] = {
     "step_progress": None,
     "step_retry_at": None,
 }
+#: What a transition that leaves the running step alone changes of it: nothing.
+_STEP_KEPT: dict[str, Any] = {}
 
 
 def _step_succeeded(workflow: Workflow, event: StepSucceeded) -> Workflow:
@@ -331,23 +333,15 @@ def _transitioned(workflow: Workflow, event: WorkflowTransitioned) -> Workflow:
             updated_at=event.at,
         )
     completed_at = workflow.completed_at if is_running(event.to_state) else event.at
-    if trigger is _CANCEL:
-        # A cancelled step's result will be discarded, so the step no longer counts as running.
-        return _replace(
-            workflow,
-            version=version,
-            state=event.to_state,
-            transitions=transitions,
-            completed_at=completed_at,
-            **_NO_STEP,
-            updated_at=event.at,
-        )
+    # A cancelled step's result will be discarded, so the step no longer counts as running.
+    step = _NO_STEP if trigger is _CANCEL else _STEP_KEPT
     return _replace(
         workflow,
         version=version,
         state=event.to_state,
         transitions=transitions,
         completed_at=completed_at,
+        **step,
         updated_at=event.at,
     )
 

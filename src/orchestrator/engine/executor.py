@@ -107,11 +107,10 @@ class WorkerPool:
         """
         loop = asyncio.get_running_loop()
         outcome: asyncio.Future[T] = loop.create_future()
-        timer: asyncio.TimerHandle | None = None
+        timer: asyncio.TimerHandle
         signal = cancel if cancel is not None else threading.Event()
         #: time.monotonic() when a thread picked the function up (set in that thread).
         picked_at: float | None = None
-        submitted: Future[None] | None = None
 
         def expire() -> None:
             nonlocal timer
@@ -119,10 +118,6 @@ class WorkerPool:
                 return
             # Armed from the submission (or an earlier check), the timeout counts from the
             # pick-up: wait on while the thread has not had the function for `timeout` yet.
-            if picked_at is None and submitted is not None and submitted.cancelled():
-                # Dropped from the queue by a pool shut down: it will never begin.
-                outcome.set_exception(NotStarted())
-                return
             left = timeout if picked_at is None else picked_at + timeout - time.monotonic()
             if left > 0:
                 timer = loop.call_later(left, expire)
@@ -130,13 +125,12 @@ class WorkerPool:
             outcome.set_exception(TaskTimedOut(timeout))
             signal.set()
 
-        def started() -> None:
-            if not outcome.done() and on_start is not None:
-                on_start()
+        def started(notify: Callable[[], None]) -> None:
+            if not outcome.done():
+                notify()
 
         def settle(value: Any, failed: bool) -> None:
-            if timer is not None:
-                timer.cancel()
+            timer.cancel()
             if outcome.done():
                 return
             if failed:
@@ -155,7 +149,7 @@ class WorkerPool:
                 self._running += 1
             picked_at = time.monotonic()
             if on_start is not None:  # a hand-over to the loop only for those who asked
-                _call_soon(loop, started)
+                _call_soon(loop, started, on_start)
             failed = False
             _running_task.cancel = signal
             try:
@@ -185,17 +179,23 @@ class WorkerPool:
         except RuntimeError:  # the pool is shut down
             with self._lock:
                 self._submitted -= 1
-            if timer is not None:
-                timer.cancel()
+            timer.cancel()
             raise
+
+        def dropped(future: Future[None]) -> None:
+            # Taken off the queue before any thread began it (a pool shut down, or the caller
+            # gave up): it no longer counts as queued, and it will never begin.
+            if future.cancelled():
+                with self._lock:
+                    self._finished += 1
+                _call_soon(loop, settle, NotStarted(), True)
+
+        submitted.add_done_callback(dropped)
         try:
             return await outcome
         except asyncio.CancelledError:
-            if timer is not None:
-                timer.cancel()
-            if submitted.cancel():  # never started: it no longer counts as queued
-                with self._lock:
-                    self._finished += 1
+            timer.cancel()
+            submitted.cancel()
             raise
 
     def shutdown(self) -> None:

@@ -193,6 +193,10 @@ class EventStore(Protocol):
         """Up to `limit` events of the global log with a position greater than `after`,
         optionally only of one type or one stream."""
 
+    async def read_for_folding(self, after: int, limit: int) -> Sequence[Folding]:
+        """As `read_all(after, limit)`, with only what folding an event reads of it (the
+        projector's reads: a store that decodes metadata, time and hash skips them)."""
+
     async def next_id(self, kind: str, after: int) -> int | None:
         """A new id for an aggregate of `kind`, above `after` and above every id the log issued
         before, never the same twice, in any process; None where the one process on the log

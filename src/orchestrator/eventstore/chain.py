@@ -68,14 +68,23 @@ def linked_content(
     `event_hash(previous, ...)` of the same fields."""
     return b"".join(
         (
-            f"\x1f{position!s}\x1f{stream_id!s}\x1f{version!s}\x1f{type!s}\x1f".encode(),
+            linked_head(position, stream_id, version, type),
             data,
-            _SEPARATOR,
-            metadata,
-            _SEPARATOR,
-            recorded_at,
-            f"\x1f{schema_version!s}".encode(),
+            linked_tail(metadata, recorded_at, schema_version),
         )
+    )
+
+
+def linked_head(position: object, stream_id: object, version: object, type: object) -> bytes:
+    """What `linked_content` puts before the payload."""
+    return f"\x1f{position!s}\x1f{stream_id!s}\x1f{version!s}\x1f{type!s}\x1f".encode()
+
+
+def linked_tail(metadata: bytes, recorded_at: bytes, schema_version: object) -> bytes:
+    """What `linked_content` puts after the payload (the same for the events of one commit
+    that share metadata: a reader of many builds it once for them)."""
+    return b"".join(
+        (_SEPARATOR, metadata, _SEPARATOR, recorded_at, f"\x1f{schema_version!s}".encode())
     )
 
 

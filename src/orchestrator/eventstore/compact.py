@@ -26,7 +26,7 @@ from typing import Any
 import msgspec
 
 from orchestrator.eventstore.base import FoldingEvent, RecordedEvent
-from orchestrator.eventstore.chain import ChainRow, hashed_payload
+from orchestrator.eventstore.chain import ChainRow, hashed_payload, linked_head, linked_tail
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ZERO = timedelta(0)
@@ -253,8 +253,7 @@ class RowCodec:
                 tail = self._linked_tail(metadata, when, schema)
                 last_tail = tail_of
             name = types[type_] if type(type_) is int else type_
-            head = f"\x1f{position!s}\x1f{stream_id!s}\x1f{version!s}\x1f{name!s}\x1f".encode()
-            hashed = payload if payload.isascii() else hashed_payload(payload)
+            head = linked_head(position, stream_id, version, name)
             found.append(
                 (
                     position,
@@ -263,7 +262,7 @@ class RowCodec:
                     name,
                     payload,
                     schema,
-                    b"".join((head, hashed, tail)),  # linked_content(...), byte for byte
+                    b"".join((head, hashed_payload(payload), tail)),  # linked_content(...)
                     hash_.hex() if type(hash_) is bytes else hash_,
                 )
             )
@@ -283,7 +282,7 @@ class RowCodec:
                 hashed[metadata] = meta
         else:
             meta = _rehashed(metadata)
-        return b"".join((b"\x1f", meta, b"\x1f", when, f"\x1f{schema!s}".encode()))
+        return linked_tail(meta, when, schema)
 
     def _decode_metadata(self, number: int) -> dict[str, Any]:
         decoded: dict[str, Any] = _metadata_decoder.decode(self.metadata[number])
@@ -371,6 +370,8 @@ class RowCodec:
         self.learn_metadata([(number, text)])
 
 
+#: A dictionary for payloads is learned once the log holds this many events (either backend).
+LEARN_AFTER = 500
 #: How many of the last events a dictionary is learned from.
 SAMPLE_EVENTS = 1000
 

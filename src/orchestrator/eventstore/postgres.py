@@ -51,13 +51,12 @@ from orchestrator.eventstore.base import (
     StreamAppend,
     check_continues,
 )
-from orchestrator.eventstore.chain import GENESIS, ChainRow, chain_rows
+from orchestrator.eventstore.chain import ChainRow, chain_rows
 from orchestrator.eventstore.coalescing import Coalescer
-from orchestrator.eventstore.compact import RowCodec
+from orchestrator.eventstore.compact import LEARN_AFTER, RowCodec
 from orchestrator.eventstore.errors import (
     ConcurrencyConflict,
     EventStoreError,
-    InvalidEvent,
     StoreUnavailable,
 )
 from orchestrator.eventstore.group_commit import (
@@ -72,7 +71,6 @@ from orchestrator.eventstore.leases import Fence
 from orchestrator.eventstore.postgres_codec import (
     COLUMNS,
     FOLDING_COLUMNS,
-    HASH_HEX,
     INSERT,
     Assigned,
     as_events,
@@ -96,9 +94,10 @@ from orchestrator.eventstore.postgres_keys import (
 from orchestrator.eventstore.postgres_leases import fences_holding
 from orchestrator.eventstore.postgres_schema import (
     encode_events,
-    head_and_hash,
     migrate,
+    refuse_nul,
     stream_version,
+    versions_and_head,
 )
 from orchestrator.eventstore.postgres_statistics import GrowingTables
 
@@ -107,19 +106,6 @@ _MAX_BATCH = 512
 _PROBE_INTERVAL = 5.0
 #: Longest a health probe may take: an unreachable server must not hang /health.
 _PROBE_TIMEOUT = 5.0
-#: Each stream's version and the log's head with its hash, in one round trip. A stream's
-#: version is its last event's, found through the (stream_id, version) index from the top: as
-#: `MAX(version) ... WHERE stream_id = ANY(...) GROUP BY stream_id`, the plan PostgreSQL cached
-#: for the statement while the table was young (a sequential scan) stayed in use as the log
-#: grew (no ANALYZE yet in a new database's first minute), until it took 25 ms under the append
-#: lock at 15,000 events (auto_explain), the slowest statement of the benchmark.
-_VERSIONS_AND_HEAD = (
-    "SELECT s.stream_id, (SELECT e.version FROM events e WHERE e.stream_id = s.stream_id "
-    "ORDER BY e.version DESC LIMIT 1), NULL FROM unnest($1::text[]) AS s(stream_id) UNION ALL "
-    f"(SELECT NULL, position, {HASH_HEX} FROM events ORDER BY position DESC LIMIT 1)"
-)
-#: A dictionary for payloads is learned once the log holds this many events (compact.py).
-LEARN_AFTER = 500
 #: Imported events are inserted this many at a time (all in one transaction).
 _IMPORT_CHUNK = 5000
 
@@ -251,14 +237,9 @@ class PostgresEventStore:
         assigned = Assigned()
         try:
             async with self.db.transaction("an append", lock_appends=True) as conn:
-                rows = await conn.fetch(_VERSIONS_AND_HEAD, sorted({i.stream_id for i in batch}))
-                versions: dict[str, int] = {}
-                previous = GENESIS
-                for stream, value, last_hash in rows:
-                    if stream is None:
-                        head, previous = int(value), str(last_hash)
-                    elif value is not None:  # None: a new stream
-                        versions[stream] = int(value)
+                versions, head, previous = await versions_and_head(
+                    conn, (item.stream_id for item in batch)
+                )
                 fenced = [i for i, item in enumerate(batch) if item.fence is not None]
                 fenced_out: frozenset[int] = frozenset()
                 if fenced:
@@ -303,15 +284,13 @@ class PostgresEventStore:
         results: list[AppendResult] = []
         assigned = Assigned()
         async with self.db.transaction("an append", lock_appends=True) as conn:
-            head, previous = await head_and_hash(conn)
+            versions, head, previous = await versions_and_head(conn, (p[0] for p in parts))
             recorded_at = datetime.now(UTC).isoformat()
-            versions: dict[str, int] = {}
             inserts: list[tuple[object, ...]] = []
             for stream_id, expected, events in parts:
-                if stream_id not in versions:
-                    versions[stream_id] = await stream_version(conn, stream_id)
-                if versions[stream_id] != expected:
-                    raise ConcurrencyConflict(stream_id, expected, versions[stream_id])
+                found = versions.setdefault(stream_id, 0)
+                if found != expected:
+                    raise ConcurrencyConflict(stream_id, expected, found)
                 head, previous = chain_rows(
                     inserts, stream_id, expected, events, head, previous, recorded_at
                 )
@@ -345,7 +324,7 @@ class PostgresEventStore:
             await conn.execute(INSERT, *columns)
 
         async with self.db.transaction("an import", lock_appends=True) as conn:
-            head, previous = await head_and_hash(conn)
+            _, head, previous = await versions_and_head(conn, ())
             versions: dict[str, int] = {}
             values: list[tuple[object, ...]] = []
             for event in events:
@@ -353,13 +332,7 @@ class PostgresEventStore:
                     versions[event.stream_id] = await stream_version(conn, event.stream_id)
                 head, previous = check_continues(event, head, previous, versions)
                 fields = event.stored_fields()
-                # Refused as an append's would be (encode_events): a payload stored as text
-                # could not hold it, and one deflated could, so it would depend on the size.
-                if "\x00" in fields["data"] or "\x00" in event.type:
-                    raise InvalidEvent(
-                        f"event at position {event.position} cannot be stored: it holds a NUL "
-                        "character"
-                    )
+                refuse_nul(event.type, fields["data"], f"event at position {event.position}")
                 values.append((*fields.values(), event.hash))
                 if len(values) >= _IMPORT_CHUNK:
                     await insert(conn, values)

@@ -51,11 +51,17 @@ COLUMNS = (
 )
 #: What a fold reads of an event (no metadata, time or hash sent or decoded).
 FOLDING_COLUMNS = "position, stream_id, version, type_id, type, packed, data, schema_version"
-#: Many events in one statement (one round trip): each column of COLUMNS as an array.
+#: What an insert writes: COLUMNS but the type's and metadata's text, as a new row names both by
+#: id (the table's `events_type_by_id` holds it to the type's).
+INSERT_COLUMNS = (
+    "position, stream_id, version, type_id, packed, data, metadata_id, recorded_us, "
+    "recorded_at, schema_version, digest, hash"
+)
+#: Many events in one statement (one round trip): each column of INSERT_COLUMNS as an array.
 INSERT = (
-    f"INSERT INTO events ({COLUMNS}) SELECT * FROM unnest($1::bigint[], $2::text[], "
-    "$3::bigint[], $4::integer[], $5::text[], $6::bytea[], $7::text[], $8::bigint[], $9::text[], "
-    "$10::bigint[], $11::text[], $12::integer[], $13::bytea[], $14::text[])"
+    f"INSERT INTO events ({INSERT_COLUMNS}) SELECT * FROM unnest($1::bigint[], $2::text[], "
+    "$3::bigint[], $4::integer[], $5::bytea[], $6::text[], $7::bigint[], $8::bigint[], "
+    "$9::text[], $10::integer[], $11::bytea[], $12::text[])"
 )
 #: The stored hash of an event as hex, whichever column holds it.
 HASH_HEX = "COALESCE(encode(digest, 'hex'), hash)"
@@ -303,7 +309,7 @@ async def compact_columns(
 ) -> list[list[Any]]:
     """INSERT's arguments for the chain's `inserts` (position, stream_id, version, type, data,
     metadata, recorded_at, schema_version, hash: the text that is hashed), with `payloads`
-    (their data as RowCodec.pack_payload stored it): one list per column of COLUMNS.
+    (their data as RowCodec.pack_payload stored it): one list per column of INSERT_COLUMNS.
 
     New type names and metadata texts are inserted into their tables here, in the transaction
     `conn` is in (under the append lock); their ids go to `assigned`, for the codec once the
@@ -311,17 +317,15 @@ async def compact_columns(
     """
     types = await _type_ids(conn, codec, (str(row[3]) for row in inserts), assigned)
     metadata = await _metadata_ids(conn, codec, (str(row[5]) for row in inserts), assigned)
-    columns: list[list[Any]] = [[] for _ in range(14)]
+    columns: list[list[Any]] = [[] for _ in range(12)]
     (
         positions,
         streams,
         versions,
         type_ids,
-        type_names,
         packed,
         texts,
         metadata_ids,
-        metadata_texts,
         micros,
         times,
         schemas,
@@ -339,11 +343,9 @@ async def compact_columns(
         streams.append(stream_id)
         versions.append(version)
         type_ids.append(types[type_])
-        type_names.append(None)
         packed.append(payload if isinstance(payload, bytes) else None)
         texts.append(payload if isinstance(payload, str) else None)
         metadata_ids.append(metadata[meta])
-        metadata_texts.append(None)
         micros.append(when if isinstance(when, int) else None)
         times.append(when if isinstance(when, str) else None)
         schemas.append(schema)

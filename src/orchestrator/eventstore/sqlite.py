@@ -36,6 +36,7 @@ from orchestrator.eventstore.base import (
     encode_for_storage,
 )
 from orchestrator.eventstore.chain import GENESIS, ChainRow, chain_rows
+from orchestrator.eventstore.compact import LEARN_AFTER
 from orchestrator.eventstore.errors import ConcurrencyConflict, StoreUnavailable
 from orchestrator.eventstore.group_commit import (
     BatchPlan,
@@ -86,8 +87,6 @@ _FOLDING_SQL = f"SELECT {FOLDING_COLUMNS} FROM events WHERE position > ? ORDER B
 #: A stream read on the event loop's thread takes at most this many rows there (about a
 #: millisecond's work); a longer stream's other rows are read by the reader's thread.
 _ROWS_NOW = 1000
-#: A dictionary for payloads is learned once the log holds this many events (sqlite_codec.py).
-LEARN_AFTER = 500
 
 
 class _Transaction:
@@ -428,8 +427,7 @@ class SQLiteEventStore:
                 found = conn.execute(_STREAM_VERSION, (stream,)).fetchone()[0]
                 if found is not None:
                     versions[stream] = found
-            last = conn.execute(_LAST_EVENT).fetchone()
-            head, previous = (last[0], unpack_hash(last[1])) if last else (0, GENESIS)
+            head, previous = _head_of(conn.execute(_LAST_EVENT).fetchall())
             plan = plan_batch(batch, versions, head, previous, datetime.now(UTC).isoformat())
             committed = None
             if plan.inserts:
@@ -475,8 +473,7 @@ class SQLiteEventStore:
         committed: list[Callable[[], None]] = []
 
         def insert(conn: sqlite3.Connection) -> list[AppendResult]:
-            last = conn.execute(_LAST_EVENT).fetchone()
-            head, previous = (int(last[0]), unpack_hash(last[1])) if last else (0, GENESIS)
+            head, previous = _head_of(conn.execute(_LAST_EVENT).fetchall())
             recorded_at = datetime.now(UTC).isoformat()
             versions: dict[str, int] = {}
             inserts: list[tuple[object, ...]] = []
@@ -632,11 +629,8 @@ class SQLiteEventStore:
             values: list[tuple[object, ...]] = []
             for event in events:
                 if event.stream_id not in versions:
-                    found = await conn.execute_fetchall(
-                        "SELECT COALESCE(MAX(version), 0) FROM events WHERE stream_id = ?",
-                        (event.stream_id,),
-                    )
-                    versions[event.stream_id] = int(next(iter(found))[0])
+                    found = await conn.execute_fetchall(_STREAM_VERSION, (event.stream_id,))
+                    versions[event.stream_id] = int(next(iter(found))[0] or 0)
                 head, previous = check_continues(event, head, previous, versions)
                 values.append((*event.stored_fields().values(), event.hash))
                 if len(values) >= 5000:
@@ -729,9 +723,11 @@ class SQLiteEventStore:
 
 async def _last_event(conn: aiosqlite.Connection) -> tuple[int, str]:
     """The log's head and its hash (0 and GENESIS for an empty log), in a transaction."""
-    rows = await conn.execute_fetchall(
-        "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1"
-    )
+    return _head_of(await conn.execute_fetchall(_LAST_EVENT))
+
+
+def _head_of(rows: Iterable[Sequence[Any]]) -> tuple[int, str]:
+    """The head and its hash from the rows of _LAST_EVENT (0 and GENESIS for none)."""
     for position, hash_ in rows:
         return int(position), unpack_hash(hash_)
     return 0, GENESIS

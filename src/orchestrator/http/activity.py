@@ -55,7 +55,6 @@ _STARTED = (WorkflowStarted.__name__, WorkflowLaunched.__name__)
 _TRANSITIONED = WorkflowTransitioned.__name__
 #: The event types read, each with a cursor of its own.
 _COUNTED = (*_STARTED, _TRANSITIONED)
-#: A run "finishes" when it reaches one of these (a retried workflow may finish again).
 
 
 def minute_of(moment: datetime) -> int:
@@ -172,6 +171,7 @@ class ActivityCounts:
         # A payload that does not decode counts as nothing; `orchestrator verify` reports it.
         with contextlib.suppress(msgspec.DecodeError, ValueError):
             decoded = WORKFLOW.decode(event.data, event.schema_version)
+            # A run finishes when it reaches an end state (a retried one may finish again).
             if isinstance(decoded, WorkflowTransitioned) and is_terminal(decoded.to_state):
                 self._minutes.setdefault(minute, [0, 0])[1] += 1
 

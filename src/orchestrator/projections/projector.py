@@ -149,15 +149,11 @@ class Projector:
 
     async def _read_batch(self, after: int, until: int | None) -> Sequence[Folding]:
         """The next events after `after`, at most a batch, none past `until`: only what folding
-        needs of them where the store reads that alone (no metadata, time or hash decoded)."""
+        needs of them (no metadata, time or hash decoded)."""
         limit = _BATCH if until is None else min(_BATCH, until - after)
         if limit <= 0:
             return []
-        read_for_folding = getattr(self._store, "read_for_folding", None)
-        if read_for_folding is not None:
-            found: Sequence[Folding] = await read_for_folding(after, limit)
-            return found
-        return await self._store.read_all(after, limit)
+        return await self._store.read_for_folding(after, limit)
 
     async def _follow(self) -> None:
         while True:
