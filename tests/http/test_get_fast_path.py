@@ -33,6 +33,7 @@ from orchestrator.http.app import create_app, runtime_of
 from orchestrator.http.connections import server_options
 from orchestrator.http.endpoint_table import ENDPOINTS, WORKFLOW_PATH
 from orchestrator.http.fast_reads import FastWorkflowReads, OrchestratorApp, fast_reads_for
+from orchestrator.http.security import refusals
 from orchestrator.settings import Settings
 from tests.http.raw_asgi import RawAnswer, call
 
@@ -426,9 +427,10 @@ def test_the_fast_path_stays_off_if_the_route_no_longer_reads_as_it_answers(
         for e in ENDPOINTS
     )
 
-    assert fast_reads_for(runtime, encoded, observe, ENDPOINTS) is not None
-    assert fast_reads_for(runtime, encoded, observe, changed) is None
-    assert fast_reads_for(runtime, encoded, observe, ()) is None
+    checks = refusals(runtime.settings)
+    assert fast_reads_for(runtime, encoded, observe, checks, ENDPOINTS) is not None
+    assert fast_reads_for(runtime, encoded, observe, checks, changed) is None
+    assert fast_reads_for(runtime, encoded, observe, checks, ()) is None
 
 
 @pytest.mark.parametrize("change", ["middleware", "route", "exception handler"])

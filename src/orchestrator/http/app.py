@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,11 +21,11 @@ from orchestrator.http.event_feed import EventFeed
 from orchestrator.http.fast_reads import OrchestratorApp, fast_reads_for
 from orchestrator.http.history_routes import sse_frame
 from orchestrator.http.idempotency import IdempotentCommands
-from orchestrator.http.limits import BodyLimitMiddleware, HeaderLimitMiddleware
+from orchestrator.http.limits import BodyLimitMiddleware, header_refusal
 from orchestrator.http.metrics import Metrics, metrics_route
 from orchestrator.http.paths import TrailingSlashMiddleware
 from orchestrator.http.responses import EncodedReads, runtime_of
-from orchestrator.http.security import host_middleware, request_guards
+from orchestrator.http.security import RefusalMiddleware, refusals
 from orchestrator.http.ui import ui_routes
 from orchestrator.runtime import build_runtime
 from orchestrator.serving import DatabaseLock
@@ -72,6 +73,10 @@ def create_app(
             if lock is not None:
                 lock.release()
 
+    header_limit = functools.partial(header_refusal, max_bytes=runtime.settings.max_header_bytes)
+    # Built once: the stack's layers and the fast path (fast_reads.py) call these very checks.
+    host, *guards = refusals(runtime.settings)
+
     app = OrchestratorApp(
         routes=[
             *build_routes(ENDPOINTS, guard=idempotency, observe=metrics.observe_request),
@@ -85,10 +90,11 @@ def create_app(
         ],
         exception_handlers=exception_handlers(),
         middleware=[
-            Middleware(HeaderLimitMiddleware, max_bytes=runtime.settings.max_header_bytes),
-            *host_middleware(runtime.settings),
+            Middleware(RefusalMiddleware, refusal=header_limit),
+            # In security.py's order: the Host check, CORS (if configured), the other guards.
+            Middleware(RefusalMiddleware, refusal=host),
             *cors_middleware(runtime.settings.cors_origins),
-            *request_guards(runtime.settings),
+            *(Middleware(RefusalMiddleware, refusal=guard) for guard in guards),
             Middleware(TrailingSlashMiddleware),
             Middleware(
                 BodyLimitMiddleware,
@@ -105,7 +111,7 @@ def create_app(
     app.state.encoded_reads = encoded_reads
     # GET /workflow/{id} answered before the stack, after the same checks (fast_reads.py).
     app.install_fast_reads(
-        fast_reads_for(runtime, encoded_reads, metrics.observe_request, ENDPOINTS)
+        fast_reads_for(runtime, encoded_reads, metrics.observe_request, [host, *guards])
     )
     app.state.idempotency = idempotency
     app.state.metrics = metrics

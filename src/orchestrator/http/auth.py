@@ -26,7 +26,7 @@ import hmac
 from collections.abc import Sequence
 
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope
 
 from orchestrator.http.errors import error_response
 
@@ -88,8 +88,8 @@ def bearer_credentials(scope: Scope) -> bytes | None:
 
 
 class BearerAuth:
-    """The token check as a plain function of a request's scope (BearerAuthMiddleware and the
-    fast read path of fast_reads.py both call it)."""
+    """The token check as a plain function of a request's scope (its layer in the stack and the
+    fast read path of fast_reads.py both call it, see security.py)."""
 
     def __init__(self, tokens: Sequence[str]) -> None:
         self.checker = TokenChecker(tokens)
@@ -114,20 +114,3 @@ class BearerAuth:
             detail = "the bearer token is not one of the tokens in API_TOKEN"
             challenge = f'{_CHALLENGE}, error="invalid_token"'
         return error_response(401, "unauthorized", detail, headers={"WWW-Authenticate": challenge})
-
-
-class BearerAuthMiddleware:
-    """Answers 401 `unauthorized` to a request for a non-public path without a valid token."""
-
-    def __init__(self, app: ASGIApp, tokens: Sequence[str]) -> None:
-        self.app = app
-        self.auth = BearerAuth(tokens)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Pass the request on if its path is public or its bearer token is accepted."""
-        if scope["type"] == "http":
-            refusal = self.auth.refusal(scope)
-            if refusal is not None:
-                await refusal(scope, receive, send)
-                return
-        await self.app(scope, receive, send)

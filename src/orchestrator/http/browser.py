@@ -31,7 +31,7 @@ import ipaddress
 from collections.abc import Sequence
 
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope
 
 from orchestrator.http.errors import error_response
 
@@ -119,8 +119,8 @@ _REMEMBERED = 64
 
 
 class HostCheck:
-    """The Host check as a plain function of a request's scope (HostCheckMiddleware and the
-    fast read path of fast_reads.py both call it)."""
+    """The Host check as a plain function of a request's scope (its layer in the stack and the
+    fast read path of fast_reads.py both call it, see security.py)."""
 
     def __init__(self, allowed_hosts: Sequence[str]) -> None:
         self.allowed = AllowedHosts(allowed_hosts)
@@ -149,23 +149,6 @@ class HostCheck:
         return error_response(400, "bad_host", detail)
 
 
-class HostCheckMiddleware:
-    """Answers 400 `bad_host` to a request whose Host header is not an allowed host."""
-
-    def __init__(self, app: ASGIApp, allowed_hosts: Sequence[str]) -> None:
-        self.app = app
-        self.check = HostCheck(allowed_hosts)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Pass the request on if its Host header names this server."""
-        if scope["type"] == "http":
-            refusal = self.check.refusal(scope)
-            if refusal is not None:
-                await refusal(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-
 def is_json_media_type(content_type: bytes) -> bool:
     """`application/json` or `type/anything+json`, with or without parameters."""
     media_type = content_type.split(b";", 1)[0].strip().lower()
@@ -186,8 +169,8 @@ def _has_body(scope: Scope) -> bool:
 
 
 class BrowserGuard:
-    """The browser guard as a plain function of a request's scope (BrowserGuardMiddleware and
-    the fast read path of fast_reads.py both call it)."""
+    """The browser guard as a plain function of a request's scope (its layer in the stack and
+    the fast read path of fast_reads.py both call it, see security.py)."""
 
     def __init__(self, cors_origins: Sequence[str]) -> None:
         self.cors_origins = frozenset(origin.lower().encode() for origin in cors_origins)
@@ -235,23 +218,6 @@ class BrowserGuard:
 
     def _is_listed(self, origin: bytes) -> bool:
         return self.any_origin or origin.strip().lower().rstrip(b"/") in self.cors_origins
-
-
-class BrowserGuardMiddleware:
-    """Refuses non-JSON bodies (415) and changes requested by other origins' pages (403)."""
-
-    def __init__(self, app: ASGIApp, cors_origins: Sequence[str]) -> None:
-        self.app = app
-        self.guard = BrowserGuard(cors_origins)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Pass the request on unless it is a cross-origin change or carries a non-JSON body."""
-        if scope["type"] == "http":
-            refusal = self.guard.refusal(scope)
-            if refusal is not None:
-                await refusal(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 def _is_own_origin(origin: bytes, host: bytes | None) -> bool:

@@ -112,10 +112,10 @@ class GuardedProtocol(HttpToolsProtocol):
             return
         super().on_headers_complete()
         # The bytes counted as they came (data_received) include the head, and may include a
-        # body that came with it: under the limit, the head is too, and HeaderLimitMiddleware
-        # (there for apps served otherwise) need not count it again. Over it, the head may have
-        # come whole in the same read that passed the limit (a 40 KB head on loopback does):
-        # the middleware counts the head itself, and refuses it if it is over.
+        # body that came with it: under the limit, the head is too, and the header-limit layer
+        # (`limits.header_refusal`, there for apps served otherwise) need not count it again.
+        # Over it, the head may have come whole in the same read that passed the limit (a 40 KB
+        # head on loopback does): that layer counts the head itself, and refuses it if over.
         if self._head_bytes <= self.max_header_bytes:
             cast(dict[str, Any], self.scope)[HEAD_CHECKED] = True
 

@@ -7,8 +7,9 @@ regular expressions, a Request, the dispatcher and the metrics wrapper: together
 than reading the cached workflow and sending its encoded body.
 
 So the app answers it first, after making the same checks by calling the very functions the
-layers call (`limits.header_refusal`, `security.refusals`: the Host check, bearer auth and the
-browser guard; `limits.body_headers`, `paths.routed_path`, `dispatch.positive_id`),
+layers call (`limits.header_refusal`; the Host check, bearer auth and the browser guard, which
+`create_app` builds once with `security.refusals` for its layers and this path alike;
+`limits.body_headers`, `paths.routed_path`, `dispatch.positive_id`),
 builds its answer as the route does (`responses.encoded_workflow_response`) and counts it in
 /metrics under the route's template. Only the plain case is taken: GET or HEAD of an existing
 workflow's id, no query string, no body, every check passed. Anything else (a refusal, an
@@ -31,7 +32,7 @@ from orchestrator.http.endpoint_table import ENDPOINTS, WORKFLOW_PATH
 from orchestrator.http.limits import body_headers, header_refusal
 from orchestrator.http.paths import routed_path
 from orchestrator.http.responses import EncodedReads, encoded_workflow_response
-from orchestrator.http.security import refusals
+from orchestrator.http.security import Refusal
 from orchestrator.runtime import Runtime
 
 #: The path of a read, up to the id: WORKFLOW_PATH without its `{workflow_id}`.
@@ -47,10 +48,11 @@ class FastWorkflowReads:
         runtime: Runtime,
         encoded: EncodedReads,
         observe: RequestObserver,
+        checks: Sequence[Refusal],
     ) -> None:
         self.max_header_bytes = runtime.settings.max_header_bytes
-        #: The security middleware's checks, in its order (security.py keeps both).
-        self.checks = refusals(runtime.settings)
+        #: The security middleware's checks, in its order (security.py).
+        self.checks = checks
         self.runtime = runtime
         self.encoded = encoded
         self.observe = observe
@@ -89,17 +91,21 @@ def fast_reads_for(
     runtime: Runtime,
     encoded: EncodedReads,
     observe: RequestObserver,
+    checks: Sequence[Refusal],
     endpoints: Sequence[Endpoint] = ENDPOINTS,
 ) -> FastWorkflowReads | None:
     """The fast path for an app serving `endpoints`; None where it would not answer as the stack
     does: with CORS_ORIGINS set (CORSMiddleware adds its headers to every answer), or if the
-    table no longer serves GET WORKFLOW_PATH with the handler whose answer it copies."""
+    table no longer serves GET WORKFLOW_PATH with the handler whose answer it copies.
+
+    `checks` are the ones the app's security layers call (`security.refusals`, built once by
+    `create_app` for both)."""
     if runtime.settings.cors_origins:
         return None
     found = [e for e in endpoints if (e.method, e.path) == ("GET", WORKFLOW_PATH)]
     if len(found) != 1 or found[0].handler is not history_routes.get_workflow:
         return None
-    return FastWorkflowReads(runtime, encoded, observe)
+    return FastWorkflowReads(runtime, encoded, observe, checks)
 
 
 class OrchestratorApp(Starlette):

@@ -40,7 +40,8 @@ def head_size(scope: Scope) -> int:
 
 def header_refusal(scope: Scope, max_bytes: int) -> Response | None:
     """The 431 answer if the request line and headers are over `max_bytes`, else None (also when
-    the server counted them already)."""
+    the server counted them already). The app's outermost check (app.py) and the fast read
+    path's first (fast_reads.py)."""
     if HEAD_CHECKED in scope:
         return None
     size = head_size(scope)
@@ -51,23 +52,6 @@ def header_refusal(scope: Scope, max_bytes: int) -> Response | None:
         f"{max_bytes} bytes (MAX_HEADER_BYTES)"
     )
     return error_response(431, "headers_too_large", detail, headers={"Connection": "close"})
-
-
-class HeaderLimitMiddleware:
-    """Answers 431 to a request whose line and headers are over `max_bytes`."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Refuse an oversized head; pass anything else on."""
-        if scope["type"] == "http":
-            refusal = header_refusal(scope, self.max_bytes)
-            if refusal is not None:
-                await refusal(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
 
 
 class BodyLimitMiddleware:

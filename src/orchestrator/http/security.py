@@ -1,4 +1,4 @@
-"""The security middleware in the order it runs, outermost first, and why in that order.
+"""The security checks in the order they run, outermost first, and why in that order.
 
 1. Host check (`browser.py`): a rebound name is refused before anything else looks at the
    request, preflights and `/health` included.
@@ -7,49 +7,49 @@
 3. Bearer auth (`auth.py`, only with API_TOKEN): nothing below learns of an unauthorized request.
 4. Browser guard (`browser.py`): cross-origin changes (403) and non-JSON bodies (415).
 
-The body limit and trailing-slash handling follow in `app.py`.
+The body limit and trailing-slash handling follow in `app.py`. Each check is a plain function of
+a request's scope (`Refusal`), built once by `refusals`: `create_app` runs each one as a layer of
+the stack (`RefusalMiddleware`) and hands the same ones to the fast read path (fast_reads.py),
+so both make the same checks with the same state (the Host check's cache of allowed names).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from starlette.middleware import Middleware
 from starlette.responses import Response
-from starlette.types import Scope
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from orchestrator.http.auth import BearerAuth, BearerAuthMiddleware
-from orchestrator.http.browser import (
-    BrowserGuard,
-    BrowserGuardMiddleware,
-    HostCheck,
-    HostCheckMiddleware,
-)
+from orchestrator.http.auth import BearerAuth
+from orchestrator.http.browser import BrowserGuard, HostCheck
 from orchestrator.settings import Settings
 
 #: One check of a request: the answer refusing it, or None to let it through.
 Refusal = Callable[[Scope], Response | None]
 
 
-def host_middleware(settings: Settings) -> list[Middleware]:
-    """The Host check (always on)."""
-    return [Middleware(HostCheckMiddleware, allowed_hosts=settings.allowed_hosts)]
+class RefusalMiddleware:
+    """Sends the answer of `refusal` to an HTTP request it refuses; passes anything else on."""
 
+    def __init__(self, app: ASGIApp, refusal: Refusal) -> None:
+        self.app = app
+        self.refusal = refusal
 
-def request_guards(settings: Settings) -> list[Middleware]:
-    """Bearer auth when API_TOKEN is set, then the browser guard (always on)."""
-    guards: list[Middleware] = []
-    if settings.api_tokens:
-        guards.append(Middleware(BearerAuthMiddleware, tokens=settings.api_tokens))
-    guards.append(Middleware(BrowserGuardMiddleware, cors_origins=settings.cors_origins))
-    return guards
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Refuse the request if the check does; pass it on otherwise."""
+        if scope["type"] == "http":
+            refusal = self.refusal(scope)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def refusals(settings: Settings) -> list[Refusal]:
-    """What the middleware above refuses, as plain checks in the same order and on the same
-    settings (the Host check, bearer auth with API_TOKEN, the browser guard): for a path that
-    answers before the stack (fast_reads.py). CORS refuses nothing, and such a path is off
-    where it is on."""
+    """The checks, in the order above, on `settings`: the Host check (always on), bearer auth
+    when API_TOKEN is set, then the browser guard (always on). CORS refuses nothing, so it is
+    not among them: `create_app` puts its layer between the first and the rest, and the fast
+    read path is off where it is on."""
     checks: list[Refusal] = [HostCheck(settings.allowed_hosts).refusal]
     if settings.api_tokens:
         checks.append(BearerAuth(settings.api_tokens).refusal)
