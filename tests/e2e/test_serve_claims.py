@@ -16,6 +16,7 @@ from tests.e2e.conftest import (
     RunServe,
     ServerProcess,
     StartServer,
+    free_port,
     serve_command,
     server_environment,
     wait_for,
@@ -41,7 +42,9 @@ def test_a_second_server_on_the_same_file_stops_at_once_naming_the_file(
     server: ServerProcess,
 ) -> None:
     other = subprocess.run(
-        serve_command(server.port + 1 if server.port < 65535 else server.port - 1),
+        # A port nobody listens on: the neighbour of the first one may be any process's (an
+        # outgoing connection's local port, say), and the refusal would then name the port.
+        serve_command(free_port()),
         cwd=server.workdir,
         env=server_environment(server.settings),
         capture_output=True,
