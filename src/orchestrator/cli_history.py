@@ -150,18 +150,21 @@ async def verify_command(
     *,
     key: str = "",
     anchors_file: str | None = None,
+    processes: int | None = None,
 ) -> int:
-    """Check the whole log and hold it to its head checkpoints (and those of `anchors_file`);
-    exit 1 and name the first bad position, or the truncation, on any violation."""
+    """Check the whole log and hold it to its head checkpoints (and those of `anchors_file`),
+    in `processes` processes (verify.py says the default); exit 1 and name the first bad
+    position, or the truncation, on any violation."""
     # The checkpoints first: one a running server writes during the scan is then not missed.
     stored = await read_anchors(backend.anchors, anchors_file)
     progress = meter("verify", await backend.store.head_position())
-    report = await verify(backend.store, AnchorCheck(stored, key), progress)
+    report = await verify(backend.store, AnchorCheck(stored, key), progress, processes=processes)
     progress.finish()
     anchor_lines = report.anchors.lines() if report.anchors is not None else []
+    by = f", {report.processes} processes" if report.processes > 1 else ""
     print(
         f"checked {report.events} events in {report.streams} streams in {report.seconds:.2f} s "
-        f"({report.rate:,.0f} events/s)",
+        f"({report.rate:,.0f} events/s{by})",
         file=out,
     )
     if report.ok:

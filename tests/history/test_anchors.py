@@ -83,17 +83,25 @@ def signed(signed_run: SignedRun, tmp_path: Path) -> Path:
     return copy_run(signed_run.database, tmp_path / "signed")
 
 
+@pytest.fixture(params=["1", "2"], ids=["one-process", "two-processes"])
+def processes(request: pytest.FixtureRequest) -> str:
+    """`verify --processes`: the checkpoints hold the log the same way whether one process
+    checks it or each of several checks a part (part 0 reads the events at the checkpoints)."""
+    value: str = request.param
+    return value
+
+
 def lines_starting(stdout: str, prefix: str) -> list[str]:
     """The report's lines that begin with `prefix`."""
     return [line for line in stdout.splitlines() if line.startswith(prefix)]
 
 
 def test_a_signed_log_verifies_and_the_report_says_what_was_checked(
-    signed_run: SignedRun, signed: Path
+    signed_run: SignedRun, signed: Path, processes: str
 ) -> None:
     count = len(signed_run.positions)
 
-    verified = run_cli_with(signed, "verify", key=KEY)
+    verified = run_cli_with(signed, "verify", "--processes", processes, key=KEY)
 
     assert verified.returncode == 0, verified.stdout + verified.stderr
     lines = verified.stdout.splitlines()
@@ -114,14 +122,14 @@ def test_a_signed_log_verifies_and_the_report_says_what_was_checked(
 
 @pytest.mark.parametrize("key", [KEY, None])
 def test_deleting_the_last_events_is_reported_as_a_truncation(
-    signed_run: SignedRun, signed: Path, key: str | None
+    signed_run: SignedRun, signed: Path, key: str | None, processes: str
 ) -> None:
     last = file_checkpoints(signed)[-1]
     with connect(signed) as connection:
         connection.execute("DROP TRIGGER events_refuse_delete")
         connection.execute("DELETE FROM events WHERE position > ?", (signed_run.head - 3,))
 
-    verified = run_cli_with(signed, "verify", key=key)
+    verified = run_cli_with(signed, "verify", "--processes", processes, key=key)
 
     assert verified.returncode == 1
     assert lines_starting(verified.stdout, "log truncated: ") == [
@@ -162,13 +170,14 @@ def test_a_log_written_again_from_another_export_is_caught_through_the_anchor_fi
 
 
 def test_a_payload_edited_with_the_chain_recomputed_is_caught_by_the_checkpoints(
-    signed_run: SignedRun, signed: Path
+    signed_run: SignedRun, signed: Path, processes: str
 ) -> None:
     recompute_chain(signed, 1, '"name":"first"', '"name":"forged"')
     assert "forged" in event_rows(signed)[0][4]
     first = signed_run.positions[0]
 
-    verified = run_cli_with(signed, "verify")  # not even the key is needed for this one
+    # Not even the key is needed for this one.
+    verified = run_cli_with(signed, "verify", "--processes", processes)
 
     assert verified.returncode == 1
     [line] = lines_starting(verified.stdout, "FIRST BAD POSITION: ")

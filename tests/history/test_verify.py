@@ -34,6 +34,14 @@ from tests.history.conftest import (
 pytestmark = pytest.mark.e2e
 
 
+@pytest.fixture(params=["1", "3"], ids=["one-process", "three-processes"])
+def processes(request: pytest.FixtureRequest) -> str:
+    """`verify --processes`: each finding must be the same whether one process checks the log
+    or several check a part of its streams each (history/verify_processes.py)."""
+    value: str = request.param
+    return value
+
+
 def the_event(database: Path, stream: str, event_type: str, state: str) -> tuple[Any, ...]:
     """The first stored row of `stream` with this type whose payload is about `state`."""
     for row in event_rows(database):
@@ -49,20 +57,23 @@ def first_bad_line(stdout: str) -> str:
     return found[0]
 
 
-def test_the_log_a_real_server_wrote_is_intact(recorded_run: RecordedRun, database: Path) -> None:
+def test_the_log_a_real_server_wrote_is_intact(
+    recorded_run: RecordedRun, database: Path, processes: str
+) -> None:
     streams = {row[1] for row in event_rows(database)}
 
-    verified = run_cli(database, "verify")
+    verified = run_cli(database, "verify", "--processes", processes)
 
     assert verified.returncode == 0, verified.stdout + verified.stderr
     lines = verified.stdout.splitlines()
     assert lines[0].startswith(f"checked {recorded_run.head} events in {len(streams)} streams ")
-    assert "events/s" in lines[0]
+    by = "" if processes == "1" else f", {processes} processes"
+    assert lines[0].endswith(f" events/s{by})")
     assert lines[1] == ("the log is intact: positions, versions, payloads, hash chain, transitions")
 
 
 def test_a_payload_edited_in_the_file_is_reported_at_its_position(
-    recorded_run: RecordedRun, database: Path
+    recorded_run: RecordedRun, database: Path, processes: str
 ) -> None:
     stream = stream_id(recorded_run.workflow_ids["automatic"])
     edited = the_event(database, stream, "StepSucceeded", "EXECUTE")
@@ -76,7 +87,7 @@ def test_a_payload_edited_in_the_file_is_reported_at_its_position(
         )
     assert '"computation_result":286' in event_rows(database)[edited[0] - 1][4]
 
-    verified = run_cli(database, "verify")
+    verified = run_cli(database, "verify", "--processes", processes)
 
     assert verified.returncode == 1
     assert first_bad_line(verified.stdout) == (
@@ -87,21 +98,21 @@ def test_a_payload_edited_in_the_file_is_reported_at_its_position(
 
 
 def test_an_edited_hash_is_reported_at_the_edited_event(
-    recorded_run: RecordedRun, database: Path
+    recorded_run: RecordedRun, database: Path, processes: str
 ) -> None:
     position = recorded_run.head // 2
     drop_trigger(database, "events_refuse_update")
     with connect(database) as connection:
         connection.execute("UPDATE events SET hash = ? WHERE position = ?", ("f" * 64, position))
 
-    verified = run_cli(database, "verify")
+    verified = run_cli(database, "verify", "--processes", processes)
 
     assert verified.returncode == 1
     assert first_bad_line(verified.stdout).startswith(f"FIRST BAD POSITION: {position} ")
 
 
 def test_a_removed_event_breaks_the_chain_and_its_streams_versions(
-    recorded_run: RecordedRun, database: Path
+    recorded_run: RecordedRun, database: Path, processes: str
 ) -> None:
     stream = stream_id(recorded_run.workflow_ids["automatic"])
     removed = the_event(database, stream, "StepStarted", "PREPARE")
@@ -110,7 +121,7 @@ def test_a_removed_event_breaks_the_chain_and_its_streams_versions(
     with connect(database) as connection:
         connection.execute("DELETE FROM events WHERE position = ?", (removed[0],))
 
-    verified = run_cli(database, "verify")
+    verified = run_cli(database, "verify", "--processes", processes)
 
     assert verified.returncode == 1
     assert first_bad_line(verified.stdout).startswith(f"FIRST BAD POSITION: {following} ")
@@ -120,7 +131,7 @@ def test_a_removed_event_breaks_the_chain_and_its_streams_versions(
 
 @pytest.mark.anyio
 async def test_an_illegal_transition_appended_through_the_store_is_caught(
-    recorded_run: RecordedRun, database: Path
+    recorded_run: RecordedRun, database: Path, processes: str
 ) -> None:
     stream = stream_id(recorded_run.workflow_ids["automatic"])
     illegal = WorkflowTransitioned(
@@ -148,7 +159,7 @@ async def test_an_illegal_transition_appended_through_the_store_is_caught(
     finally:
         await store.close()
 
-    verified = run_cli(database, "verify")
+    verified = run_cli(database, "verify", "--processes", processes)
 
     assert verified.returncode == 1
     assert first_bad_line(verified.stdout) == (
@@ -183,7 +194,7 @@ def insert_with_a_correct_hash(database: Path, stream: str, event_type: str, dat
 
 
 def test_a_task_outcome_with_no_run_going_is_caught_though_its_hash_is_right(
-    recorded_run: RecordedRun, database: Path
+    recorded_run: RecordedRun, database: Path, processes: str
 ) -> None:
     stream = f"task-{recorded_run.task_id}"
     forged = {
@@ -196,7 +207,7 @@ def test_a_task_outcome_with_no_run_going_is_caught_though_its_hash_is_right(
         database, stream, "TaskRunSucceeded", msgspec.json.encode(forged).decode()
     )
 
-    verified = run_cli(database, "verify")
+    verified = run_cli(database, "verify", "--processes", processes)
 
     assert verified.returncode == 1
     assert first_bad_line(verified.stdout) == (
@@ -206,14 +217,14 @@ def test_a_task_outcome_with_no_run_going_is_caught_though_its_hash_is_right(
 
 
 def test_a_payload_that_does_not_decode_is_caught_though_its_hash_is_right(
-    recorded_run: RecordedRun, database: Path
+    recorded_run: RecordedRun, database: Path, processes: str
 ) -> None:
     stream = stream_id(recorded_run.workflow_ids["waiting"])
     position = insert_with_a_correct_hash(
         database, stream, "StepStarted", '{"type":"StepStarted","state":"EXECUTE"}'
     )
 
-    verified = run_cli(database, "verify")
+    verified = run_cli(database, "verify", "--processes", processes)
 
     assert verified.returncode == 1
     line = first_bad_line(verified.stdout)

@@ -9,7 +9,7 @@ checkpoints that agree with it; without the key they can, and the summary line s
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from orchestrator.eventstore.anchor_store import StoredAnchors
@@ -72,7 +72,7 @@ class AnchorCheck:
         self._last_match = 0
 
     @property
-    def positions(self) -> Container[int]:
+    def positions(self) -> Collection[int]:
         """The positions some checkpoint names (a scan need observe only the events there)."""
         return self._at.keys()
 

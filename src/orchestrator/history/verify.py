@@ -21,6 +21,7 @@ from orchestrator.domain.legality import task_violation, workflow_violation
 from orchestrator.eventstore.base import EventStore, RecordedEvent
 from orchestrator.eventstore.chain import GENESIS, ChainReader, ChainRow, linked_content
 from orchestrator.history.anchor_check import AnchorCheck, AnchorReport
+from orchestrator.history.verify_processes import check_in_processes, processes_for
 from orchestrator.projections.rebuild import paused_collector
 
 _VIOLATIONS: dict[str, Callable[[Any, Any], str | None]] = {
@@ -48,6 +49,8 @@ class Report:
     events: int = 0
     streams: int = 0
     seconds: float = 0.0
+    #: How many processes checked the log (verify_processes.py).
+    processes: int = 1
     violations: list[Violation] = field(default_factory=list)
     more_violations: int = 0
     #: What the head checkpoints showed; None when verify was not given them.
@@ -64,7 +67,7 @@ class Report:
         return self.events / self.seconds if self.seconds else 0.0
 
 
-#: How a stream folds (in `_Checker.streams`): its kind's decode, legality rule and evolve.
+#: How a stream folds (in `Checker.streams`): its kind's decode, legality rule and evolve.
 _Fold = tuple[
     Callable[[bytes, int], Any], Callable[[Any, Any], str | None], Callable[[Any, Any], Any]
 ]
@@ -80,9 +83,10 @@ def _fold_of(stream: str) -> _Fold | None:
     return kind.decode, _VIOLATIONS[kind.name], kind.evolve
 
 
-class _Checker:
-    def __init__(self, anchors: AnchorCheck | None) -> None:
+class Checker:
+    def __init__(self, anchors: AnchorCheck | None, keep: int = _KEEP) -> None:
         self.report = Report()
+        self.keep = keep
         self.anchors = anchors
         self.position = 0
         self.previous_hash = GENESIS
@@ -91,13 +95,19 @@ class _Checker:
         self.streams: dict[str, list[Any]] = {}
 
     def flag(self, position: int, stream_id: str, reason: str) -> None:
-        if len(self.report.violations) < _KEEP:
+        if len(self.report.violations) < self.keep:
             self.report.violations.append(Violation(position, stream_id, reason))
         else:
             self.report.more_violations += 1
 
-    def check(self, rows: list[ChainRow]) -> None:
-        """Check a page of events, in position order, after the pages checked before."""
+    def check(self, rows: list[ChainRow], links: list[str] | None = None) -> None:
+        """Check a page of events, in position order, after the pages checked before: each
+        linked to the stored hash of the event before it (in `links`, when the rows are not
+        all the log's: verify_processes.py)."""
+        if not rows:
+            return
+        if links is None:
+            links = [self.previous_hash, *(row[7] for row in rows[:-1])]
         self.report.events += len(rows)
         flag = self.flag
         sha256 = hashlib.sha256
@@ -105,14 +115,15 @@ class _Checker:
         anchors = self.anchors
         checkpointed = anchors.positions if anchors is not None else ()
         last = self.position
-        previous = self.previous_hash
-        for position, stream_id, version, name, data, schema, content, stored in rows:
+        for (position, stream_id, version, name, data, schema, content, stored), previous in zip(
+            rows, links, strict=True
+        ):
             if position <= last:
                 flag(position, stream_id, f"position does not increase (after {last})")
             last = position
+            # Each event is checked against what is stored as the hash of the one before.
             if sha256(previous.encode() + content).hexdigest() != stored:
                 flag(position, stream_id, _CHAIN_BROKEN)
-            previous = stored  # the next event is checked against what is stored
             if anchors is not None and position in checkpointed:
                 reason = anchors.observe_hash(position, stored)
                 if reason:
@@ -142,7 +153,7 @@ class _Checker:
                 continue
             stream[1] = evolve(state, decoded)
         self.position = last
-        self.previous_hash = previous
+        self.previous_hash = rows[-1][7]
 
     def finish(self) -> None:
         """Count the streams and drop their folded states, before the garbage collector is on
@@ -191,12 +202,41 @@ async def verify(
     store: EventStore,
     anchors: AnchorCheck | None = None,
     progress: Callable[[int], None] | None = None,
+    *,
+    processes: int | None = None,
 ) -> Report:
     """Check the whole log (and hold it to `anchors`, read before this is called); the report
     lists the first violations found, in position order. `progress` is told the position
-    reached after each page."""
-    checker = _Checker(anchors)
+    reached after each page.
+
+    A SQLite log is checked by `processes` processes at once (verify_processes.py); by default
+    by as many as there are cores when it holds PROCESSES_FROM events or more, else by this one.
+    """
     began = time.monotonic()
+    head = await store.head_position()
+    chosen = processes_for(store, head, processes)
+    if chosen is None:
+        report, reached = await _check_here(store, anchors, progress)
+    else:
+        path, count = chosen
+        report = await _check_in_processes(path, count, head, anchors, progress)
+        report.processes, reached = count, head
+    if anchors is not None:
+        for position, reason in anchors.missing(reached):
+            report.violations.append(Violation(position, "the log", reason))
+        report.anchors = anchors.finish(reached)
+    report.violations.sort(key=lambda violation: violation.position)
+    report.more_violations += max(0, len(report.violations) - _KEEP)
+    del report.violations[_KEEP:]
+    report.seconds = time.monotonic() - began
+    return report
+
+
+async def _check_here(
+    store: EventStore, anchors: AnchorCheck | None, progress: Callable[[int], None] | None
+) -> tuple[Report, int]:
+    """The report of a check in this process, and the last position it reached."""
+    checker = Checker(anchors)
     read = _reader(store)
     # The next page is read while this one is checked (the store reads in a thread of its own,
     # or a server).
@@ -212,13 +252,28 @@ async def verify(
             checker.finish()
     finally:
         ahead.cancel()
-    report = checker.report
+    return checker.report, checker.position
+
+
+async def _check_in_processes(
+    path: str,
+    count: int,
+    head: int,
+    anchors: AnchorCheck | None,
+    progress: Callable[[int], None] | None,
+) -> Report:
+    """The merged report of a check of the log at `path` up to `head` in `count` processes."""
+    anchored = anchors.positions if anchors is not None else ()
+    parts = await check_in_processes(path, count, head, anchored, _KEEP, progress)
+    report = Report()
+    for part in parts:
+        report.events += part.events
+        report.streams += part.streams
+        report.violations.extend(Violation(*found) for found in part.violations)
+        report.more_violations += part.more_violations
     if anchors is not None:
-        for position, reason in anchors.missing(checker.position):
-            report.violations.append(Violation(position, "the log", reason))
-        report.violations.sort(key=lambda violation: violation.position)
-        report.more_violations += max(0, len(report.violations) - _KEEP)
-        del report.violations[_KEEP:]
-        report.anchors = anchors.finish(checker.position)
-    report.seconds = time.monotonic() - began
+        for position, stream_id, stored in parts[0].anchored:  # in position order
+            reason = anchors.observe_hash(position, stored)
+            if reason:
+                report.violations.append(Violation(position, stream_id, reason))
     return report
