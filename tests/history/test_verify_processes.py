@@ -8,17 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator import part_processes
 from orchestrator.eventstore.errors import EventStoreError
 from orchestrator.eventstore.memory import InMemoryEventStore
 from orchestrator.eventstore.sqlite import SQLiteEventStore
-from orchestrator.history import verify_processes
 from orchestrator.history.verify import verify
-from orchestrator.history.verify_processes import (
-    MAX_PROCESSES,
-    PROCESSES_FROM,
-    check_in_processes,
-    processes_for,
-)
+from orchestrator.history.verify_processes import check_in_processes, processes_for
+from orchestrator.part_processes import MAX_PROCESSES, PROCESSES_FROM
 from tests.history.conftest import RecordedRun
 
 pytestmark = pytest.mark.anyio
@@ -28,14 +24,14 @@ async def test_a_large_sqlite_log_is_checked_by_one_process_a_core(
     database: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = SQLiteEventStore(str(database))
-    monkeypatch.setattr(verify_processes, "_usable_cores", lambda: 3)
+    monkeypatch.setattr(part_processes, "usable_cores", lambda: 3)
 
     assert processes_for(store, PROCESSES_FROM, None) == (str(database), 3)
     assert processes_for(store, PROCESSES_FROM - 1, None) is None  # one process is quicker
     assert processes_for(store, 10, 2) == (str(database), 2)  # asked for
     assert processes_for(store, PROCESSES_FROM, 1) is None
     assert processes_for(store, 10, 64) == (str(database), MAX_PROCESSES)
-    monkeypatch.setattr(verify_processes, "_usable_cores", lambda: 1)
+    monkeypatch.setattr(part_processes, "usable_cores", lambda: 1)
     assert processes_for(store, 10 * PROCESSES_FROM, None) is None
     # Another store's log cannot be read by other processes this way.
     assert processes_for(InMemoryEventStore(), 10 * PROCESSES_FROM, 4) is None
@@ -67,6 +63,6 @@ async def test_a_part_that_fails_fails_the_verify_with_its_reason(tmp_path: Path
         await check_in_processes(str(missing), 2, 10, (), 20, None)
 
     message = str(failed.value)
-    assert message.startswith("verify: the process checking part ")
-    assert f"of 2 of {missing} failed (exit 1): " in message
+    assert message.startswith(f"verify of {missing}: the process of part ")
+    assert " of 2 failed (exit 1): " in message
     assert "unable to open database file" in message

@@ -1,16 +1,12 @@
 """One process of a verify in several (verify_processes.py): `python -m
 orchestrator.history.verify_part` reads its job (a JSON line) on stdin, checks its part of the
-log's streams, and writes `P <position>` lines as it goes and one `R <report>` line at the end.
-
-A plain module run by a new interpreter, rather than multiprocessing: a spawned child of
-multiprocessing imports the parent's main module again, which a program that calls `verify`
-without an `if __name__ == "__main__"` guard cannot survive.
+log's streams, and writes `P <position>` lines as it goes and one `R <report>` line at the end
+(part_processes.py).
 """
 
 from __future__ import annotations
 
 import sqlite3
-import sys
 from typing import Any
 from urllib.parse import quote
 
@@ -19,6 +15,7 @@ import msgspec
 from orchestrator.eventstore.chain import GENESIS
 from orchestrator.eventstore.sqlite_codec import RowCodec, decode_rows_now, load_lookups
 from orchestrator.eventstore.sqlite_schema import COLUMNS
+from orchestrator.part_processes import part_main
 from orchestrator.projections.rebuild import paused_collector
 
 #: Positions read at a time (each part's rows of them, and the others' hashes).
@@ -135,19 +132,5 @@ def _linked(stored: object) -> str:
     return stored.hex() if type(stored) is bytes else str(stored)
 
 
-def main() -> None:
-    """The job from stdin, progress and the report to stdout."""
-    job = msgspec.json.decode(sys.stdin.buffer.readline(), type=PartJob)
-    out = sys.stdout.buffer
-
-    def progress(position: int) -> None:
-        out.write(b"P %d\n" % position)
-        out.flush()
-
-    report = check_part(job, progress)
-    out.write(b"R " + msgspec.json.encode(report) + b"\n")
-    out.flush()
-
-
 if __name__ == "__main__":
-    main()
+    part_main(PartJob, check_part)

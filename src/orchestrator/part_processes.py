@@ -1,0 +1,120 @@
+"""Work split between several processes of this package, one part each: for bulk passes over a
+SQLite log (`verify`, a rebuild) that one process cannot speed up past one core, as Python runs
+one thread at a time.
+
+Each part is `python -m <module>`: a new interpreter, which reads its job (a JSON line) on stdin,
+writes `P <position>` lines as it goes and one `R <result>` line at the end. Not
+multiprocessing: its spawned children import the parent's main module again, which a program
+that calls these tools without an `if __name__ == "__main__"` guard cannot survive, and forking
+a process with an event loop and threads running is not safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import msgspec
+
+from orchestrator.eventstore.errors import EventStoreError
+
+T = TypeVar("T")
+
+#: Below this many events a pass runs in one process: starting the others (each imports the
+#: package, a fifth of a second) would cost more than they save.
+PROCESSES_FROM = 100_000
+#: At most this many processes, whatever the machine has: past four the reading of the log by
+#: every process eats what another process would add.
+MAX_PROCESSES = 4
+
+
+def process_count(head: int, asked: int | None) -> int:
+    """How many processes a pass over a log of `head` events takes: `asked` if given, else as
+    many as this process may run on from PROCESSES_FROM events (one below); at most
+    MAX_PROCESSES."""
+    count = asked if asked is not None else usable_cores() if head >= PROCESSES_FROM else 1
+    return min(count, MAX_PROCESSES)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    with contextlib.suppress(AttributeError, OSError):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+async def run_parts(
+    module: str,
+    jobs: Sequence[msgspec.Struct],
+    result: type[T],
+    progress: Callable[[int], None] | None,
+    what: str,
+) -> list[T]:
+    """Each job's result, from a `python -m module` process each, all at once; `progress` gets
+    the least position the parts have reached. EventStoreError, naming `what` and quoting the
+    part's last error lines, if one fails; then, or if this is cancelled, the others are killed:
+    none is left reading on."""
+    reached = [0] * len(jobs)
+    children: list[asyncio.subprocess.Process] = []
+
+    async def run(part: int, job: msgspec.Struct) -> T:
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            module,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        children.append(child)
+        assert child.stdin is not None and child.stdout is not None and child.stderr is not None
+        child.stdin.write(msgspec.json.encode(job) + b"\n")
+        await child.stdin.drain()
+        child.stdin.close()
+        errors = asyncio.ensure_future(child.stderr.read())
+        found: T | None = None
+        while line := await child.stdout.readline():
+            if line.startswith(b"P "):
+                reached[part] = int(line[2:])
+                if progress is not None:
+                    progress(min(reached))
+            elif line.startswith(b"R "):
+                found = msgspec.json.decode(line[2:], type=result)
+        code = await child.wait()
+        if found is None or code != 0:
+            said = (await errors).decode(errors="replace").strip().splitlines()[-3:]
+            raise EventStoreError(
+                f"{what}: the process of part {part + 1} of {len(jobs)} failed (exit {code}): "
+                f"{' | '.join(said) or 'no output'}"
+            )
+        return found
+
+    try:
+        return list(await asyncio.gather(*(run(part, job) for part, job in enumerate(jobs))))
+    finally:
+        for child in children:
+            if child.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    child.kill()
+                await child.wait()
+
+
+def part_main(
+    job_type: type[T], work: Callable[[T, Callable[[int], None]], msgspec.Struct]
+) -> None:
+    """A part's process: its job from stdin, `work(job, progress)`, progress and result to
+    stdout as `run_parts` reads them."""
+    job = msgspec.json.decode(sys.stdin.buffer.readline(), type=job_type)
+    out = sys.stdout.buffer
+
+    def progress(position: int) -> None:
+        out.write(b"P %d\n" % position)
+        out.flush()
+
+    found = work(job, progress)
+    out.write(b"R " + msgspec.json.encode(found) + b"\n")
+    out.flush()
