@@ -237,6 +237,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     rebuild_parser.add_argument(
         "--check", action="store_true", help="only compare a rebuild with the live read models"
     )
+    rebuild_parser.add_argument(
+        "--processes",
+        type=_positive_int,
+        metavar="N",
+        help="fold a SQLite log in N processes at once (default: one per core, up to 4, for a "
+        "log of 100,000 events or more; 1 keeps it to one core)",
+    )
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
@@ -331,7 +338,10 @@ def _history(args: argparse.Namespace, settings: Settings) -> int:
         )
     return asyncio.run(
         history.with_backend(
-            settings, lambda backend: history.rebuild_command(backend, check_only=args.check)
+            settings,
+            lambda backend: history.rebuild_command(
+                backend, check_only=args.check, processes=args.processes
+            ),
         )
     )
 

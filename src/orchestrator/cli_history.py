@@ -279,19 +279,26 @@ async def import_original_command(
     return await with_backend(settings, write, must_exist=False)
 
 
-async def rebuild_command(backend: Backend, *, check_only: bool) -> int:
-    """Rebuild the read models (or only compare a rebuild with the live ones)."""
+async def rebuild_command(
+    backend: Backend, *, check_only: bool, processes: int | None = None
+) -> int:
+    """Rebuild the read models (or only compare a rebuild with the live ones), folding the log
+    in `processes` processes (rebuild.py says the default)."""
 
     show, interval = display()
     if not check_only:
-        done = await rebuilding.rebuild(backend.store, backend.tables, show, interval=interval)
+        done = await rebuilding.rebuild(
+            backend.store, backend.tables, show, interval=interval, processes=processes
+        )
         print(
             f"rebuilt the read models from {done.done} events ({done.rate:,.0f} events/s) "
             "and swapped them in",
             file=sys.stderr,
         )
         return 0
-    done, found = await rebuilding.check(backend.store, backend.tables, show, interval=interval)
+    done, found = await rebuilding.check(
+        backend.store, backend.tables, show, interval=interval, processes=processes
+    )
     if not found:
         print(f"the read models match a rebuild from {done.done} events", file=sys.stderr)
         return 0

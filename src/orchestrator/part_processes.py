@@ -17,12 +17,18 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import TypeVar
+from urllib.parse import quote
 
 import msgspec
 
 from orchestrator.eventstore.errors import EventStoreError
 
 T = TypeVar("T")
+
+#: The part (of :parts) a stream is in, as SQLite works it out (in SQL, not in Python for each
+#: row): the number after the first '-' of its id (workflow-7, task-12) modulo the parts, 0 for
+#: an id without one. The same in every process; consecutive workflows and tasks alternate.
+STREAM_PART = "CAST(substr(stream_id, instr(stream_id, '-') + 1) AS INTEGER) % :parts"
 
 #: Below this many events a pass runs in one process: starting the others (each imports the
 #: package, a fifth of a second) would cost more than they save.
@@ -38,6 +44,11 @@ def process_count(head: int, asked: int | None) -> int:
     MAX_PROCESSES."""
     count = asked if asked is not None else usable_cores() if head >= PROCESSES_FROM else 1
     return min(count, MAX_PROCESSES)
+
+
+def file_uri(path: str) -> str:
+    """The URI that opens the database file at `path` read-only."""
+    return f"file:{quote(path)}?mode=ro"
 
 
 def usable_cores() -> int:

@@ -30,9 +30,17 @@ from tests.history.test_rebuild import WorkflowLoad
 pytestmark = pytest.mark.e2e
 
 
+@pytest.fixture(params=["1", "3"], ids=["one-process", "three-processes"])
+def processes(request: pytest.FixtureRequest) -> str:
+    """`rebuild-projections --processes`: the same read models whether the log is folded by one
+    process or by several, a part of its streams each (projections/rebuild_part.py)."""
+    value: str = request.param
+    return value
+
+
 @pytest.mark.anyio
 async def test_check_compares_at_the_live_checkpoint_when_the_log_is_ahead(
-    recorded_run: RecordedRun, database: Path
+    recorded_run: RecordedRun, database: Path, processes: str
 ) -> None:
     # As a server killed right after an append would leave it: the event is in the log, the
     # read models never applied it.
@@ -51,7 +59,7 @@ async def test_check_compares_at_the_live_checkpoint_when_the_log_is_ahead(
         await store.close()
     assert projection_checkpoint(database) == head_of(database) - 1
 
-    checked = run_cli(database, "rebuild-projections", "--check")
+    checked = run_cli(database, "rebuild-projections", "--check", "--processes", processes)
 
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert checked.stderr.splitlines()[-1] == (
@@ -60,7 +68,7 @@ async def test_check_compares_at_the_live_checkpoint_when_the_log_is_ahead(
 
 
 def test_check_reports_read_models_whose_checkpoint_was_rolled_back(
-    recorded_run: RecordedRun, database: Path
+    recorded_run: RecordedRun, database: Path, processes: str
 ) -> None:
     # Rows saved past their checkpoint: what a rebuild up to that checkpoint shows differently.
     with connect(database) as connection:
@@ -69,7 +77,7 @@ def test_check_reports_read_models_whose_checkpoint_was_rolled_back(
             (recorded_run.head - 10,),
         )
 
-    checked = run_cli(database, "rebuild-projections", "--check")
+    checked = run_cli(database, "rebuild-projections", "--check", "--processes", processes)
 
     assert checked.returncode == 1, checked.stderr
     assert "Traceback" not in checked.stderr
@@ -81,12 +89,15 @@ def test_check_reports_read_models_whose_checkpoint_was_rolled_back(
 
 
 def test_check_beside_a_server_under_load_compares_at_one_position(
-    recorded_run: RecordedRun, database: Path, serve: ServeDatabase
+    recorded_run: RecordedRun, database: Path, serve: ServeDatabase, processes: str
 ) -> None:
     server = serve(database)
     with WorkflowLoad(server.base_url) as load:
         load.wait_for_more(2)
-        checks = [run_cli(database, "rebuild-projections", "--check") for _ in range(3)]
+        checks = [
+            run_cli(database, "rebuild-projections", "--check", "--processes", processes)
+            for _ in range(3)
+        ]
         load.wait_for_more(2)
 
     for checked in checks:

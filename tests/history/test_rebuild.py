@@ -43,15 +43,24 @@ from tests.history.conftest import (
 
 pytestmark = pytest.mark.e2e
 
+
+@pytest.fixture(params=["1", "3"], ids=["one-process", "three-processes"])
+def processes(request: pytest.FixtureRequest) -> str:
+    """`rebuild-projections --processes`: the same read models whether the log is folded by one
+    process or by several, a part of its streams each (projections/rebuild_part.py)."""
+    value: str = request.param
+    return value
+
+
 PROGRESS = re.compile(
     r"^rebuild: ([\d,]+)/([\d,]+) events, [\d,]+ events/s(?:, ETA [\d.]+ s)?$", re.MULTILINE
 )
 
 
 def test_check_says_the_live_read_models_match_a_rebuild(
-    recorded_run: RecordedRun, database: Path
+    recorded_run: RecordedRun, database: Path, processes: str
 ) -> None:
-    checked = run_cli(database, "rebuild-projections", "--check")
+    checked = run_cli(database, "rebuild-projections", "--check", "--processes", processes)
 
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert checked.stdout == ""
@@ -61,7 +70,7 @@ def test_check_says_the_live_read_models_match_a_rebuild(
 
 
 def test_a_rebuild_yields_the_same_rows_and_never_touches_the_log(
-    recorded_run: RecordedRun, database: Path
+    recorded_run: RecordedRun, database: Path, processes: str
 ) -> None:
     events, rows, counters = (
         event_rows(database),
@@ -69,7 +78,7 @@ def test_a_rebuild_yields_the_same_rows_and_never_touches_the_log(
         projection_counters(database),
     )
 
-    rebuilt = run_cli(database, "rebuild-projections")
+    rebuilt = run_cli(database, "rebuild-projections", "--processes", processes)
 
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert event_rows(database) == events
@@ -87,7 +96,7 @@ def test_a_rebuild_yields_the_same_rows_and_never_touches_the_log(
 
 @pytest.mark.anyio
 async def test_a_rebuild_never_runs_the_task_of_a_step_left_running(
-    recorded_run: RecordedRun, database: Path
+    recorded_run: RecordedRun, database: Path, processes: str
 ) -> None:
     workflow_id = recorded_run.workflow_ids["waiting"]
     assert recorded_run.workflows[workflow_id]["status"] == "EXECUTE"
@@ -114,7 +123,7 @@ async def test_a_rebuild_never_runs_the_task_of_a_step_left_running(
         await store.close()
     events = event_rows(database)
 
-    rebuilt = run_cli(database, "rebuild-projections")
+    rebuilt = run_cli(database, "rebuild-projections", "--processes", processes)
 
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert event_rows(database) == events
@@ -129,7 +138,7 @@ async def test_a_rebuild_never_runs_the_task_of_a_step_left_running(
 
 
 def test_check_reports_a_row_altered_by_hand_and_a_rebuild_repairs_it(
-    recorded_run: RecordedRun, database: Path
+    recorded_run: RecordedRun, database: Path, processes: str
 ) -> None:
     workflow_id = recorded_run.workflow_ids["automatic"]
     rows = projection_rows(database)
@@ -139,7 +148,7 @@ def test_check_reports_a_row_altered_by_hand_and_a_rebuild_repairs_it(
             (workflow_id,),
         )
 
-    checked = run_cli(database, "rebuild-projections", "--check")
+    checked = run_cli(database, "rebuild-projections", "--check", "--processes", processes)
 
     assert checked.returncode == 1
     report = checked.stdout.splitlines()
@@ -151,15 +160,15 @@ def test_check_reports_a_row_altered_by_hand_and_a_rebuild_repairs_it(
         "1 differences between the live read models and a rebuild"
     )
 
-    assert run_cli(database, "rebuild-projections").returncode == 0
+    assert run_cli(database, "rebuild-projections", "--processes", processes).returncode == 0
 
     assert projection_rows(database) == rows
-    rechecked = run_cli(database, "rebuild-projections", "--check")
+    rechecked = run_cli(database, "rebuild-projections", "--check", "--processes", processes)
     assert rechecked.returncode == 0, rechecked.stdout
 
 
 def test_check_reports_a_counter_altered_by_hand_and_a_rebuild_repairs_it(
-    recorded_run: RecordedRun, database: Path
+    recorded_run: RecordedRun, database: Path, processes: str
 ) -> None:
     counters = projection_counters(database)
     complete = recorded_run.stats["workflows"]["complete"]
@@ -169,7 +178,7 @@ def test_check_reports_a_counter_altered_by_hand_and_a_rebuild_repairs_it(
             "UPDATE projection_counters SET count = count + 5 WHERE name = 'workflow:COMPLETE'"
         )
 
-    checked = run_cli(database, "rebuild-projections", "--check")
+    checked = run_cli(database, "rebuild-projections", "--check", "--processes", processes)
 
     assert checked.returncode == 1
     assert checked.stdout.splitlines() == [
@@ -177,18 +186,18 @@ def test_check_reports_a_counter_altered_by_hand_and_a_rebuild_repairs_it(
         f"  live:    {complete + 5}",
         f"  rebuilt: {complete}",
     ]
-    assert run_cli(database, "rebuild-projections").returncode == 0
+    assert run_cli(database, "rebuild-projections", "--processes", processes).returncode == 0
     assert projection_counters(database) == counters
 
 
 def test_a_removed_row_is_reported_as_missing_from_the_live_side(
-    recorded_run: RecordedRun, database: Path
+    recorded_run: RecordedRun, database: Path, processes: str
 ) -> None:
     task_id = recorded_run.task_id
     with connect(database) as connection:
         connection.execute("DELETE FROM projection_rows WHERE kind = 'task' AND id = ?", (task_id,))
 
-    checked = run_cli(database, "rebuild-projections", "--check")
+    checked = run_cli(database, "rebuild-projections", "--check", "--processes", processes)
 
     assert checked.returncode == 1
     report = checked.stdout.splitlines()
@@ -237,13 +246,13 @@ class WorkflowLoad:
 
 
 def test_a_rebuild_beside_a_live_server_keeps_its_reads_right(
-    recorded_run: RecordedRun, database: Path, serve: ServeDatabase
+    recorded_run: RecordedRun, database: Path, serve: ServeDatabase, processes: str
 ) -> None:
     server = serve(database)
     with server.client() as client, WorkflowLoad(server.base_url) as load:
         load.wait_for_more(3)
 
-        rebuilt = run_cli(database, "rebuild-projections")
+        rebuilt = run_cli(database, "rebuild-projections", "--processes", processes)
 
         assert rebuilt.returncode == 0, rebuilt.stderr
         assert "swapped them in" in rebuilt.stderr
@@ -270,12 +279,12 @@ def test_a_rebuild_beside_a_live_server_keeps_its_reads_right(
         assert after[state.lower()] == sum(1 for s in from_log.values() if s == state), state
     assert after["total"] == len(from_log)
     assert set(load.finished) <= set(from_log)
-    checked = run_cli(database, "rebuild-projections", "--check")
+    checked = run_cli(database, "rebuild-projections", "--check", "--processes", processes)
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_a_rebuild_that_repairs_the_read_models_is_seen_by_the_server_running_on_them(
-    recorded_run: RecordedRun, database: Path, serve: ServeDatabase
+    recorded_run: RecordedRun, database: Path, serve: ServeDatabase, processes: str
 ) -> None:
     workflow_id = recorded_run.workflow_ids["automatic"]
     complete = recorded_run.stats["workflows"]["complete"]
@@ -288,7 +297,7 @@ def test_a_rebuild_that_repairs_the_read_models_is_seen_by_the_server_running_on
     with server.client() as client:
         assert get_workflow(client, workflow_id)["name"] == "damaged"
 
-        repaired = run_cli(database, "rebuild-projections")
+        repaired = run_cli(database, "rebuild-projections", "--processes", processes)
 
         assert repaired.returncode == 0, repaired.stderr
         # One more workflow, so the server saves at least once after the swap.

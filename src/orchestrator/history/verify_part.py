@@ -8,26 +8,23 @@ from __future__ import annotations
 
 import sqlite3
 from typing import Any
-from urllib.parse import quote
 
 import msgspec
 
 from orchestrator.eventstore.chain import GENESIS
 from orchestrator.eventstore.sqlite_codec import RowCodec, decode_rows_now, load_lookups
 from orchestrator.eventstore.sqlite_schema import COLUMNS
-from orchestrator.part_processes import part_main
+from orchestrator.part_processes import STREAM_PART, file_uri, part_main
 from orchestrator.projections.rebuild import paused_collector
 
 #: Positions read at a time (each part's rows of them, and the others' hashes).
 _SPAN = 10_000
-#: The part a stream is in: the number after the first '-' of its id (workflow-7, task-12),
-#: modulo the parts; 0 for an id without one. Worked out by SQLite, not in Python for each row,
-#: and the same in every process: consecutive workflows and tasks alternate between parts.
-_PART = "CAST(substr(stream_id, instr(stream_id, '-') + 1) AS INTEGER) % :parts"
 _RANGE = "position > :after AND position <= :until"
-_MINE = f"SELECT {COLUMNS} FROM events WHERE {_RANGE} AND {_PART} = :part ORDER BY position"
+_MINE = f"SELECT {COLUMNS} FROM events WHERE {_RANGE} AND {STREAM_PART} = :part ORDER BY position"
 #: The other parts' events serve only for their hashes, which the next event links to.
-_OTHERS = f"SELECT position, hash FROM events WHERE {_RANGE} AND {_PART} != :part ORDER BY position"
+_OTHERS = (
+    f"SELECT position, hash FROM events WHERE {_RANGE} AND {STREAM_PART} != :part ORDER BY position"
+)
 _AT = "SELECT position, stream_id, hash FROM events WHERE position = ?"
 
 
@@ -58,15 +55,10 @@ class PartReport(msgspec.Struct):
     anchored: list[tuple[int, str, str]] = []
 
 
-def file_uri(path: str) -> str:
-    """The URI that opens the database file at `path` read-only."""
-    return f"file:{quote(path)}?mode=ro"
-
-
 def check_part(job: PartJob, progress: Any = None) -> PartReport:
-    """Check the events up to `job.head` of the streams of part `job.part` (see `_PART`), each
-    linked to the stored hash of the row before it, whichever part that is in;
-    `progress(position)` after each page."""
+    """Check the events up to `job.head` of the streams of part `job.part` (see
+    part_processes.STREAM_PART), each linked to the stored hash of the row before it, whichever
+    part that is in; `progress(position)` after each page."""
     from orchestrator.history.verify import Checker  # verify imports verify_processes
 
     checker = Checker(None, keep=job.keep)

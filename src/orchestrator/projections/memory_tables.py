@@ -6,7 +6,7 @@ between: on one event loop that is what a transaction is.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from orchestrator.eventstore.base import EventStore
@@ -55,6 +55,16 @@ class InMemoryReadModelTables:
     def storage(self, prefix: str = LIVE) -> InMemoryProjectionStorage:
         """The set under `prefix` (the same object each time, as tables would be)."""
         return self._sets.setdefault(prefix, InMemoryProjectionStorage())
+
+    async def prefill(
+        self,
+        prefix: str,
+        until: int,
+        processes: int | None,
+        progress: Callable[[int], None] | None,
+    ) -> int:
+        """Nothing: the rebuild's projector folds every event, in this process."""
+        return 0
 
     async def drop(self, prefix: str) -> None:
         """Empty the set under `prefix`."""

@@ -11,7 +11,7 @@ statement, however far a running server moves on meanwhile.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import asyncpg
@@ -71,6 +71,16 @@ class PostgresReadModelTables:
     def storage(self, prefix: str = LIVE) -> PostgresProjectionStorage:
         """Projection storage over the tables under `prefix`."""
         return PostgresProjectionStorage(self._db, prefix=prefix)
+
+    async def prefill(
+        self,
+        prefix: str,
+        until: int,
+        processes: int | None,
+        progress: Callable[[int], None] | None,
+    ) -> int:
+        """Nothing: the rebuild's projector folds every event, in this process."""
+        return 0
 
     async def drop(self, prefix: str) -> None:
         """Drop the tables under `prefix`."""

@@ -17,13 +17,13 @@ import heapq
 import itertools
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
 from orchestrator.domain.tasks import Task
 from orchestrator.domain.workflow import Workflow
-from orchestrator.eventstore.base import EventStore, Folding
+from orchestrator.eventstore.base import Folding, RecordedEvent
 from orchestrator.eventstore.errors import StoreUnavailable
 from orchestrator.projections.leadership import Leadership
 from orchestrator.projections.models import TASKS, WORKFLOWS, ReadModel, Row, read_model_of
@@ -37,12 +37,26 @@ _BATCH = 2000
 CACHE_BYTES = 64 * 1024 * 1024
 
 
+class EventSource(Protocol):
+    """What the projector reads of the log: an EventStore, or one part of a log
+    (rebuild_part.py)."""
+
+    async def read_for_folding(self, after: int, limit: int) -> Sequence[Folding]:
+        """The next events after position `after`, at most `limit`, as folding needs them."""
+
+    async def read_stream(self, stream_id: str) -> Sequence[RecordedEvent]:
+        """A stream's events in version order."""
+
+    async def wait_for_events(self, after: int, timeout: float) -> bool:
+        """Wait until an event past `after` is committed, or `timeout` seconds; True if one is."""
+
+
 class Projector:
     """Applies the log to the read models and answers reads from them."""
 
     def __init__(
         self,
-        store: EventStore,
+        store: EventSource,
         storage: ProjectionStorage,
         *,
         cache_size: int = 100_000,

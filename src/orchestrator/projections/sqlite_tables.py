@@ -7,14 +7,21 @@ the swap, and readers see the old tables or the new, never a mix.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import aiosqlite
 
 from orchestrator.eventstore.sqlite import SQLiteEventStore
 from orchestrator.eventstore.sqlite_schema import connect
+from orchestrator.part_processes import process_count, run_parts
 from orchestrator.projections.packed_states import StateCodec
+from orchestrator.projections.rebuild_part import PART_PREFIX, PartJob, PartResult
 from orchestrator.projections.sqlite import (
     CHECKPOINT,
     GENERATION,
@@ -70,6 +77,53 @@ class SQLiteReadModelTables:
         """Projection storage over the tables under `prefix`."""
         return SQLiteProjectionStorage(self._store, prefix=prefix)
 
+    async def prefill(
+        self,
+        prefix: str,
+        until: int,
+        processes: int | None,
+        progress: Callable[[int], None] | None,
+    ) -> int:
+        """Fill the new tables under `prefix` with the read models of the events up to `until`,
+        folded by several processes at once (rebuild_part.py), each into a scratch file of its
+        own beside the log (removed after); their checkpoint `until`. The position they are
+        filled to: 0, leaving them empty, when one process is the quicker (a small log, one
+        core, `processes` 1)."""
+        count = process_count(until, processes)
+        if count <= 1:
+            return 0
+        log = Path(self._store.path)
+        folder = Path(tempfile.mkdtemp(prefix=f".{log.name}.rebuild-", dir=log.parent))
+        try:
+            jobs = [
+                PartJob(str(log), str(folder / f"part-{part}.db"), part, count, until)
+                for part in range(count)
+            ]
+            await run_parts(
+                "orchestrator.projections.rebuild_part",
+                jobs,
+                PartResult,
+                progress,
+                f"rebuild of {log}",
+            )
+            scratches = [job.scratch for job in jobs]
+
+            def merge(conn: sqlite3.Connection) -> None:
+                for scratch in scratches:
+                    _merge_part(conn, scratch, prefix)
+                conn.execute(
+                    f"INSERT INTO {prefix}checkpoints (name, position) VALUES (?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+                    (CHECKPOINT, until),
+                )
+
+            # Not durable, as every write of a rebuild's tables: nothing reads them before the
+            # swap, a durable commit.
+            await self._store.write_transaction_now(merge, durable=False)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return until
+
     async def drop(self, prefix: str) -> None:
         """Drop the tables under `prefix`."""
         await self._store.write_transaction(lambda conn: drop_tables(conn, prefix))
@@ -123,3 +177,31 @@ class SQLiteReadModelTables:
             yield SQLiteTablesSnapshot(conn, prefix, checkpoint, states)
         finally:
             await conn.close()
+
+
+_PART_ROWS = (
+    "SELECT kind, id, status, parent_id, deleted, needs_engine, position, name, state "
+    f"FROM {PART_PREFIX}rows"
+)
+
+
+def _merge_part(conn: sqlite3.Connection, scratch: str, prefix: str) -> None:
+    """Add a part's rows, dictionaries and counters (a scratch file of rebuild_part.py) to the
+    tables under `prefix`, in the caller's transaction on `conn`."""
+    with contextlib.closing(sqlite3.connect(scratch)) as part:
+        conn.executemany(
+            f"INSERT OR IGNORE INTO {prefix}dictionaries (id, kind, dictionary) VALUES (?, ?, ?)",
+            part.execute(f"SELECT id, kind, dictionary FROM {PART_PREFIX}dictionaries"),
+        )
+        rows = part.execute(_PART_ROWS)
+        while page := rows.fetchmany(5000):
+            conn.executemany(
+                f"INSERT INTO {prefix}rows (kind, id, status, parent_id, deleted, needs_engine, "
+                "position, name, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                page,
+            )
+        conn.executemany(
+            f"INSERT INTO {prefix}counters (name, count) VALUES (?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET count = count + excluded.count",
+            part.execute(f"SELECT name, count FROM {PART_PREFIX}counters"),
+        )

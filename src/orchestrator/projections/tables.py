@@ -8,7 +8,7 @@ the live one. Each backend says how, in its own transactions (SQLite: `sqlite_ta
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, NamedTuple, Protocol
 
@@ -79,6 +79,18 @@ class ReadModelTables(Protocol):
     def storage(self, prefix: str = LIVE) -> ProjectionStorage:
         """A projection storage over the tables under `prefix` (to be opened, which creates
         them if missing)."""
+
+    async def prefill(
+        self,
+        prefix: str,
+        until: int,
+        processes: int | None,
+        progress: Callable[[int], None] | None,
+    ) -> int:
+        """Fill the new, empty tables under `prefix` with the read models of the log's events
+        up to `until`, folded by several processes at once where the backend can (a SQLite log
+        of part_processes.PROCESSES_FROM events or more, or `processes` of them), with their
+        checkpoint at `until`; the position filled to (0: nothing, the projector folds all)."""
 
     async def drop(self, prefix: str) -> None:
         """Remove the tables under `prefix` and everything in them."""
