@@ -2,11 +2,16 @@
 SQLite log (`verify`, a rebuild) that one process cannot speed up past one core, as Python runs
 one thread at a time.
 
-Each part is `python -m <module>`: a new interpreter, which reads its job (a JSON line) on stdin,
-writes `P <position>` lines as it goes and one `R <result>` line at the end. Not
-multiprocessing: its spawned children import the parent's main module again, which a program
-that calls these tools without an `if __name__ == "__main__"` guard cannot survive, and forking
-a process with an event loop and threads running is not safe.
+Each part is `python -m orchestrator.cli_parts`: a new interpreter, which reads its job (a JSON
+line) on stdin, writes `P <position>` lines as it goes and one `R <result>` line at the end. The
+jobs and results are defined here, where both sides see them. Not multiprocessing: its spawned
+children import the parent's main module again, which a program that calls these tools without
+an `if __name__ == "__main__"` guard cannot survive, and forking a process with an event loop
+and threads running is not safe.
+
+A leaf: it imports nothing of the project, so the layers that start parts (history, a backend's
+read-model tables) and the backend that reads a part (eventstore/sqlite_parts.py) may all use
+it.
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ from urllib.parse import quote
 
 import msgspec
 
-from orchestrator.eventstore.errors import EventStoreError
-
 T = TypeVar("T")
+
+#: The module each part runs (`python -m`).
+PARTS_MODULE = "orchestrator.cli_parts"
 
 #: The part (of :parts) a stream is in, as SQLite works it out (in SQL, not in Python for each
 #: row): the number after the first '-' of its id (workflow-7, task-12) modulo the parts, 0 for
@@ -36,6 +42,54 @@ PROCESSES_FROM = 100_000
 #: At most this many processes, whatever the machine has: past four the reading of the log by
 #: every process eats what another process would add.
 MAX_PROCESSES = 4
+
+
+class PartFailed(Exception):
+    """A part's process failed; the message says which, how, and its last error lines."""
+
+
+class CheckJob(msgspec.Struct, array_like=True, tag="check"):
+    """verify: check the events up to `head` of the streams of one part of the log at `path`."""
+
+    path: str
+    part: int
+    parts: int
+    head: int
+    #: The positions the head checkpoints name (part 0 reports the events there).
+    anchored: list[int]
+    #: How many violations to keep.
+    keep: int
+
+
+class CheckReport(msgspec.Struct):
+    """What one part's check found."""
+
+    events: int = 0
+    streams: int = 0
+    #: Its first violations, (position, stream_id, reason), in position order.
+    violations: list[tuple[int, str, str]] = []
+    more_violations: int = 0
+    #: Part 0 only: (position, stream_id, stored hash) of the event at each checkpointed
+    #: position. (Each part checks that its own events' positions increase; the rows come in
+    #: the order of the table's key.)
+    anchored: list[tuple[int, str, str]] = []
+
+
+class FoldJob(msgspec.Struct, array_like=True, tag="fold"):
+    """A rebuild: fold the events up to `until` of the streams of one part of the log at `path`
+    into read-model tables of the file `scratch`."""
+
+    path: str
+    scratch: str
+    part: int
+    parts: int
+    until: int
+
+
+class FoldResult(msgspec.Struct):
+    """What one part folded."""
+
+    events: int
 
 
 def process_count(head: int, asked: int | None) -> int:
@@ -59,24 +113,23 @@ def usable_cores() -> int:
 
 
 async def run_parts(
-    module: str,
-    jobs: Sequence[msgspec.Struct],
+    jobs: Sequence[CheckJob | FoldJob],
     result: type[T],
     progress: Callable[[int], None] | None,
     what: str,
 ) -> list[T]:
-    """Each job's result, from a `python -m module` process each, all at once; `progress` gets
-    the least position the parts have reached. EventStoreError, naming `what` and quoting the
-    part's last error lines, if one fails; then, or if this is cancelled, the others are killed:
-    none is left reading on."""
+    """Each job's result, from a process each, all at once; `progress` gets the least position
+    the parts have reached. PartFailed, naming `what` and quoting the part's last error lines,
+    if one fails; then, or if this is cancelled, the others are killed: none is left reading
+    on."""
     reached = [0] * len(jobs)
     children: list[asyncio.subprocess.Process] = []
 
-    async def run(part: int, job: msgspec.Struct) -> T:
+    async def run(part: int, job: CheckJob | FoldJob) -> T:
         child = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            module,
+            PARTS_MODULE,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -98,7 +151,7 @@ async def run_parts(
         code = await child.wait()
         if found is None or code != 0:
             said = (await errors).decode(errors="replace").strip().splitlines()[-3:]
-            raise EventStoreError(
+            raise PartFailed(
                 f"{what}: the process of part {part + 1} of {len(jobs)} failed (exit {code}): "
                 f"{' | '.join(said) or 'no output'}"
             )
@@ -112,20 +165,3 @@ async def run_parts(
                 with contextlib.suppress(ProcessLookupError):
                     child.kill()
                 await child.wait()
-
-
-def part_main(
-    job_type: type[T], work: Callable[[T, Callable[[int], None]], msgspec.Struct]
-) -> None:
-    """A part's process: its job from stdin, `work(job, progress)`, progress and result to
-    stdout as `run_parts` reads them."""
-    job = msgspec.json.decode(sys.stdin.buffer.readline(), type=job_type)
-    out = sys.stdout.buffer
-
-    def progress(position: int) -> None:
-        out.write(b"P %d\n" % position)
-        out.flush()
-
-    found = work(job, progress)
-    out.write(b"R " + msgspec.json.encode(found) + b"\n")
-    out.flush()

@@ -10,12 +10,18 @@ from pathlib import Path
 import pytest
 
 from orchestrator import part_processes
-from orchestrator.eventstore.errors import EventStoreError
 from orchestrator.eventstore.memory import InMemoryEventStore
 from orchestrator.eventstore.sqlite import SQLiteEventStore
 from orchestrator.history.verify import verify
-from orchestrator.history.verify_processes import check_in_processes, processes_for
-from orchestrator.part_processes import MAX_PROCESSES, PROCESSES_FROM
+from orchestrator.part_processes import (
+    MAX_PROCESSES,
+    PROCESSES_FROM,
+    CheckJob,
+    CheckReport,
+    PartFailed,
+    process_count,
+    run_parts,
+)
 from orchestrator.projections.projector import Projector
 from orchestrator.projections.sqlite_tables import SQLiteReadModelTables
 from tests.history.conftest import RecordedRun
@@ -23,21 +29,27 @@ from tests.history.conftest import RecordedRun
 pytestmark = pytest.mark.anyio
 
 
-async def test_a_large_sqlite_log_is_checked_by_one_process_a_core(
-    database: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = SQLiteEventStore(str(database))
+def test_a_large_log_takes_one_process_a_core(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(part_processes, "usable_cores", lambda: 3)
 
-    assert processes_for(store, PROCESSES_FROM, None) == (str(database), 3)
-    assert processes_for(store, PROCESSES_FROM - 1, None) is None  # one process is quicker
-    assert processes_for(store, 10, 2) == (str(database), 2)  # asked for
-    assert processes_for(store, PROCESSES_FROM, 1) is None
-    assert processes_for(store, 10, 64) == (str(database), MAX_PROCESSES)
+    assert process_count(PROCESSES_FROM, None) == 3
+    assert process_count(PROCESSES_FROM - 1, None) == 1  # one process is quicker
+    assert process_count(10, 2) == 2  # asked for
+    assert process_count(PROCESSES_FROM, 1) == 1
+    assert process_count(10, 64) == MAX_PROCESSES
     monkeypatch.setattr(part_processes, "usable_cores", lambda: 1)
-    assert processes_for(store, 10 * PROCESSES_FROM, None) is None
-    # Another store's log cannot be read by other processes this way.
-    assert processes_for(InMemoryEventStore(), 10 * PROCESSES_FROM, 4) is None
+    assert process_count(10 * PROCESSES_FROM, None) == 1
+
+
+async def test_a_log_that_is_not_in_a_file_is_checked_in_this_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(part_processes, "usable_cores", lambda: 4)
+    store = InMemoryEventStore()
+
+    report = await verify(store, processes=4)
+
+    assert report.ok and report.processes == 1
 
 
 async def test_the_parts_report_what_one_process_does_and_progress_reaches_the_head(
@@ -59,11 +71,12 @@ async def test_the_parts_report_what_one_process_does_and_progress_reaches_the_h
     assert seen and seen[-1] == recorded_run.head and seen == sorted(seen)
 
 
-async def test_a_part_that_fails_fails_the_verify_with_its_reason(tmp_path: Path) -> None:
+async def test_a_part_that_fails_fails_the_whole_with_its_reason(tmp_path: Path) -> None:
     missing = tmp_path / "gone.db"
+    jobs = [CheckJob(str(missing), part, 2, 10, [], 20) for part in range(2)]
 
-    with pytest.raises(EventStoreError) as failed:
-        await check_in_processes(str(missing), 2, 10, (), 20, None)
+    with pytest.raises(PartFailed) as failed:
+        await run_parts(jobs, CheckReport, None, f"verify of {missing}")
 
     message = str(failed.value)
     assert message.startswith(f"verify of {missing}: the process of part ")

@@ -47,7 +47,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(params=["1", "3"], ids=["one-process", "three-processes"])
 def processes(request: pytest.FixtureRequest) -> str:
     """`rebuild-projections --processes`: the same read models whether the log is folded by one
-    process or by several, a part of its streams each (projections/rebuild_part.py)."""
+    process or by several, a part of its streams each (cli_parts.py)."""
     value: str = request.param
     return value
 

@@ -37,7 +37,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(params=["1", "3"], ids=["one-process", "three-processes"])
 def processes(request: pytest.FixtureRequest) -> str:
     """`verify --processes`: each finding must be the same whether one process checks the log
-    or several check a part of its streams each (history/verify_processes.py)."""
+    or several check a part of its streams each (cli_parts.py)."""
     value: str = request.param
     return value
 

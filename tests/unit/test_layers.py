@@ -10,7 +10,7 @@ import pytest
 SOURCE = Path(__file__).parents[2] / "src" / "orchestrator"
 
 #: Leaves any layer may use: they import nothing of the project but other leaves.
-LEAVES = {"settings", "logfile", "sized_cache", "progress"}
+LEAVES = {"settings", "logfile", "sized_cache", "progress", "part_processes"}
 
 #: What each layer may import besides itself and the leaves.
 ALLOWED = {
@@ -78,6 +78,7 @@ CONCRETE = {
         "eventstore/sqlite_codec.py",
         "eventstore/sqlite_guard.py",
         "eventstore/sqlite_keys.py",
+        "eventstore/sqlite_parts.py",
         "eventstore/sqlite_schema.py",
         "projections/sqlite.py",
         "projections/sqlite_tables.py",
@@ -99,10 +100,11 @@ CONCRETE = {
         "projections/postgres_tables.py",
     },
 }
-#: Where a backend is chosen (`backend.py`), and what `serve` and an embedded Orchestrator check
+#: Where a backend is chosen (`backend.py`), what `serve` and an embedded Orchestrator check
 #: of a SQLite file before they open one (the file lock, a write-ahead log left without its
-#: database, the original's schema): the only modules outside a backend that may import one.
-CHOOSERS = {"backend.py", "startup.py", "cli.py"}
+#: database, the original's schema), and the entry point of a part of a verify or a rebuild of
+#: a SQLite log (`cli_parts.py`): the only modules outside a backend that may import one.
+CHOOSERS = {"backend.py", "startup.py", "cli.py", "cli_parts.py"}
 #: `import-original` reads the original's own SQLite file (whatever our backend is), and names
 #: its tables from the list `serve` uses to refuse that file as a log of ours.
 FOREIGN_FILES = {("history/original_rows.py", "orchestrator.eventstore.sqlite_schema")}

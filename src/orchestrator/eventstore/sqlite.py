@@ -673,6 +673,10 @@ class SQLiteEventStore:
         """None: one process has this log, and its command services count ids themselves."""
         return None
 
+    def log_file(self) -> str:
+        """The file of the log, which other processes may read (chain.FileLog)."""
+        return self.path
+
     async def head_position(self) -> int:
         """The last committed position, including other processes' commits."""
         self._head = max(self._head, await self._read_head())

@@ -19,9 +19,10 @@ from typing import Any
 from orchestrator.domain.aggregates import TASK, WORKFLOW, kind_of_stream
 from orchestrator.domain.legality import task_violation, workflow_violation
 from orchestrator.eventstore.base import EventStore, RecordedEvent
-from orchestrator.eventstore.chain import GENESIS, ChainReader, ChainRow, linked_content
+from orchestrator.eventstore.chain import GENESIS, ChainReader, ChainRow, FileLog, linked_content
+from orchestrator.eventstore.errors import EventStoreError
 from orchestrator.history.anchor_check import AnchorCheck, AnchorReport
-from orchestrator.history.verify_processes import check_in_processes, processes_for
+from orchestrator.part_processes import CheckJob, CheckReport, PartFailed, process_count, run_parts
 from orchestrator.projections.rebuild import paused_collector
 
 _VIOLATIONS: dict[str, Callable[[Any, Any], str | None]] = {
@@ -49,7 +50,7 @@ class Report:
     events: int = 0
     streams: int = 0
     seconds: float = 0.0
-    #: How many processes checked the log (verify_processes.py).
+    #: How many processes checked the log (cli_parts.py).
     processes: int = 1
     violations: list[Violation] = field(default_factory=list)
     more_violations: int = 0
@@ -103,7 +104,7 @@ class Checker:
     def check(self, rows: list[ChainRow], links: list[str] | None = None) -> None:
         """Check a page of events, in position order, after the pages checked before: each
         linked to the stored hash of the event before it (in `links`, when the rows are not
-        all the log's: verify_processes.py)."""
+        all the log's: cli_parts.py)."""
         if not rows:
             return
         if links is None:
@@ -209,18 +210,21 @@ async def verify(
     lists the first violations found, in position order. `progress` is told the position
     reached after each page.
 
-    A SQLite log is checked by `processes` processes at once (verify_processes.py); by default
-    by as many as there are cores when it holds PROCESSES_FROM events or more, else by this one.
+    A log in a file (SQLite) is checked by `processes` processes at once, each a part of its
+    streams (cli_parts.py); by default by as many as there are cores when it holds
+    part_processes.PROCESSES_FROM events or more, else by this one.
     """
     began = time.monotonic()
-    head = await store.head_position()
-    chosen = processes_for(store, head, processes)
-    if chosen is None:
-        report, reached = await _check_here(store, anchors, progress)
-    else:
-        path, count = chosen
-        report = await _check_in_processes(path, count, head, anchors, progress)
+    count, head = 1, 0
+    if isinstance(store, FileLog):
+        head = await store.head_position()
+        count = process_count(head, processes)
+    if count > 1:
+        assert isinstance(store, FileLog)
+        report = await _check_in_processes(store.log_file(), count, head, anchors, progress)
         report.processes, reached = count, head
+    else:
+        report, reached = await _check_here(store, anchors, progress)
     if anchors is not None:
         for position, reason in anchors.missing(reached):
             report.violations.append(Violation(position, "the log", reason))
@@ -262,9 +266,16 @@ async def _check_in_processes(
     anchors: AnchorCheck | None,
     progress: Callable[[int], None] | None,
 ) -> Report:
-    """The merged report of a check of the log at `path` up to `head` in `count` processes."""
-    anchored = anchors.positions if anchors is not None else ()
-    parts = await check_in_processes(path, count, head, anchored, _KEEP, progress)
+    """The merged report of a check of the log in the file at `path` up to `head` in `count`
+    processes, each reading every row and checking the streams of its part (the events
+    linked to the stored hash of the row before each, whichever part that is in); the
+    checkpoints observed through part 0."""
+    anchored = sorted(anchors.positions) if anchors is not None else []
+    jobs = [CheckJob(path, part, count, head, anchored, _KEEP) for part in range(count)]
+    try:
+        parts = await run_parts(jobs, CheckReport, progress, f"verify of {path}")
+    except PartFailed as exc:
+        raise EventStoreError(str(exc)) from None
     report = Report()
     for part in parts:
         report.events += part.events

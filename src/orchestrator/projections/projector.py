@@ -39,7 +39,7 @@ CACHE_BYTES = 64 * 1024 * 1024
 
 class EventSource(Protocol):
     """What the projector reads of the log: an EventStore, or one part of a log
-    (rebuild_part.py)."""
+    (cli_parts.py)."""
 
     async def read_for_folding(self, after: int, limit: int) -> Sequence[Folding]:
         """The next events after position `after`, at most `limit`, as folding needs them."""

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import aiosqlite
 
+from orchestrator.eventstore.errors import StoreUnavailable
 from orchestrator.eventstore.sqlite import SQLiteEventStore
 from orchestrator.eventstore.sqlite_schema import connect
-from orchestrator.part_processes import process_count, run_parts
+from orchestrator.part_processes import FoldJob, FoldResult, PartFailed, process_count, run_parts
 from orchestrator.projections.packed_states import StateCodec
-from orchestrator.projections.rebuild_part import PART_PREFIX, PartJob, PartResult
 from orchestrator.projections.sqlite import (
     CHECKPOINT,
     GENERATION,
@@ -34,6 +34,8 @@ from orchestrator.projections.sqlite import (
 from orchestrator.projections.tables import LIVE, StoredRow
 
 _ROW_COLUMNS = "kind, id, status, parent_id, deleted, needs_engine, state"
+#: The prefix of the read-model tables in a part's scratch file (cli_parts.py).
+PART_PREFIX = "part_"
 
 
 class SQLiteTablesSnapshot:
@@ -85,7 +87,7 @@ class SQLiteReadModelTables:
         progress: Callable[[int], None] | None,
     ) -> int:
         """Fill the new tables under `prefix` with the read models of the events up to `until`,
-        folded by several processes at once (rebuild_part.py), each into a scratch file of its
+        folded by several processes at once (cli_parts.py), each into a scratch file of its
         own beside the log (removed after); their checkpoint `until`. The position they are
         filled to: 0, leaving them empty, when one process is the quicker (a small log, one
         core, `processes` 1)."""
@@ -96,16 +98,13 @@ class SQLiteReadModelTables:
         folder = Path(tempfile.mkdtemp(prefix=f".{log.name}.rebuild-", dir=log.parent))
         try:
             jobs = [
-                PartJob(str(log), str(folder / f"part-{part}.db"), part, count, until)
+                FoldJob(str(log), str(folder / f"part-{part}.db"), part, count, until)
                 for part in range(count)
             ]
-            await run_parts(
-                "orchestrator.projections.rebuild_part",
-                jobs,
-                PartResult,
-                progress,
-                f"rebuild of {log}",
-            )
+            try:
+                await run_parts(jobs, FoldResult, progress, f"rebuild of {log}")
+            except PartFailed as exc:
+                raise StoreUnavailable(str(exc)) from None
             scratches = [job.scratch for job in jobs]
 
             def merge(conn: sqlite3.Connection) -> None:
@@ -186,7 +185,7 @@ _PART_ROWS = (
 
 
 def _merge_part(conn: sqlite3.Connection, scratch: str, prefix: str) -> None:
-    """Add a part's rows, dictionaries and counters (a scratch file of rebuild_part.py) to the
+    """Add a part's rows, dictionaries and counters (a scratch file of cli_parts.py) to the
     tables under `prefix`, in the caller's transaction on `conn`."""
     with contextlib.closing(sqlite3.connect(scratch)) as part:
         conn.executemany(
