@@ -21,6 +21,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TypeVar
 from urllib.parse import quote
 
@@ -105,6 +106,14 @@ def file_uri(path: str) -> str:
     return f"file:{quote(path)}?mode=ro"
 
 
+def _child_environment() -> dict[str, str]:
+    """This environment, with the folder this package was imported from first on the path: a
+    part runs the same code as the process that started it, installed or not."""
+    here = str(Path(__file__).resolve().parents[1])
+    found = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": here if not found else os.pathsep.join((here, found))}
+
+
 def usable_cores() -> int:
     """The cores this process may run on."""
     with contextlib.suppress(AttributeError, OSError):
@@ -130,6 +139,7 @@ async def run_parts(
             sys.executable,
             "-m",
             PARTS_MODULE,
+            env=_child_environment(),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

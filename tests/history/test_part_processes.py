@@ -5,6 +5,7 @@ both ways through the CLI.)"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -112,3 +113,18 @@ async def test_read_models_folded_by_parts_are_those_one_process_folds(
     assert seen and seen[-1] == recorded_run.head
     # Each part's scratch file is gone with its folder.
     assert [path.name for path in database.parent.iterdir() if ".rebuild-" in path.name] == []
+
+
+def test_a_part_runs_the_code_of_the_process_that_starts_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    package = Path(part_processes.__file__).resolve().parent
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+
+    environment = part_processes._child_environment()
+
+    first, *rest = environment["PYTHONPATH"].split(os.pathsep)
+    assert (Path(first) / "orchestrator") == package
+    assert rest == ["/elsewhere"]
+    monkeypatch.delenv("PYTHONPATH")
+    assert part_processes._child_environment()["PYTHONPATH"] == first
