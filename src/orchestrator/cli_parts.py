@@ -22,7 +22,7 @@ import msgspec
 from orchestrator.eventstore.sqlite import SQLiteEventStore
 from orchestrator.eventstore.sqlite_parts import SQLitePart
 from orchestrator.history.verify import Checker
-from orchestrator.part_processes import CheckJob, CheckReport, FoldJob, FoldResult
+from orchestrator.part_processes import CheckJob, CheckReport, FoldJob, FoldResult, watch_parent
 from orchestrator.projections.projector import Projector
 from orchestrator.projections.rebuild import paused_collector
 from orchestrator.projections.sqlite import SQLiteProjectionStorage
@@ -44,6 +44,7 @@ def check(job: CheckJob, progress: Callable[[int], None]) -> CheckReport:
     report = checker.report
     return CheckReport(
         events=report.events,
+        rows=part.rows,
         streams=report.streams,
         violations=[(v.position, v.stream_id, v.reason) for v in report.violations],
         more_violations=report.more_violations,
@@ -75,6 +76,7 @@ async def fold(job: FoldJob, progress: Callable[[int], None]) -> FoldResult:
 def main() -> None:
     """The job from stdin; progress and the result to stdout."""
     job = msgspec.json.decode(sys.stdin.buffer.readline(), type=CheckJob | FoldJob)
+    watch_parent()
     out = sys.stdout.buffer
 
     def progress(position: int) -> None:

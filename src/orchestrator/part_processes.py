@@ -20,10 +20,10 @@ import asyncio
 import contextlib
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import quote
 
 import msgspec
 
@@ -31,11 +31,9 @@ T = TypeVar("T")
 
 #: The module each part runs (`python -m`).
 PARTS_MODULE = "orchestrator.cli_parts"
-
-#: The part (of :parts) a stream is in, as SQLite works it out (in SQL, not in Python for each
-#: row): the number after the first '-' of its id (workflow-7, task-12) modulo the parts, 0 for
-#: an id without one. The same in every process; consecutive workflows and tasks alternate.
-STREAM_PART = "CAST(substr(stream_id, instr(stream_id, '-') + 1) AS INTEGER) % :parts"
+#: The longest line a part may write: a result carries a line per checkpoint of the log (part 0
+#: of a verify), which a log checkpointed every minute for years makes tens of megabytes.
+_MAX_LINE = 1 << 30
 
 #: Below this many events a pass runs in one process: starting the others (each imports the
 #: package, a fifth of a second) would cost more than they save.
@@ -65,14 +63,16 @@ class CheckJob(msgspec.Struct, array_like=True, tag="check"):
 class CheckReport(msgspec.Struct):
     """What one part's check found."""
 
+    #: Its events, and every row it read (its own and the others', for their hashes): the
+    #: parts' events add up to the rows, or a row was in no part or in two.
     events: int = 0
+    rows: int = 0
     streams: int = 0
     #: Its first violations, (position, stream_id, reason), in position order.
     violations: list[tuple[int, str, str]] = []
     more_violations: int = 0
     #: Part 0 only: (position, stream_id, stored hash) of the event at each checkpointed
-    #: position. (Each part checks that its own events' positions increase; the rows come in
-    #: the order of the table's key.)
+    #: position.
     anchored: list[tuple[int, str, str]] = []
 
 
@@ -101,11 +101,6 @@ def process_count(head: int, asked: int | None) -> int:
     return min(count, MAX_PROCESSES)
 
 
-def file_uri(path: str) -> str:
-    """The URI that opens the database file at `path` read-only."""
-    return f"file:{quote(path)}?mode=ro"
-
-
 def _child_environment() -> dict[str, str]:
     """This environment, with the folder this package was imported from first on the path: a
     part runs the same code as the process that started it, installed or not."""
@@ -130,9 +125,8 @@ async def run_parts(
     """Each job's result, from a process each, all at once; `progress` gets the least position
     the parts have reached. PartFailed, naming `what` and quoting the part's last error lines,
     if one fails; then, or if this is cancelled, the others are killed: none is left reading
-    on."""
+    on. A part whose stdin closes (this process died) stops too (`watch_parent`)."""
     reached = [0] * len(jobs)
-    children: list[asyncio.subprocess.Process] = []
 
     async def run(part: int, job: CheckJob | FoldJob) -> T:
         child = await asyncio.create_subprocess_exec(
@@ -143,35 +137,54 @@ async def run_parts(
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            limit=_MAX_LINE,
         )
-        children.append(child)
-        assert child.stdin is not None and child.stdout is not None and child.stderr is not None
-        child.stdin.write(msgspec.json.encode(job) + b"\n")
-        await child.stdin.drain()
-        child.stdin.close()
-        errors = asyncio.ensure_future(child.stderr.read())
-        found: T | None = None
-        while line := await child.stdout.readline():
-            if line.startswith(b"P "):
-                reached[part] = int(line[2:])
-                if progress is not None:
-                    progress(min(reached))
-            elif line.startswith(b"R "):
-                found = msgspec.json.decode(line[2:], type=result)
-        code = await child.wait()
-        if found is None or code != 0:
-            said = (await errors).decode(errors="replace").strip().splitlines()[-3:]
-            raise PartFailed(
-                f"{what}: the process of part {part + 1} of {len(jobs)} failed (exit {code}): "
-                f"{' | '.join(said) or 'no output'}"
-            )
-        return found
-
-    try:
-        return list(await asyncio.gather(*(run(part, job) for part, job in enumerate(jobs))))
-    finally:
-        for child in children:
+        try:
+            assert child.stdin and child.stdout and child.stderr
+            child.stdin.write(msgspec.json.encode(job) + b"\n")
+            await child.stdin.drain()  # stdin stays open: its end tells the part to stop
+            errors = asyncio.ensure_future(child.stderr.read())
+            found: T | None = None
+            while line := await child.stdout.readline():
+                if line.startswith(b"P "):
+                    reached[part] = int(line[2:])
+                    if progress is not None:
+                        progress(min(reached))
+                elif line.startswith(b"R "):
+                    found = msgspec.json.decode(line[2:], type=result)
+            code = await child.wait()
+            if found is None or code != 0:
+                said = (await errors).decode(errors="replace").strip().splitlines()[-3:]
+                raise PartFailed(
+                    f"{what}: the process of part {part + 1} of {len(jobs)} failed (exit "
+                    f"{code}): {' | '.join(said) or 'no output'}"
+                )
+            return found
+        finally:
             if child.returncode is None:
                 with contextlib.suppress(ProcessLookupError):
                     child.kill()
                 await child.wait()
+            if child.stdin is not None:
+                child.stdin.close()
+
+    try:
+        async with asyncio.TaskGroup() as group:  # one failing cancels (and stops) the others
+            running = [group.create_task(run(part, job)) for part, job in enumerate(jobs)]
+    except* PartFailed as failed:
+        raise failed.exceptions[0] from None
+    return [task.result() for task in running]
+
+
+def watch_parent() -> None:
+    """In a part: end this process as soon as its stdin closes, which it does when the process
+    that started it dies (a SIGKILL gives that one no chance to stop its parts)."""
+
+    def watch() -> None:
+        # The file descriptor, not sys.stdin: a daemon thread blocked in a buffered reader
+        # holds its lock, and the interpreter aborts at exit when it cannot take it.
+        while os.read(0, 4096):
+            pass
+        os._exit(3)
+
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()

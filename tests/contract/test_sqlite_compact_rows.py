@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from orchestrator.eventstore import compact
 from orchestrator.eventstore.base import NewEvent, RecordedEvent
 from orchestrator.eventstore.chain import GENESIS, event_hash
 from orchestrator.eventstore.sqlite import SQLiteEventStore
@@ -260,17 +261,13 @@ def test_a_dictionary_covers_each_kind_of_payload_and_packs_losslessly() -> None
     assert codec.pack_payload('{"n":1}') == '{"n":1}'  # too short to gain anything
 
 
-def exhaustive_dictionary(samples: list[bytes], limit: int = 2048, least: int = 24) -> bytes:
+def exhaustive_dictionary(samples: list[bytes]) -> bytes:
     """The greedy choice `build_dictionary` makes lazily, made by deflating every sample again
-    with each longer dictionary: the most novel sample next, until `limit` or none is novel."""
-    import zlib
+    with each longer dictionary (with compact.py's own deflater and limits): the most novel
+    sample next, until the dictionary is full or no sample is novel."""
 
     def size(raw: bytes, dictionary: bytes) -> int:
-        deflater = (
-            zlib.compressobj(6, zlib.DEFLATED, -12, 2, zlib.Z_DEFAULT_STRATEGY, dictionary)
-            if dictionary
-            else zlib.compressobj(6, zlib.DEFLATED, -12, 2)
-        )
+        deflater = compact._deflater(dictionary)
         return len(deflater.compress(raw) + deflater.flush())
 
     candidates = list(dict.fromkeys(samples))
@@ -279,7 +276,10 @@ def exhaustive_dictionary(samples: list[bytes], limit: int = 2048, least: int = 
         sizes = [size(raw, dictionary) for raw in candidates]
         worst = max(range(len(candidates)), key=sizes.__getitem__)
         chosen = candidates.pop(worst)
-        if sizes[worst] < least or len(dictionary) + len(chosen) > limit:
+        if (
+            sizes[worst] < compact._MIN_PACKED
+            or len(dictionary) + len(chosen) > compact.DICTIONARY_BYTES
+        ):
             break
         dictionary += chosen
     return dictionary

@@ -42,6 +42,18 @@ DATABASE_NAME = "wf.db"
 WORKFLOW_ROLES = ("automatic", "manual", "retried", "cancelled", "deleted", "waiting")
 
 
+# Processes -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["1", "3"], ids=["one-process", "three-processes"])
+def processes(request: pytest.FixtureRequest) -> str:
+    """`verify --processes` and `rebuild-projections --processes`: every finding and every read
+    model must be the same whether one process goes over the log or several take a part of its
+    streams each (cli_parts.py)."""
+    value: str = request.param
+    return value
+
+
 # Waiting ---------------------------------------------------------------------------------------
 
 

@@ -83,14 +83,6 @@ def signed(signed_run: SignedRun, tmp_path: Path) -> Path:
     return copy_run(signed_run.database, tmp_path / "signed")
 
 
-@pytest.fixture(params=["1", "2"], ids=["one-process", "two-processes"])
-def processes(request: pytest.FixtureRequest) -> str:
-    """`verify --processes`: the checkpoints hold the log the same way whether one process
-    checks it or each of several checks a part (part 0 reads the events at the checkpoints)."""
-    value: str = request.param
-    return value
-
-
 def lines_starting(stdout: str, prefix: str) -> list[str]:
     """The report's lines that begin with `prefix`."""
     return [line for line in stdout.splitlines() if line.startswith(prefix)]

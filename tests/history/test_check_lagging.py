@@ -30,14 +30,6 @@ from tests.history.test_rebuild import WorkflowLoad
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(params=["1", "3"], ids=["one-process", "three-processes"])
-def processes(request: pytest.FixtureRequest) -> str:
-    """`rebuild-projections --processes`: the same read models whether the log is folded by one
-    process or by several, a part of its streams each (cli_parts.py)."""
-    value: str = request.param
-    return value
-
-
 @pytest.mark.anyio
 async def test_check_compares_at_the_live_checkpoint_when_the_log_is_ahead(
     recorded_run: RecordedRun, database: Path, processes: str

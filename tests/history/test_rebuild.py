@@ -44,14 +44,6 @@ from tests.history.conftest import (
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(params=["1", "3"], ids=["one-process", "three-processes"])
-def processes(request: pytest.FixtureRequest) -> str:
-    """`rebuild-projections --processes`: the same read models whether the log is folded by one
-    process or by several, a part of its streams each (cli_parts.py)."""
-    value: str = request.param
-    return value
-
-
 PROGRESS = re.compile(
     r"^rebuild: ([\d,]+)/([\d,]+) events, [\d,]+ events/s(?:, ETA [\d.]+ s)?$", re.MULTILINE
 )

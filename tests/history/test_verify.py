@@ -34,14 +34,6 @@ from tests.history.conftest import (
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(params=["1", "3"], ids=["one-process", "three-processes"])
-def processes(request: pytest.FixtureRequest) -> str:
-    """`verify --processes`: each finding must be the same whether one process checks the log
-    or several check a part of its streams each (cli_parts.py)."""
-    value: str = request.param
-    return value
-
-
 def the_event(database: Path, stream: str, event_type: str, state: str) -> tuple[Any, ...]:
     """The first stored row of `stream` with this type whose payload is about `state`."""
     for row in event_rows(database):

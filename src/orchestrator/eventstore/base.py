@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import msgspec
 
@@ -219,3 +219,17 @@ class EventStore(Protocol):
 
     async def wait_for_events(self, after: int, timeout: float) -> bool:
         """Wait until an event past `after` is committed, or `timeout` seconds; True if one is."""
+
+
+@runtime_checkable
+class FileLog(Protocol):
+    """A store whose log is a file that other processes can read, each a part of its streams
+    (SQLite: part_processes.py)."""
+
+    def log_file(self) -> str:
+        """The file."""
+        ...
+
+    async def head_position(self) -> int:
+        """The last committed position."""
+        ...

@@ -102,20 +102,6 @@ class ChainReader(Protocol):
         ...
 
 
-@runtime_checkable
-class FileLog(Protocol):
-    """A store whose log is a file that other processes can read, each a part of its streams
-    (SQLite: part_processes.py)."""
-
-    def log_file(self) -> str:
-        """The file."""
-        ...
-
-    async def head_position(self) -> int:
-        """The last committed position."""
-        ...
-
-
 def chain_rows(
     inserts: list[tuple[object, ...]],
     stream_id: str,

@@ -674,7 +674,7 @@ class SQLiteEventStore:
         return None
 
     def log_file(self) -> str:
-        """The file of the log, which other processes may read (chain.FileLog)."""
+        """The file of the log, which other processes may read (base.FileLog)."""
         return self.path
 
     async def head_position(self) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator, Sequence
 from typing import Any
+from urllib.parse import quote
 
 from orchestrator.eventstore.base import FoldingEvent, RecordedEvent
 from orchestrator.eventstore.chain import GENESIS, ChainRow
@@ -22,7 +23,14 @@ from orchestrator.eventstore.sqlite_codec import (
     load_lookups,
 )
 from orchestrator.eventstore.sqlite_schema import COLUMNS
-from orchestrator.part_processes import STREAM_PART, file_uri
+
+#: The part (of :parts) a stream is in, worked out by SQLite (not in Python for each row): the
+#: number after the first '-' of its id (workflow-7, task-12) modulo the parts, 0 for an id
+#: without one; made non-negative, as SQLite's % keeps the sign (x--1). The same in every
+#: process, every id in exactly one part; consecutive workflows and tasks alternate.
+STREAM_PART = (
+    "((CAST(substr(stream_id, instr(stream_id, '-') + 1) AS INTEGER) % :parts) + :parts) % :parts"
+)
 
 #: Positions read at a time for verify (each part's rows of them, and the others' hashes).
 _SPAN = 10_000
@@ -40,6 +48,11 @@ _STREAM = f"SELECT {COLUMNS} FROM events WHERE stream_id = ? AND position <= ? O
 _AT = "SELECT position, stream_id, hash FROM events WHERE position = ?"
 
 
+def file_uri(path: str) -> str:
+    """The URI that opens the database file at `path` read-only."""
+    return f"file:{quote(path)}?mode=ro"
+
+
 class SQLitePart:
     """The events of part `part` of `parts` of the log in the file at `path`, up to `until`,
     through a read-only connection of its own."""
@@ -50,8 +63,9 @@ class SQLitePart:
         load_lookups(self._conn, self._codec)
         self._part = {"parts": parts, "part": part}
         self.until = until
-        #: Events read for folding so far.
+        #: Events read for folding so far; rows of any part read for verify so far.
         self.events = 0
+        self.rows = 0
 
     def close(self) -> None:
         """Close the connection."""
@@ -69,6 +83,7 @@ class SQLitePart:
             span = {**self._part, "after": after, "until": until}
             mine = self._conn.execute(_MINE, span).fetchall()
             others = self._conn.execute(_OTHERS, span).fetchall()
+            self.rows += len(mine) + len(others)
             links, previous = _links(mine, others, previous)
             rows = decode_rows_now(self._conn, mine, self._codec.chained, self._codec)
             yield rows, links, until

@@ -18,8 +18,8 @@ from typing import Any
 
 from orchestrator.domain.aggregates import TASK, WORKFLOW, kind_of_stream
 from orchestrator.domain.legality import task_violation, workflow_violation
-from orchestrator.eventstore.base import EventStore, RecordedEvent
-from orchestrator.eventstore.chain import GENESIS, ChainReader, ChainRow, FileLog, linked_content
+from orchestrator.eventstore.base import EventStore, FileLog, RecordedEvent
+from orchestrator.eventstore.chain import GENESIS, ChainReader, ChainRow, linked_content
 from orchestrator.eventstore.errors import EventStoreError
 from orchestrator.history.anchor_check import AnchorCheck, AnchorReport
 from orchestrator.part_processes import CheckJob, CheckReport, PartFailed, process_count, run_parts
@@ -211,14 +211,14 @@ async def verify(
     reached after each page.
 
     A log in a file (SQLite) is checked by `processes` processes at once, each a part of its
-    streams (cli_parts.py); by default by as many as there are cores when it holds
-    part_processes.PROCESSES_FROM events or more, else by this one.
+    streams (cli_parts.py); by default by one a core (at most part_processes.MAX_PROCESSES)
+    when it holds part_processes.PROCESSES_FROM events or more, else by this one.
     """
     began = time.monotonic()
     count, head = 1, 0
     if isinstance(store, FileLog):
         head = await store.head_position()
-        count = process_count(head, processes)
+        count = process_count(head, processes) if head else 1
     if count > 1:
         assert isinstance(store, FileLog)
         report = await _check_in_processes(store.log_file(), count, head, anchors, progress)
@@ -276,6 +276,11 @@ async def _check_in_processes(
         parts = await run_parts(jobs, CheckReport, progress, f"verify of {path}")
     except PartFailed as exc:
         raise EventStoreError(str(exc)) from None
+    if sum(part.events for part in parts) != parts[0].rows:
+        raise EventStoreError(
+            f"verify of {path}: its parts checked {sum(part.events for part in parts)} events "
+            f"of {parts[0].rows} (a row in no part, or in two)"
+        )
     report = Report()
     for part in parts:
         report.events += part.events

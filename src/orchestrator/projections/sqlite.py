@@ -33,6 +33,36 @@ INDEXES = ("rows_by_status", "rows_by_parent", "rows_needing_engine")
 log = logging.getLogger(__name__)
 
 
+def add_dictionaries_sql(prefix: str) -> str:
+    """Store (id, kind, dictionary) rows; one already stored stays (an id is its content's)."""
+    return f"INSERT OR IGNORE INTO {prefix}dictionaries (id, kind, dictionary) VALUES (?, ?, ?)"
+
+
+def put_rows_sql(prefix: str) -> str:
+    """Store read-model rows (kind, id, status, parent_id, deleted, needs_engine, position,
+    name, state), each replacing the aggregate's row."""
+    return (
+        f"INSERT OR REPLACE INTO {prefix}rows (kind, id, status, parent_id, deleted, "
+        "needs_engine, position, name, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )
+
+
+def add_counts_sql(prefix: str) -> str:
+    """Add (name, delta) to the counters."""
+    return (
+        f"INSERT INTO {prefix}counters (name, count) VALUES (?, ?) "
+        "ON CONFLICT (name) DO UPDATE SET count = count + excluded.count"
+    )
+
+
+def set_position_sql(prefix: str) -> str:
+    """Set (name, position) in the checkpoints table."""
+    return (
+        f"INSERT INTO {prefix}checkpoints (name, position) VALUES (?, ?) "
+        "ON CONFLICT (name) DO UPDATE SET position = excluded.position"
+    )
+
+
 async def drop_tables(conn: aiosqlite.Connection, prefix: str) -> None:
     """Drop the read-model tables and indexes under `prefix`."""
     for name in INDEXES:
@@ -131,9 +161,7 @@ class SQLiteProjectionStorage:
                 for statement in schema_statements(prefix, indexes=indexed):
                     await conn.execute(statement)
             await conn.executemany(
-                f"INSERT INTO {prefix}checkpoints (name, position) VALUES (?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
-                [(FORMAT, READ_MODEL_FORMAT), (ENCODING_ROW, ENCODING)],
+                set_position_sql(prefix), [(FORMAT, READ_MODEL_FORMAT), (ENCODING_ROW, ENCODING)]
             )
             self._states.learn(
                 await conn.execute_fetchall(
@@ -263,28 +291,12 @@ class SQLiteProjectionStorage:
                 raise ProjectionMoved(expected_checkpoint, stored)
             values, dictionaries = packed()
             if dictionaries:  # a row never outlives its dictionary, whatever was swapped in
-                conn.executemany(
-                    f"INSERT OR IGNORE INTO {prefix}dictionaries (id, kind, dictionary) "
-                    "VALUES (?, ?, ?)",
-                    dictionaries,
-                )
+                conn.executemany(add_dictionaries_sql(prefix), dictionaries)
             if values:
-                conn.executemany(
-                    f"INSERT OR REPLACE INTO {prefix}rows (kind, id, status, parent_id, deleted, "
-                    "needs_engine, position, name, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    values,
-                )
+                conn.executemany(put_rows_sql(prefix), values)
             if deltas:
-                conn.executemany(
-                    f"INSERT INTO {prefix}counters (name, count) VALUES (?, ?) "
-                    "ON CONFLICT (name) DO UPDATE SET count = count + excluded.count",
-                    deltas,
-                )
-            conn.execute(
-                f"INSERT INTO {prefix}checkpoints (name, position) VALUES (?, ?) "
-                "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
-                (CHECKPOINT, position),
-            )
+                conn.executemany(add_counts_sql(prefix), deltas)
+            conn.execute(set_position_sql(prefix), (CHECKPOINT, position))
 
         # One hand-over to the writer's thread for the whole transaction, committed without a
         # sync of its own: the read models are derived from the log, and their rows, counters

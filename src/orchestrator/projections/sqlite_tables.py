@@ -28,8 +28,12 @@ from orchestrator.projections.sqlite import (
     INDEXES,
     TABLES,
     SQLiteProjectionStorage,
+    add_counts_sql,
+    add_dictionaries_sql,
     drop_tables,
+    put_rows_sql,
     schema_statements,
+    set_position_sql,
 )
 from orchestrator.projections.tables import LIVE, StoredRow
 
@@ -91,10 +95,14 @@ class SQLiteReadModelTables:
         own beside the log (removed after); their checkpoint `until`. The position they are
         filled to: 0, leaving them empty, when one process is the quicker (a small log, one
         core, `processes` 1)."""
-        count = process_count(until, processes)
+        count = process_count(until, processes) if until else 1
         if count <= 1:
             return 0
         log = Path(self._store.path)
+        for stale in log.parent.glob(f".{log.name}.rebuild-*"):
+            # A rebuild's scratch files left by a process killed mid-way: the rebuild tables
+            # they were for are dropped, as this rebuild begins with dropping them.
+            shutil.rmtree(stale, ignore_errors=True)
         folder = Path(tempfile.mkdtemp(prefix=f".{log.name}.rebuild-", dir=log.parent))
         try:
             jobs = [
@@ -105,23 +113,46 @@ class SQLiteReadModelTables:
                 await run_parts(jobs, FoldResult, progress, f"rebuild of {log}")
             except PartFailed as exc:
                 raise StoreUnavailable(str(exc)) from None
-            scratches = [job.scratch for job in jobs]
-
-            def merge(conn: sqlite3.Connection) -> None:
-                for scratch in scratches:
-                    _merge_part(conn, scratch, prefix)
-                conn.execute(
-                    f"INSERT INTO {prefix}checkpoints (name, position) VALUES (?, ?) "
-                    "ON CONFLICT (name) DO UPDATE SET position = excluded.position",
-                    (CHECKPOINT, until),
-                )
-
-            # Not durable, as every write of a rebuild's tables: nothing reads them before the
-            # swap, a durable commit.
-            await self._store.write_transaction_now(merge, durable=False)
+            for job in jobs:
+                await self._add_part(job.scratch, prefix)
+            # The checkpoint last: only now do the tables hold every part.
+            await self._store.write_transaction_now(
+                lambda conn: conn.execute(set_position_sql(prefix), (CHECKPOINT, until)),
+                durable=False,
+            )
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         return until
+
+    async def _add_part(self, scratch: str, prefix: str) -> None:
+        """Add a part's dictionaries, rows and counters (its scratch file, cli_parts.py) to the
+        tables under `prefix`, in transactions of at most _MERGED_ROWS rows: a server on the
+        same file waits for each (up to its busy timeout). Not durable, as every write of a
+        rebuild's tables: nothing reads them before the swap, a durable commit."""
+        with contextlib.closing(sqlite3.connect(scratch, check_same_thread=False)) as part:
+            # Read in the writer's thread, one page each transaction; never at once in two.
+            reads = (
+                (
+                    f"SELECT id, kind, dictionary FROM {PART_PREFIX}dictionaries",
+                    add_dictionaries_sql,
+                ),
+                (_PART_ROWS, put_rows_sql),
+                (f"SELECT name, count FROM {PART_PREFIX}counters", add_counts_sql),
+            )
+            for select, insert in reads:
+                cursor = part.execute(select)
+
+                def copy(
+                    conn: sqlite3.Connection,
+                    cursor: sqlite3.Cursor = cursor,
+                    statement: str = insert(prefix),
+                ) -> bool:
+                    page = cursor.fetchmany(_MERGED_ROWS)
+                    conn.executemany(statement, page)
+                    return len(page) == _MERGED_ROWS
+
+                while await self._store.write_transaction_now(copy, durable=False):
+                    pass
 
     async def drop(self, prefix: str) -> None:
         """Drop the tables under `prefix`."""
@@ -178,29 +209,9 @@ class SQLiteReadModelTables:
             await conn.close()
 
 
+#: Rows a transaction of a rebuild's merge adds at most.
+_MERGED_ROWS = 5000
 _PART_ROWS = (
     "SELECT kind, id, status, parent_id, deleted, needs_engine, position, name, state "
     f"FROM {PART_PREFIX}rows"
 )
-
-
-def _merge_part(conn: sqlite3.Connection, scratch: str, prefix: str) -> None:
-    """Add a part's rows, dictionaries and counters (a scratch file of cli_parts.py) to the
-    tables under `prefix`, in the caller's transaction on `conn`."""
-    with contextlib.closing(sqlite3.connect(scratch)) as part:
-        conn.executemany(
-            f"INSERT OR IGNORE INTO {prefix}dictionaries (id, kind, dictionary) VALUES (?, ?, ?)",
-            part.execute(f"SELECT id, kind, dictionary FROM {PART_PREFIX}dictionaries"),
-        )
-        rows = part.execute(_PART_ROWS)
-        while page := rows.fetchmany(5000):
-            conn.executemany(
-                f"INSERT INTO {prefix}rows (kind, id, status, parent_id, deleted, needs_engine, "
-                "position, name, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                page,
-            )
-        conn.executemany(
-            f"INSERT INTO {prefix}counters (name, count) VALUES (?, ?) "
-            "ON CONFLICT (name) DO UPDATE SET count = count + excluded.count",
-            part.execute(f"SELECT name, count FROM {PART_PREFIX}counters"),
-        )
