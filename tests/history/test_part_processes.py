@@ -8,6 +8,9 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import msgspec
@@ -292,3 +295,29 @@ async def test_when_a_part_fails_the_others_are_stopped(
         await run_parts([*good, bad], CheckReport, None, "verify")
 
     assert cli_parts_children() == []
+
+
+def test_a_part_ends_when_the_process_that_started_it_is_gone() -> None:
+    """A SIGKILL gives the parent no chance to stop its parts: each watches its stdin, whose
+    end closes with the parent, and exits then."""
+    part = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time\n"
+            "from orchestrator.part_processes import watch_parent\n"
+            "watch_parent()\n"
+            "time.sleep(60)\n",
+        ],
+        stdin=subprocess.PIPE,
+    )
+    try:
+        assert part.stdin is not None
+        time.sleep(0.5)
+        assert part.poll() is None  # working, while its stdin is open
+        part.stdin.close()  # as the kernel closes it when the parent dies
+        assert part.wait(timeout=10) == 3
+    finally:
+        if part.poll() is None:
+            part.kill()
+            part.wait()
