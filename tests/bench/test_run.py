@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from suite.figures import Figure, Reference, as_json, table, write_json
 
+from tests.contract.conftest import postgres_test_url
+
 RUN = Path(__file__).resolve().parents[2] / "bench" / "run.py"
 KEYS = {"name", "value", "unit", "reference", "ratio"}
 
@@ -128,6 +130,29 @@ def test_run_measures_two_figures_end_to_end(tmp_path: Path) -> None:
     # DBOS is the bench extra: without it the reference is null and its note says why.
     dbos = rows["dbos_workflows_per_s"]
     assert (dbos["value"] is not None and dbos["value"] > 0) or "not installed" in dbos["note"]
+
+
+@pytest.mark.e2e
+@pytest.mark.postgres
+def test_the_postgresql_references_read_and_write_the_tables_as_the_store_does(
+    tmp_path: Path,
+) -> None:
+    """On PostgreSQL the raw references write a row the table's checks accept (a compact row,
+    as the store writes), and scan the table."""
+    url = postgres_test_url()
+    out = tmp_path / "figures.json"
+    command = [sys.executable, str(RUN), "--quick", "--scale", "0.02", "--json", str(out)]
+    command += ["--database-url", url, "--only", "append_events_per_s,verify_events_per_s"]
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=dict(os.environ)
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = {row["name"]: row for row in json.loads(out.read_text())["figures"]}
+    append, verify = rows["append_events_per_s"], rows["verify_events_per_s"]
+    assert append["reference_name"] == "postgres_commit_events_per_s"
+    assert append["value"] > 0 and append["reference"] > 0, append
+    assert verify["reference_name"] == "postgres_scan_rows_per_s"
+    assert verify["value"] > 0 and verify["reference"] > 0, verify
 
 
 def test_run_refuses_an_unknown_figure_in_one_line(tmp_path: Path) -> None:
