@@ -49,11 +49,20 @@ class GrowingTables:
         return self._task is not None
 
     def grew_to(self, size: int) -> None:
-        """The tables hold about `size` rows: analyze them if that is past the threshold."""
+        """The tables hold about `size` rows: analyze them if that is past the threshold, beside
+        the caller."""
         if size < self._next or self._task is not None or self._stopped:
             return
         self._next = size * GROWTH
         self._task = asyncio.create_task(self._analyze(), name="postgres-analyze")
+
+    async def grew_to_now(self, size: int) -> None:
+        """As `grew_to`, the caller waiting for the ANALYZE: for tables filled in bulk (a
+        rebuild's), where no ANALYZE may be left running once they are full."""
+        if size < self._next or self._stopped:
+            return
+        self._next = size * GROWTH
+        await self._analyze()
 
     async def _analyze(self) -> None:
         try:
