@@ -56,6 +56,10 @@ def serve(settings: Settings) -> int:
         os.umask(previous_umask)
 
 
+#: The exit status after Ctrl-C (128 + SIGINT), as shells report a program it stopped.
+_INTERRUPTED = 130
+
+
 def _serve(settings: Settings) -> int:
     import uvicorn
 
@@ -168,11 +172,17 @@ def _serve(settings: Settings) -> int:
                 asyncio.get_event_loop().call_soon_threadsafe(runtime.begin_shutdown)
             super().handle_exit(sig, frame)
 
+    interrupted = False
     try:
         Server(config).run(sockets=[listener])
     except SystemExit:  # uvicorn exits by itself when the start-up failed: say why, below
         if guarded.failure is None:
             raise
+    except KeyboardInterrupt:
+        # Ctrl-C: uvicorn has shut down gracefully by now, then raised the signal again so the
+        # process ends by it, which in Python is a KeyboardInterrupt out of here, with a
+        # traceback after "Finished server process". The shell's status for it, without one.
+        interrupted = True
     finally:
         listener.close()
         if lock is not None:
@@ -186,8 +196,8 @@ def _serve(settings: Settings) -> int:
         # process open until it returns. Its step is recorded as started and runs again at the
         # next start, so nothing is lost by leaving now.
         logging.shutdown()
-        os._exit(0)
-    return 0
+        os._exit(_INTERRUPTED if interrupted else 0)
+    return _INTERRUPTED if interrupted else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

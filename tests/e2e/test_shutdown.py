@@ -3,6 +3,7 @@ not hold the server either."""
 
 from __future__ import annotations
 
+import signal
 import time
 
 import httpx
@@ -59,3 +60,19 @@ def test_sigterm_ends_open_event_streams_at_once(start_server: StartServer) -> N
     assert all(not line or line.startswith(":") for line in remaining)
     # uvicorn re-raises the SIGTERM it handled once it has shut down, so -15 is a clean exit.
     assert process.returncode in (0, -15)
+
+
+def test_ctrl_c_stops_the_server_gracefully_without_a_traceback(
+    start_server: StartServer,
+) -> None:
+    server = start_server(TASK_TIME_SCALE="0")
+    process = server.process
+    assert process is not None
+
+    process.send_signal(signal.SIGINT)  # what Ctrl-C in its terminal sends
+    process.wait(timeout=15)
+
+    output = server.output_path.read_text()
+    assert "Application shutdown complete." in output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output
+    assert process.returncode == 130  # as a shell reports a program Ctrl-C stopped
