@@ -6,12 +6,12 @@ between: on one event loop that is what a transaction is.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from orchestrator.eventstore.base import EventStore
 from orchestrator.projections.storage import InMemoryProjectionStorage
-from orchestrator.projections.tables import LIVE, StoredRow
+from orchestrator.projections.tables import LIVE, FoldedHere, StoredRow
 
 
 class InMemoryTablesSnapshot:
@@ -45,7 +45,7 @@ class InMemoryTablesSnapshot:
         return dict(self._counters)
 
 
-class InMemoryReadModelTables:
+class InMemoryReadModelTables(FoldedHere):
     """Sets of in-memory read models by prefix, beside an in-memory log."""
 
     def __init__(self, store: EventStore) -> None:
@@ -55,16 +55,6 @@ class InMemoryReadModelTables:
     def storage(self, prefix: str = LIVE) -> InMemoryProjectionStorage:
         """The set under `prefix` (the same object each time, as tables would be)."""
         return self._sets.setdefault(prefix, InMemoryProjectionStorage())
-
-    async def prefill(
-        self,
-        prefix: str,
-        until: int,
-        processes: int | None,
-        progress: Callable[[int], None] | None,
-    ) -> int:
-        """Nothing: the rebuild's projector folds every event, in this process."""
-        return 0
 
     async def drop(self, prefix: str) -> None:
         """Empty the set under `prefix`."""

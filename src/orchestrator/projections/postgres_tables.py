@@ -11,7 +11,7 @@ statement, however far a running server moves on meanwhile.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
@@ -27,7 +27,7 @@ from orchestrator.projections.postgres import (
     drop_tables,
     set_position,
 )
-from orchestrator.projections.tables import CHECKPOINT, GENERATION, LIVE, StoredRow
+from orchestrator.projections.tables import CHECKPOINT, GENERATION, LIVE, FoldedHere, StoredRow
 
 _ROW_COLUMNS = "kind, id, status, parent_id, deleted, needs_engine, state, packed"
 
@@ -62,7 +62,7 @@ class PostgresTablesSnapshot:
         return {str(name): int(count) for name, count in found}
 
 
-class PostgresReadModelTables:
+class PostgresReadModelTables(FoldedHere):
     """Read-model tables in the log's own PostgreSQL schema."""
 
     def __init__(self, db: PostgresDatabase) -> None:
@@ -71,16 +71,6 @@ class PostgresReadModelTables:
     def storage(self, prefix: str = LIVE) -> PostgresProjectionStorage:
         """Projection storage over the tables under `prefix`."""
         return PostgresProjectionStorage(self._db, prefix=prefix)
-
-    async def prefill(
-        self,
-        prefix: str,
-        until: int,
-        processes: int | None,
-        progress: Callable[[int], None] | None,
-    ) -> int:
-        """Nothing: the rebuild's projector folds every event, in this process."""
-        return 0
 
     async def drop(self, prefix: str) -> None:
         """Drop the tables under `prefix`."""

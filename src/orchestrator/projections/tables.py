@@ -104,3 +104,18 @@ class ReadModelTables(Protocol):
 
     def snapshot(self, prefix: str) -> AbstractAsyncContextManager[TablesSnapshot]:
         """The tables under `prefix` as of now, readable until the context ends."""
+
+
+class FoldedHere:
+    """Read-model tables of a backend whose rebuilds fold every event in the rebuild's own
+    process (its log is not a file other processes can read part by part)."""
+
+    async def prefill(
+        self,
+        prefix: str,
+        until: int,
+        processes: int | None,
+        progress: Callable[[int], None] | None,
+    ) -> int:
+        """Nothing (ReadModelTables.prefill): the rebuild's projector folds every event."""
+        return 0
