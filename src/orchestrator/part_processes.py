@@ -96,7 +96,9 @@ class FoldResult(msgspec.Struct):
 def process_count(head: int, asked: int | None) -> int:
     """How many processes a pass over a log of `head` events takes: `asked` if given, else as
     many as this process may run on from PROCESSES_FROM events (one below); at most
-    MAX_PROCESSES."""
+    MAX_PROCESSES; one for an empty log, whatever was asked."""
+    if not head:
+        return 1
     count = asked if asked is not None else usable_cores() if head >= PROCESSES_FROM else 1
     return min(count, MAX_PROCESSES)
 

@@ -53,6 +53,12 @@ def postgres_url(tmp_path: Path) -> str:
     return f"{base}{'&' if '?' in base else '?'}schema={schema}"
 
 
+async def connect_to_schema(database: Database) -> asyncpg.Connection:
+    """A plain asyncpg connection to the test's schema, bypassing the code under test."""
+    assert database.url is not None and database.schema is not None
+    return await asyncpg.connect(database.url, server_settings={"search_path": database.schema})
+
+
 async def drop_schemas(url: str, schemas: list[str]) -> None:
     """Drop `schemas` and everything in them from the database at `url`."""
     conn = await asyncpg.connect(url, server_settings={"lock_timeout": "10s"})

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from orchestrator.domain.commands import StartWorkflow
@@ -14,7 +13,7 @@ from orchestrator.eventstore.base import EventStore
 from orchestrator.eventstore.postgres_schema import SCHEMA_VERSION
 from orchestrator.runtime import build_runtime
 from orchestrator.settings import Settings, parse_database
-from tests.contract.conftest import make_storage, postgres_url
+from tests.contract.conftest import connect_to_schema, make_storage, postgres_url
 from tests.contract.postgres_schema_3 import make_schema_3
 
 pytestmark = pytest.mark.anyio
@@ -74,7 +73,7 @@ async def test_a_log_of_schema_1_gains_the_id_counters_and_leases_at_open(tmp_pa
     database = parse_database(postgres_url(tmp_path))
     assert database.url is not None and database.schema is not None
     await make_schema_3(database.url, database.schema)
-    conn = await asyncpg.connect(database.url, server_settings={"search_path": database.schema})
+    conn = await connect_to_schema(database)
     try:  # as a release before the counters left it
         await conn.execute("DROP TABLE aggregate_ids, leases, processes")
         await conn.execute("UPDATE schema_version SET version = 1")
@@ -87,7 +86,7 @@ async def test_a_log_of_schema_1_gains_the_id_counters_and_leases_at_open(tmp_pa
         assert await reopened.store.next_id("workflow", 7) == 8
     finally:
         await reopened.store.close()
-    conn = await asyncpg.connect(database.url, server_settings={"search_path": database.schema})
+    conn = await connect_to_schema(database)
     try:
         assert await conn.fetchval("SELECT version FROM schema_version") == SCHEMA_VERSION
         assert await conn.fetchval("SELECT to_regclass('leases') IS NOT NULL")

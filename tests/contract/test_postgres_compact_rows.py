@@ -27,7 +27,8 @@ from orchestrator.eventstore.postgres_connection import PostgresDatabase
 from orchestrator.eventstore.postgres_schema import SCHEMA_VERSION
 from orchestrator.history.verify import Report, _chain_row, verify
 from orchestrator.settings import Database, parse_database
-from tests.contract.conftest import postgres_url
+from tests.contract.compact_events import event, payload
+from tests.contract.conftest import connect_to_schema, postgres_url
 from tests.contract.postgres_schema_3 import insert_as_schema_3, make_schema_3
 
 pytestmark = [pytest.mark.postgres, pytest.mark.anyio]
@@ -42,25 +43,6 @@ FORMS = (
     "recorded_us IS NOT NULL, digest IS NOT NULL, "
     "num_nulls(type, data, metadata, recorded_at, hash) FROM events ORDER BY position"
 )
-
-
-def payload(kind: str, n: int) -> bytes:
-    """A payload shaped like the engine's (a type, a time, a state and a result)."""
-    return msgspec.json.encode(
-        {
-            "type": kind,
-            "at": f"2026-01-01T00:00:{n % 60:02d}.{n:06d}Z",
-            "state": ["INIT", "PREPARE", "EXECUTE"][n % 3],
-            "result": {"status": "done", "iteration": n, "note": "é ✓"},
-        }
-    )
-
-
-def event(kind: str, n: int, actor: str = "engine") -> NewEvent:
-    """An event of type `kind`, its payload numbered `n`."""
-    return NewEvent(
-        type=kind, data=payload(kind, n), metadata={"actor": actor, "n": n % 2}, schema_version=2
-    )
 
 
 def texts(events: Sequence[RecordedEvent]) -> list[tuple[dict[str, Any], str]]:
@@ -121,8 +103,7 @@ async def store(database: Database) -> AsyncIterator[PostgresEventStore]:
 @pytest.fixture
 async def raw(database: Database, store: PostgresEventStore) -> AsyncIterator[asyncpg.Connection]:
     """A plain connection to the schema (made by `store`), bypassing the store."""
-    assert database.url is not None and database.schema is not None
-    conn = await asyncpg.connect(database.url, server_settings={"search_path": database.schema})
+    conn = await connect_to_schema(database)
     try:
         yield conn
     finally:
@@ -438,7 +419,7 @@ async def schema_3_log(database: Database, count: int) -> list[RecordedEvent]:
             for n in range(1, count + 1)
         ]
     )
-    conn = await asyncpg.connect(database.url, server_settings={"search_path": database.schema})
+    conn = await connect_to_schema(database)
     try:
         await insert_as_schema_3(conn, events)
     finally:
@@ -468,8 +449,7 @@ async def test_a_log_of_schema_3_is_read_verified_and_extended_after_the_migrati
         straggler = chained(
             [recorded(head + 1, b'{"late":true}', stream_id="log-late", version=1)], "None"
         )
-        assert database.url is not None and database.schema is not None
-        conn = await asyncpg.connect(database.url, server_settings={"search_path": database.schema})
+        conn = await connect_to_schema(database)
         try:
             with pytest.raises(asyncpg.CheckViolationError, match="events_type_by_id"):
                 await insert_as_schema_3(conn, straggler)
@@ -501,8 +481,7 @@ async def test_an_event_edited_before_the_migration_still_fails_verify_after_it(
     database: Database,
 ) -> None:
     await schema_3_log(database, 10)
-    assert database.url is not None and database.schema is not None
-    conn = await asyncpg.connect(database.url, server_settings={"search_path": database.schema})
+    conn = await connect_to_schema(database)
     try:
         await conn.execute("ALTER TABLE events DISABLE TRIGGER events_append_only")
         await conn.execute(

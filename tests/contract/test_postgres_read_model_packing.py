@@ -17,7 +17,7 @@ from orchestrator.eventstore.errors import StoreUnavailable
 from orchestrator.projections.models import WORKFLOWS, Row
 from orchestrator.projections.storage import ListQuery
 from orchestrator.settings import parse_database
-from tests.contract.conftest import make_storage, postgres_url
+from tests.contract.conftest import connect_to_schema, make_storage, postgres_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.anyio]
 
@@ -32,8 +32,7 @@ def workflow_row(workflow_id: int, name: str, state: State) -> Row:
 
 async def connect(tmp_path: Path) -> asyncpg.Connection:
     database = parse_database(postgres_url(tmp_path))
-    assert database.url is not None and database.schema is not None
-    return await asyncpg.connect(database.url, server_settings={"search_path": database.schema})
+    return await connect_to_schema(database)
 
 
 @pytest.fixture

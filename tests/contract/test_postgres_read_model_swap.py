@@ -9,14 +9,13 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from orchestrator.backend import Backend
 from orchestrator.eventstore.base import NewEvent, StreamAppend
 from orchestrator.projections.tables import CHECKPOINT, GENERATION, LIVE
 from orchestrator.settings import parse_database
-from tests.contract.conftest import make_storage, postgres_url
+from tests.contract.conftest import connect_to_schema, make_storage, postgres_url
 
 pytestmark = [pytest.mark.postgres, pytest.mark.anyio]
 
@@ -49,8 +48,7 @@ async def test_a_swap_waits_for_a_save_in_flight_and_neither_deadlocks(
     await scratch.close()
 
     database = parse_database(postgres_url(tmp_path))
-    assert database.url is not None and database.schema is not None
-    conn = await asyncpg.connect(database.url, server_settings={"search_path": database.schema})
+    conn = await connect_to_schema(database)
     try:
         # A save in flight, as PostgresProjectionStorage.save makes it: the checkpoint rows
         # first, the rows table after.

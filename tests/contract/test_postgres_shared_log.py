@@ -29,7 +29,7 @@ from orchestrator.eventstore.errors import LeaseLost
 from orchestrator.eventstore.leases import Fence
 from orchestrator.runtime import Runtime, build_runtime
 from orchestrator.settings import Settings, parse_database
-from tests.contract.conftest import postgres_url
+from tests.contract.conftest import connect_to_schema, postgres_url
 from tests.engine.fake_tasks import Calls, Gate, registry_of, task_name
 from tests.engine.harness import FULL_LIFE, workflow_lines
 from tests.waiting import wait_for_async
@@ -57,8 +57,7 @@ async def url(tmp_path: Path) -> AsyncIterator[str]:
 async def sql(url: str, statement: str, *args: object) -> list[asyncpg.Record]:
     """One statement on the test's schema, outside any runtime."""
     database = parse_database(url)
-    assert database.url is not None and database.schema is not None
-    conn = await asyncpg.connect(database.url, server_settings={"search_path": database.schema})
+    conn = await connect_to_schema(database)
     try:
         return list(await conn.fetch(statement, *args))
     finally:

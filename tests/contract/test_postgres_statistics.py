@@ -4,11 +4,9 @@ of a bigger one, rather than scanning every row until autovacuum comes round."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import anyio
 import asyncpg
 import pytest
 
@@ -17,7 +15,8 @@ from orchestrator.eventstore.postgres import PostgresEventStore
 from orchestrator.eventstore.postgres_statistics import FIRST, GROWTH, GrowingTables
 from orchestrator.projections.postgres import PostgresProjectionStorage
 from orchestrator.settings import parse_database
-from tests.contract.conftest import make_store, postgres_url
+from tests.contract.conftest import connect_to_schema, make_store, postgres_url
+from tests.waiting import wait_for_async
 
 pytestmark = [pytest.mark.postgres, pytest.mark.anyio]
 
@@ -38,11 +37,7 @@ async def store(tmp_path: Path) -> AsyncIterator[PostgresEventStore]:
 
 @pytest.fixture
 async def conn(tmp_path: Path) -> AsyncIterator[asyncpg.Connection]:
-    database = parse_database(postgres_url(tmp_path))
-    assert database.url is not None and database.schema is not None
-    connection = await asyncpg.connect(
-        database.url, server_settings={"search_path": database.schema}
-    )
+    connection = await connect_to_schema(parse_database(postgres_url(tmp_path)))
     try:
         yield connection
     finally:
@@ -60,12 +55,15 @@ async def analyzed(conn: asyncpg.Connection, table: str) -> int:
 
 
 async def analyzed_becomes(conn: asyncpg.Connection, table: str, count: int) -> bool:
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
-        if await analyzed(conn, table) >= count:
-            return True
-        await anyio.sleep(0.02)  # poll interval; DEADLINE bounds the wait
-    return False
+    """True once `table` was analyzed `count` times (AssertionError after DEADLINE)."""
+    await wait_for_async(
+        lambda: analyzed(conn, table),
+        lambda found: found >= count,
+        what=f"{table} analyzed {count} times",
+        timeout=DEADLINE,
+        interval=0.02,
+    )
+    return True
 
 
 async def test_a_table_is_analyzed_each_time_it_has_grown_fourfold(
@@ -118,11 +116,14 @@ async def test_the_store_analyzes_its_log_once_it_passes_the_first_threshold(
 
 
 async def stopped_analyzing(growing: GrowingTables) -> bool:
-    deadline = time.monotonic() + DEADLINE
-    while growing.analyzing:
-        if time.monotonic() > deadline:
-            return False
-        await anyio.sleep(0.01)  # poll interval; DEADLINE bounds the wait
+    """True once no ANALYZE of `growing` is under way (AssertionError after DEADLINE)."""
+
+    async def analyzing() -> bool:
+        return growing.analyzing
+
+    await wait_for_async(
+        analyzing, lambda busy: not busy, what="the ANALYZE to end", timeout=DEADLINE, interval=0.01
+    )
     return True
 
 

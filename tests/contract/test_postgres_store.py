@@ -29,7 +29,7 @@ from orchestrator.eventstore.postgres import PostgresEventStore
 from orchestrator.eventstore.postgres_anchors import ONLY_COPY
 from orchestrator.eventstore.postgres_schema import SCHEMA_VERSION
 from orchestrator.settings import Database, parse_database
-from tests.contract.conftest import postgres_url
+from tests.contract.conftest import connect_to_schema, postgres_url
 from tests.contract.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.postgres, pytest.mark.anyio]
@@ -63,8 +63,7 @@ async def backend(database: Database) -> AsyncIterator[Backend]:
 @pytest.fixture
 async def raw(database: Database) -> AsyncIterator[asyncpg.Connection]:
     """A plain connection to the schema, bypassing the backend."""
-    assert database.url is not None and database.schema is not None
-    conn = await asyncpg.connect(database.url, server_settings={"search_path": database.schema})
+    conn = await connect_to_schema(database)
     try:
         yield conn
     finally:

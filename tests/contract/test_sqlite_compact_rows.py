@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import msgspec
 import pytest
 
 from orchestrator.eventstore import compact
@@ -31,28 +30,10 @@ from orchestrator.eventstore.sqlite_codec import (
     unpack_time,
 )
 from orchestrator.eventstore.sqlite_schema import stored_events
+from tests.contract.compact_events import event, payload
 
 #: The store learns its payloads' dictionary after this many events in these tests.
 LEARN_AFTER = 30
-
-
-def payload(kind: str, n: int) -> bytes:
-    """A payload shaped like the engine's (a type, a time, a state and a result)."""
-    return msgspec.json.encode(
-        {
-            "type": kind,
-            "at": f"2026-01-01T00:00:{n % 60:02d}.{n:06d}Z",
-            "state": ["INIT", "PREPARE", "EXECUTE"][n % 3],
-            "result": {"status": "done", "iteration": n, "note": "é ✓"},
-        }
-    )
-
-
-def event(kind: str, n: int, actor: str = "engine") -> NewEvent:
-    """An event of type `kind`, its payload numbered `n`."""
-    return NewEvent(
-        type=kind, data=payload(kind, n), metadata={"actor": actor, "n": n % 2}, schema_version=2
-    )
 
 
 def raw_rows(path: Path) -> list[tuple[object, ...]]:

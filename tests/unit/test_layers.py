@@ -10,7 +10,7 @@ import pytest
 SOURCE = Path(__file__).parents[2] / "src" / "orchestrator"
 
 #: Leaves any layer may use: they import nothing of the project but other leaves.
-LEAVES = {"settings", "logfile", "sized_cache", "progress", "part_processes"}
+LEAVES = {"settings", "logfile", "sized_cache", "progress", "part_processes", "stopping"}
 
 #: What each layer may import besides itself and the leaves.
 ALLOWED = {

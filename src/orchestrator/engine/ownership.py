@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from orchestrator.eventstore.errors import EventStoreError
 from orchestrator.eventstore.leases import Fence, LeaseStore, ProcessInfo
+from orchestrator.stopping import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -157,11 +158,7 @@ class Ownership:
         self._stopped = True
         self.stopping = True
         loops, self._loops = self._loops, []
-        for loop in loops:
-            loop.cancel()
-        for loop in loops:
-            with contextlib.suppress(asyncio.CancelledError):
-                await loop
+        await stop_tasks(*loops)
         if self._leases is None:
             return
         try:

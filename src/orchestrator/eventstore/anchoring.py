@@ -8,13 +8,13 @@ statement about the log, and appends are never slowed down for it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from orchestrator.eventstore.anchor_store import AnchorStore
 from orchestrator.eventstore.anchors import Anchor, make_anchor
 from orchestrator.eventstore.base import EventStore
 from orchestrator.eventstore.errors import EventStoreError
+from orchestrator.stopping import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +90,8 @@ class Anchorer:
 
     async def stop(self) -> None:
         """Stop the timer, write a last checkpoint of the head, close the storage."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await stop_tasks(task)
         if not self._opened:
             return
         try:

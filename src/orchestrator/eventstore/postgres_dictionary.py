@@ -16,7 +16,6 @@ first of them and stored in the import's transaction, so a moved log is not stor
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Sequence
 
@@ -25,6 +24,7 @@ import asyncpg
 from orchestrator.eventstore.compact import SAMPLE_EVENTS, RowCodec, learned_dictionary
 from orchestrator.eventstore.postgres_codec import SAMPLE_SQL
 from orchestrator.eventstore.postgres_connection import PostgresDatabase
+from orchestrator.stopping import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -116,10 +116,7 @@ class DictionaryLearning:
         """Stop learning, for good (the store closes: the commits it still makes start none)."""
         self._stopped = True
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(task)
 
 
 async def _stored_or(conn: asyncpg.Connection, dictionary: bytes) -> Dictionaries:

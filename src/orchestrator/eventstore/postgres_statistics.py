@@ -17,10 +17,10 @@ and makes every connection plan its statements anew.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 from orchestrator.eventstore.postgres_connection import PostgresDatabase
+from orchestrator.stopping import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -51,18 +51,21 @@ class GrowingTables:
     def grew_to(self, size: int) -> None:
         """The tables hold about `size` rows: analyze them if that is past the threshold, beside
         the caller."""
-        if size < self._next or self._task is not None or self._stopped:
-            return
-        self._next = size * GROWTH
-        self._task = asyncio.create_task(self._analyze(), name="postgres-analyze")
+        if self._task is None and self._due(size):
+            self._task = asyncio.create_task(self._analyze(), name="postgres-analyze")
 
     async def grew_to_now(self, size: int) -> None:
         """As `grew_to`, the caller waiting for the ANALYZE: for tables filled in bulk (a
         rebuild's), where no ANALYZE may be left running once they are full."""
+        if self._due(size):
+            await self._analyze()
+
+    def _due(self, size: int) -> bool:
+        """True, and the next threshold set, if `size` is past this one (and not stopped)."""
         if size < self._next or self._stopped:
-            return
+            return False
         self._next = size * GROWTH
-        await self._analyze()
+        return True
 
     async def _analyze(self) -> None:
         try:
@@ -78,7 +81,4 @@ class GrowingTables:
         """Cancel an ANALYZE under way and start none again (the store closes)."""
         self._stopped = True
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(task)

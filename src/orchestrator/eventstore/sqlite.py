@@ -76,6 +76,7 @@ from orchestrator.eventstore.sqlite_schema import (
     run_on,
 )
 from orchestrator.eventstore.sqlite_schema import SCHEMA_VERSION as SCHEMA_VERSION
+from orchestrator.stopping import stop_tasks
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -180,11 +181,8 @@ class SQLiteEventStore:
 
     async def close(self) -> None:
         """Commit what is queued, stop the writer and close both connections."""
-        if self._learning is not None:  # learned again at the next start
-            self._learning.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._learning
-            self._learning = None
+        learning, self._learning = self._learning, None
+        await stop_tasks(learning)  # learned again at the next start
         if self._writer_task is not None:
             # The writer drains the queue, finishes the batch it is committing, then returns.
             self._closing = True

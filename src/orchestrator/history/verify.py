@@ -218,7 +218,7 @@ async def verify(
     count, head = 1, 0
     if isinstance(store, FileLog):
         head = await store.head_position()
-        count = process_count(head, processes) if head else 1
+        count = process_count(head, processes)
     if count > 1:
         assert isinstance(store, FileLog)
         report = await _check_in_processes(store.log_file(), count, head, anchors, progress)

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
 import logging
 from collections.abc import Callable
 
 from orchestrator.eventstore.base import EventStore, RecordedEvent
 from orchestrator.eventstore.errors import EventStoreError
+from orchestrator.stopping import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -112,11 +112,7 @@ class EventFeed:
     async def stop(self) -> None:
         """Stop reading (the server stops)."""
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(*tasks)
         self._wake()
 
     async def _wake_on_stop(self) -> None:

@@ -179,7 +179,6 @@ class PostgresProjectionStorage:
         #: is left running for the swap, whose renames, under the append lock, would wait for
         #: it; the swap analyzes the rows once more before it locks (postgres_tables.py).
         self._growing = GrowingTables(db, (f"{self.prefix}rows",))
-        self._live = self.prefix == LIVE
 
     async def open(self) -> None:
         """Create the tables if they are missing (the store must be open); drop and recreate
@@ -314,7 +313,7 @@ class PostgresProjectionStorage:
                 str(position),
             )
         # By events, not rows: the log's growth is the rows'.
-        if self._live:
+        if self.prefix == LIVE:
             self._growing.grew_to(position)
         else:
             await self._growing.grew_to_now(position)

@@ -12,7 +12,6 @@ what changed and reload the counters, and answer reads from the shared tables.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import itertools
 import logging
@@ -29,6 +28,7 @@ from orchestrator.projections.leadership import Leadership
 from orchestrator.projections.models import TASKS, WORKFLOWS, ReadModel, Row, read_model_of
 from orchestrator.projections.storage import ListQuery, ProjectionMoved, ProjectionStorage
 from orchestrator.sized_cache import SizedCache, charge
+from orchestrator.stopping import stop_tasks
 
 log = logging.getLogger(__name__)
 
@@ -124,11 +124,8 @@ class Projector:
                 )
             except Exception:  # stopping must go on; the next start catches up instead
                 log.exception("could not catch the read models up before stopping")
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await stop_tasks(task)
         if self._leadership is not None:
             await self._leadership.close()
 

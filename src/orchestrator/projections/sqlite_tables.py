@@ -95,7 +95,7 @@ class SQLiteReadModelTables:
         own beside the log (removed after); their checkpoint `until`. The position they are
         filled to: 0, leaving them empty, when one process is the quicker (a small log, one
         core, `processes` 1)."""
-        count = process_count(until, processes) if until else 1
+        count = process_count(until, processes)
         if count <= 1:
             return 0
         log = Path(self._store.path)
