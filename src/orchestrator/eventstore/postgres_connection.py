@@ -11,7 +11,6 @@ unqualified and two schemas of one database are two separate logs.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Callable
@@ -24,6 +23,7 @@ from orchestrator.eventstore.errors import (
     InvalidEvent,
     StoreUnavailable,
 )
+from orchestrator.eventstore.postgres_pool import ConnectionPool, NoConnectionFree, PoolClosed
 from orchestrator.settings import redact_url
 
 #: Taken first in every transaction that appends to the log, and in a read-model swap: one
@@ -59,14 +59,6 @@ def _lock_key(kind: int, schema: str) -> int:
     return key - (1 << 64) if key >= 1 << 63 else key
 
 
-async def _keep_session(_conn: asyncpg.Connection) -> None:
-    """What a pool connection needs when it is given back: nothing beyond what asyncpg does
-    anyway (rolling back a transaction left open). The default reset (UNLISTEN, RESET ALL,
-    unlock all advisory locks) costs a round trip per use, a sixth of a busy server's time, for
-    session state these connections never take: locks held for a session, LISTEN and settings
-    live on connections of their own (`connect_alone`), never on the pool's."""
-
-
 def quote_ident(name: str) -> str:
     """`name` as a quoted SQL identifier."""
     return '"' + name.replace('"', '""') + '"'
@@ -94,7 +86,10 @@ class PostgresDatabase:
         self.checkpoint_channel = channel[:50] + ".checkpoint"
         #: A stopping process NOTIFYs here that it handed its leases over.
         self.handover_channel = channel[:50] + ".handover"
-        self._pool: asyncpg.Pool | None = None
+        # The pool's connections are given back as they were lent, without a reset (UNLISTEN,
+        # RESET ALL, unlock all advisory locks: a round trip a use): locks held for a session,
+        # LISTEN and settings live on connections of their own (`connect_alone`).
+        self._pool: ConnectionPool | None = None
 
     def _connect_options(self) -> dict[str, Any]:
         return {
@@ -110,13 +105,9 @@ class PostgresDatabase:
         """Create the pool and the schema if it is missing; StoreUnavailable if unreachable."""
         if self._pool is not None:
             return
+        pool = ConnectionPool(lambda: asyncpg.connect(**self._connect_options()), self.pool_size)
         try:
-            pool = await asyncpg.create_pool(
-                min_size=1,
-                max_size=self.pool_size,
-                reset=_keep_session,
-                **self._connect_options(),
-            )
+            await pool.open()
         except DRIVER_ERRORS as exc:
             raise StoreUnavailable(f"cannot connect to PostgreSQL at {self.name}: {exc}") from exc
         self._pool = pool
@@ -138,15 +129,9 @@ class PostgresDatabase:
     async def close(self) -> None:
         """Close every connection of the pool (waiting for those in use to be released)."""
         pool, self._pool = self._pool, None
-        if pool is None:
-            return
-        try:
-            async with asyncio.timeout(CONNECT_TIMEOUT):
-                await pool.close()
-        except TimeoutError:
-            pool.terminate()  # a connection never released must not hold the process open
-        except DRIVER_ERRORS:
-            pool.terminate()
+        if pool is not None:
+            # A connection never given back is cut off: it must not hold the process open.
+            await pool.close(CONNECT_TIMEOUT)
 
     def failure(self, exc: BaseException, doing: str) -> EventStoreError:
         """A driver's exception as the event store's error, naming what was being done."""
@@ -172,10 +157,24 @@ class PostgresDatabase:
         if pool is None:
             raise StoreUnavailable(f"the PostgreSQL backend on {self.name} is not open")
         try:
-            async with pool.acquire(timeout=CONNECT_TIMEOUT) as conn:
-                yield conn
+            conn = await pool.acquire(CONNECT_TIMEOUT)
+        except (PoolClosed, NoConnectionFree) as exc:
+            raise StoreUnavailable(f"{doing} in {self.name} failed: {exc}") from exc
         except DRIVER_ERRORS as exc:
             raise self.failure(exc, doing) from exc
+        # Lent again only after a use that ended cleanly, or with the server's refusal of a
+        # statement (the connection is then idle again): anything else may have cut one short.
+        broken = True
+        try:
+            yield conn
+            broken = False
+        except asyncpg.PostgresError as exc:
+            broken = False
+            raise self.failure(exc, doing) from exc
+        except DRIVER_ERRORS as exc:
+            raise self.failure(exc, doing) from exc
+        finally:
+            pool.release(conn, broken=broken)
 
     @contextlib.asynccontextmanager
     async def transaction(
