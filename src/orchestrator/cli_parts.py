@@ -1,9 +1,10 @@
 """`python -m orchestrator.cli_parts`: one process of a verify or a rebuild in several
-(part_processes.py). It reads its job (a JSON line) on stdin, does its part of a SQLite log, and
-writes `P <position>` lines as it goes and one `R <result>` line at the end.
+(part_processes.py). It reads its job (a JSON line) on stdin, does its part of a log, and writes
+`P <position>` lines as it goes and one `R <result>` line at the end.
 
-- A check (`verify`): the events of its part's streams up to the head, each against the stored
-  hash of the row before it, folded through the transition table as `verify` does alone.
+- A check (`verify`, of a SQLite or PostgreSQL log): the events of its part's streams up to the
+  head, each against the stored hash of the row before it, folded through the transition table
+  as `verify` does alone.
 - A fold (a rebuild): its part's events up to a position, with the projector a rebuild runs,
   into read-model tables of a scratch file of its own, which the rebuild then adds up.
 
@@ -19,6 +20,7 @@ from collections.abc import Callable
 
 import msgspec
 
+from orchestrator.eventstore.postgres_parts import PostgresPart
 from orchestrator.eventstore.sqlite import SQLiteEventStore
 from orchestrator.eventstore.sqlite_parts import SQLitePart
 from orchestrator.history.verify import Checker
@@ -30,9 +32,10 @@ from orchestrator.projections.sqlite_tables import PART_PREFIX
 
 
 def check(job: CheckJob, progress: Callable[[int], None]) -> CheckReport:
-    """Check the part's events; part 0 also reports the events at the checkpoints."""
+    """Check the part's events of a SQLite log; part 0 also reports the events at the
+    checkpoints."""
     checker = Checker(None, keep=job.keep)
-    part = SQLitePart(job.path, job.part, job.parts, job.head)
+    part = SQLitePart(job.log, job.part, job.parts, job.head)
     try:
         for rows, links, reached in part.chain_pages():
             checker.check(rows, links)
@@ -41,10 +44,31 @@ def check(job: CheckJob, progress: Callable[[int], None]) -> CheckReport:
         anchored = part.at(job.anchored) if job.part == 0 else []
     finally:
         part.close()
+    return _check_report(checker, part.rows, anchored)
+
+
+async def check_postgres(job: CheckJob, progress: Callable[[int], None]) -> CheckReport:
+    """As `check`, of a PostgreSQL log."""
+    assert job.schema is not None
+    checker = Checker(None, keep=job.keep)
+    part = PostgresPart(job.log, job.schema, job.part, job.parts, job.head)
+    await part.open()
+    try:
+        async for rows, links, reached in part.chain_pages():
+            checker.check(rows, links)
+            progress(reached)
+        checker.finish()
+        anchored = await part.at(job.anchored) if job.part == 0 else []
+    finally:
+        await part.close()
+    return _check_report(checker, part.rows, anchored)
+
+
+def _check_report(checker: Checker, rows: int, anchored: list[tuple[int, str, str]]) -> CheckReport:
     report = checker.report
     return CheckReport(
         events=report.events,
-        rows=part.rows,
+        rows=rows,
         streams=report.streams,
         violations=[(v.position, v.stream_id, v.reason) for v in report.violations],
         more_violations=report.more_violations,
@@ -85,8 +109,10 @@ def main() -> None:
 
     # Python's cyclic collector off, as for any bulk pass over the log (rebuild.py).
     with paused_collector():
-        if isinstance(job, CheckJob):
-            found: CheckReport | FoldResult = check(job, progress)
+        if isinstance(job, CheckJob) and job.schema is not None:
+            found: CheckReport | FoldResult = asyncio.run(check_postgres(job, progress))
+        elif isinstance(job, CheckJob):
+            found = check(job, progress)
         else:
             found = asyncio.run(fold(job, progress))
     out.write(b"R " + msgspec.json.encode(found) + b"\n")

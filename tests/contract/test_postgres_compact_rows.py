@@ -544,9 +544,15 @@ EDITS = {
 }
 
 
+#: verify in this process, and in three (cli_parts.py): each part reads every row and checks its
+#: streams' events, each against the stored hash of the row before it, whichever part that is in.
+PROCESSES = pytest.mark.parametrize("processes", [1, 3], ids=["one-process", "three-processes"])
+
+
 @pytest.mark.parametrize(("edit", "broken"), EDITS.values(), ids=EDITS.keys())
+@PROCESSES
 async def test_an_edited_compact_row_fails_verify_at_its_position(
-    database: Database, edit: str, broken: list[int]
+    database: Database, edit: str, broken: list[int], processes: int
 ) -> None:
     store = new_store(database, learn_after=5)
     await store.open()
@@ -561,16 +567,17 @@ async def test_an_edited_compact_row_fails_verify_at_its_position(
             await conn.execute("ALTER TABLE events DISABLE TRIGGER events_append_only")
             assert await conn.execute(edit) == "UPDATE 1"
             await conn.execute("ALTER TABLE events ENABLE TRIGGER events_append_only")
-        report = await verify(store)
+        report = await verify(store, processes=processes)
     finally:
         await store.close()
 
     assert [v.position for v in report.violations if "hash chain broken" in v.reason] == broken
-    assert report.events == 20
+    assert (report.events, report.streams, report.processes) == (20, 2, processes)
 
 
+@PROCESSES
 async def test_an_edited_lookup_fails_verify_for_every_event_that_refers_to_it(
-    store: PostgresEventStore, database: Database, raw: asyncpg.Connection
+    store: PostgresEventStore, database: Database, raw: asyncpg.Connection, processes: int
 ) -> None:
     for n in range(1, 7):
         await store.append("log-1", n - 1, [event("Step", n, actor="api" if n < 4 else "cli")])
@@ -581,12 +588,13 @@ async def test_an_edited_lookup_fails_verify_for_every_event_that_refers_to_it(
     fresh = new_store(database)
     await fresh.open()
     try:
-        report = await verify(fresh)
+        report = await verify(fresh, processes=processes)
     finally:
         await fresh.close()
 
     broken = [v.position for v in report.violations if "hash chain broken" in v.reason]
     assert broken == [1, 2, 3]  # the events of "api"
+    assert report.processes == processes
 
 
 @pytest.mark.parametrize("table", ["event_types", "event_metadata", "event_dictionaries"])

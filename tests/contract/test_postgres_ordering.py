@@ -129,6 +129,9 @@ async def test_appends_from_several_processes_reach_a_tailing_reader_once_each_i
     report = await verify(reader)
     assert report.ok, report.violations
     assert report.events == total
+    in_parts = await verify(reader, processes=3)  # each stream whole in one of three processes
+    assert in_parts.ok, in_parts.violations
+    assert (in_parts.events, in_parts.streams, in_parts.processes) == (total, report.streams, 3)
 
 
 async def test_without_the_append_lock_concurrent_writers_collide_and_are_caught(

@@ -52,8 +52,20 @@ def test_a_sqlite_store_moves_to_postgresql_with_export_and_import(
             started = json_of(client.post("/workflow/start", json={"name": "on postgres"}), 201)
     finally:
         server.stop()
+    # The log the server added to (and checkpointed) checked in three processes, each reading
+    # every row through the server and checking the streams of its part.
+    alone = run_on(url, tmp_path, "verify", "--processes", "1")
+    in_parts = run_on(url, tmp_path, "verify", "--processes", "3")
 
     assert workflows == recorded_run.workflows
     assert stats["workflows"] == recorded_run.stats["workflows"]
     # New ids continue past the imported ones.
     assert started["workflow_id"] > max(recorded_run.workflow_ids.values())
+    assert alone.returncode == 0 and in_parts.returncode == 0, alone.stdout + in_parts.stdout
+    first, *rest = alone.stdout.splitlines()
+    assert first.endswith(" events/s)") and rest[0].startswith("the log is intact")
+    assert rest[1].startswith("anchors: ") and "last at position" in rest[1], rest
+    parts_first, *parts_rest = in_parts.stdout.splitlines()
+    assert parts_first.endswith(" events/s, 3 processes)")
+    assert parts_first.split(" in ")[:2] == first.split(" in ")[:2]  # the events and streams
+    assert parts_rest == rest

@@ -26,6 +26,7 @@ from orchestrator.history.verify import verify
 from orchestrator.part_processes import (
     MAX_PROCESSES,
     PROCESSES_FROM,
+    SERVED_PROCESSES_FROM,
     CheckJob,
     CheckReport,
     FoldJob,
@@ -51,11 +52,15 @@ def test_a_large_log_takes_one_process_a_core(monkeypatch: pytest.MonkeyPatch) -
     assert process_count(10, 2) == 2  # asked for
     assert process_count(PROCESSES_FROM, 1) == 1
     assert process_count(10, 64) == MAX_PROCESSES
+    # A log on a database server: each part connects and reads every row through the server.
+    assert process_count(SERVED_PROCESSES_FROM, None, served=True) == 3
+    assert process_count(SERVED_PROCESSES_FROM - 1, None, served=True) == 1
+    assert SERVED_PROCESSES_FROM > PROCESSES_FROM
     monkeypatch.setattr(part_processes, "usable_cores", lambda: 1)
     assert process_count(10 * PROCESSES_FROM, None) == 1
 
 
-async def test_a_log_that_is_not_in_a_file_is_checked_in_this_process(
+async def test_a_log_no_other_process_can_read_is_checked_in_this_process(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(part_processes, "usable_cores", lambda: 4)

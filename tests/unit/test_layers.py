@@ -93,6 +93,8 @@ CONCRETE = {
         "eventstore/postgres_head.py",
         "eventstore/postgres_keys.py",
         "eventstore/postgres_leases.py",
+        "eventstore/postgres_parts.py",
+        "eventstore/postgres_pool.py",
         "eventstore/postgres_schema.py",
         "eventstore/postgres_statistics.py",
         "projections/postgres.py",
@@ -102,8 +104,9 @@ CONCRETE = {
 }
 #: Where a backend is chosen (`backend.py`), what `serve` and an embedded Orchestrator check
 #: of a SQLite file before they open one (the file lock, a write-ahead log left without its
-#: database, the original's schema), and the entry point of a part of a verify or a rebuild of
-#: a SQLite log (`cli_parts.py`): the only modules outside a backend that may import one.
+#: database, the original's schema), and the entry point of a part of a verify (of a SQLite or
+#: PostgreSQL log) or a rebuild (`cli_parts.py`): the only modules outside a backend that may
+#: import one.
 CHOOSERS = {"backend.py", "startup.py", "cli.py", "cli_parts.py"}
 #: `import-original` reads the original's own SQLite file (whatever our backend is), and names
 #: its tables from the list `serve` uses to refuse that file as a log of ours.

@@ -221,13 +221,22 @@ class EventStore(Protocol):
         """Wait until an event past `after` is committed, or `timeout` seconds; True if one is."""
 
 
-@runtime_checkable
-class FileLog(Protocol):
-    """A store whose log is a file that other processes can read, each a part of its streams
-    (SQLite: part_processes.py)."""
+class PartSource(msgspec.Struct, frozen=True):
+    """Where a process of its own reads a part of a log (part_processes.py): a SQLite file
+    (`location` is its path), or a PostgreSQL schema (`location` is the URL, `schema` its
+    name). `name` says which in messages, without a password."""
 
-    def log_file(self) -> str:
-        """The file."""
+    location: str
+    schema: str | None
+    name: str
+
+
+@runtime_checkable
+class PartedLog(Protocol):
+    """A store whose log other processes can read, each a part of its streams."""
+
+    def part_source(self) -> PartSource:
+        """Where they read it."""
         ...
 
     async def head_position(self) -> int:

@@ -47,6 +47,7 @@ from orchestrator.eventstore.base import (
     AppendResult,
     FoldingEvent,
     NewEvent,
+    PartSource,
     RecordedEvent,
     StreamAppend,
     check_continues,
@@ -439,6 +440,10 @@ class PostgresEventStore:
                 for offset, index in enumerate(indexes):
                     issued[index] = last - len(indexes) + 1 + offset
         return issued
+
+    def part_source(self) -> PartSource:
+        """The schema of the log, which other processes may read (base.PartedLog)."""
+        return PartSource(self.db.url, self.db.schema, self.db.name)
 
     async def head_position(self) -> int:
         """The last committed position, read from the database (every process's commits)."""

@@ -30,6 +30,7 @@ from orchestrator.eventstore.base import (
     AppendResult,
     FoldingEvent,
     NewEvent,
+    PartSource,
     RecordedEvent,
     StreamAppend,
     check_continues,
@@ -671,9 +672,9 @@ class SQLiteEventStore:
         """None: one process has this log, and its command services count ids themselves."""
         return None
 
-    def log_file(self) -> str:
-        """The file of the log, which other processes may read (base.FileLog)."""
-        return self.path
+    def part_source(self) -> PartSource:
+        """The file of the log, which other processes may read (base.PartedLog)."""
+        return PartSource(self.path, None, self.path)
 
     async def head_position(self) -> int:
         """The last committed position, including other processes' commits."""

@@ -18,7 +18,7 @@ from typing import Any
 
 from orchestrator.domain.aggregates import TASK, WORKFLOW, kind_of_stream
 from orchestrator.domain.legality import task_violation, workflow_violation
-from orchestrator.eventstore.base import EventStore, FileLog, RecordedEvent
+from orchestrator.eventstore.base import EventStore, PartedLog, PartSource, RecordedEvent
 from orchestrator.eventstore.chain import GENESIS, ChainReader, ChainRow, linked_content
 from orchestrator.eventstore.errors import EventStoreError
 from orchestrator.history.anchor_check import AnchorCheck, AnchorReport
@@ -210,18 +210,19 @@ async def verify(
     lists the first violations found, in position order. `progress` is told the position
     reached after each page.
 
-    A log in a file (SQLite) is checked by `processes` processes at once, each a part of its
-    streams (cli_parts.py); by default by one a core (at most part_processes.MAX_PROCESSES)
-    when it holds part_processes.PROCESSES_FROM events or more, else by this one.
+    A log other processes can read (SQLite, PostgreSQL) is checked by `processes` processes at
+    once, each a part of its streams (cli_parts.py); by default by one a core (at most
+    part_processes.MAX_PROCESSES) when it holds part_processes.PROCESSES_FROM events or more,
+    else by this one.
     """
     began = time.monotonic()
-    count, head = 1, 0
-    if isinstance(store, FileLog):
+    count, head, source = 1, 0, None
+    if isinstance(store, PartedLog):
+        source = store.part_source()
         head = await store.head_position()
-        count = process_count(head, processes)
-    if count > 1:
-        assert isinstance(store, FileLog)
-        report = await _check_in_processes(store.log_file(), count, head, anchors, progress)
+        count = process_count(head, processes, served=source.schema is not None)
+    if source is not None and count > 1:
+        report = await _check_in_processes(source, count, head, anchors, progress)
         report.processes, reached = count, head
     else:
         report, reached = await _check_here(store, anchors, progress)
@@ -260,26 +261,30 @@ async def _check_here(
 
 
 async def _check_in_processes(
-    path: str,
+    source: PartSource,
     count: int,
     head: int,
     anchors: AnchorCheck | None,
     progress: Callable[[int], None] | None,
 ) -> Report:
-    """The merged report of a check of the log in the file at `path` up to `head` in `count`
+    """The merged report of a check of the log at `source` up to `head` in `count`
     processes, each reading every row and checking the streams of its part (the events
     linked to the stored hash of the row before each, whichever part that is in); the
     checkpoints observed through part 0."""
     anchored = sorted(anchors.positions) if anchors is not None else []
-    jobs = [CheckJob(path, part, count, head, anchored, _KEEP) for part in range(count)]
+    jobs = [
+        CheckJob(source.location, part, count, head, anchored, _KEEP, source.schema)
+        for part in range(count)
+    ]
     try:
-        parts = await run_parts(jobs, CheckReport, progress, f"verify of {path}")
+        parts = await run_parts(jobs, CheckReport, progress, f"verify of {source.name}")
     except PartFailed as exc:
         raise EventStoreError(str(exc)) from None
-    if sum(part.events for part in parts) != parts[0].rows:
+    checked = sum(part.events for part in parts)
+    if checked != parts[0].rows:
         raise EventStoreError(
-            f"verify of {path}: its parts checked {sum(part.events for part in parts)} events "
-            f"of {parts[0].rows} (a row in no part, or in two)"
+            f"verify of {source.name}: its parts checked {checked} events of {parts[0].rows} "
+            "(a row in no part, or in two)"
         )
     report = Report()
     for part in parts:
