@@ -231,8 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--processes",
         type=_positive_int,
         metavar="N",
-        help="check a SQLite log in N processes at once (default: one per core, up to 4, for a "
-        "log of 100,000 events or more; 1 keeps it to one core)",
+        help="check the log in N processes at once (default: one per core, up to 4, for a "
+        "log of 100,000 events or more, 300,000 on PostgreSQL; 1 keeps it to one core)",
     )
     commands.add_parser("export", help="write the log as JSON lines to stdout")
     commands.add_parser("export-anchors", help="write the head checkpoints as JSON lines to stdout")

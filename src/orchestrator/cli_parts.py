@@ -20,7 +20,6 @@ from collections.abc import Callable
 
 import msgspec
 
-from orchestrator.eventstore.postgres_parts import PostgresPart
 from orchestrator.eventstore.sqlite import SQLiteEventStore
 from orchestrator.eventstore.sqlite_parts import SQLitePart
 from orchestrator.history.verify import Checker
@@ -49,6 +48,9 @@ def check(job: CheckJob, progress: Callable[[int], None]) -> CheckReport:
 
 async def check_postgres(job: CheckJob, progress: Callable[[int], None]) -> CheckReport:
     """As `check`, of a PostgreSQL log."""
+    # Here, not at the top: the driver is an extra, which a SQLite log's parts do without.
+    from orchestrator.eventstore.postgres_parts import PostgresPart
+
     assert job.schema is not None
     checker = Checker(None, keep=job.keep)
     part = PostgresPart(job.log, job.schema, job.part, job.parts, job.head)

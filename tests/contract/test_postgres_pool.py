@@ -11,6 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from orchestrator.eventstore import postgres_pool
 from orchestrator.eventstore.errors import StoreUnavailable
 from orchestrator.eventstore.postgres_connection import PostgresDatabase
 from orchestrator.eventstore.postgres_pool import ConnectionPool, NoConnectionFree, PoolClosed
@@ -88,6 +89,37 @@ async def test_a_broken_connection_is_closed_and_its_place_goes_to_a_waiter(
     assert (pool.size, pool.idle) == (2, 2)
 
 
+async def test_a_place_freed_for_a_waiter_is_not_taken_by_a_newcomer(
+    pool: ConnectionPool,
+) -> None:
+    one, two = await pool.acquire(1.0), await pool.acquire(1.0)
+    waiting = asyncio.create_task(pool.acquire(5.0))
+    await asyncio.sleep(0.05)
+    pool.release(one, broken=True)  # its place is kept for the waiter...
+    newcomer = asyncio.create_task(
+        pool.acquire(0.3)
+    )  # ...which a caller arriving now must not take
+    fresh = await waiting
+    with pytest.raises(NoConnectionFree):
+        await newcomer
+    assert pool.size == 2  # never three
+    pool.release(fresh, broken=False)
+    pool.release(two, broken=False)
+
+
+async def test_a_connection_idle_too_long_is_replaced(
+    pool: ConnectionPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = await pool.acquire(1.0)
+    pool.release(old, broken=False)
+    monkeypatch.setattr(postgres_pool, "IDLE_LIFETIME", 0.0)  # a firewall may have dropped it
+
+    fresh = await pool.acquire(1.0)
+
+    assert fresh is not old and old.is_closed() and pool.size == 1
+    pool.release(fresh, broken=False)
+
+
 async def test_a_connection_given_back_in_a_transaction_is_closed(pool: ConnectionPool) -> None:
     conn = await pool.acquire(1.0)
     transaction = conn.transaction()
@@ -154,6 +186,19 @@ async def test_close_waits_for_lent_connections_then_cuts_off_the_rest(
     assert (pool.size, pool.idle) == (0, 0)
 
 
+async def test_a_cancelled_close_still_closes_every_connection() -> None:
+    pool = ConnectionPool(_connect, 2)
+    await pool.open()
+    lent, idle = await pool.acquire(1.0), await pool.acquire(1.0)
+    pool.release(idle, broken=False)
+    closing = asyncio.create_task(pool.close(5.0))  # waits for `lent`...
+    await asyncio.sleep(0.05)
+    closing.cancel()  # ...and is cancelled: a stopping server's shutdown ran out of time
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    assert lent.is_closed() and idle.is_closed() and pool.idle == 0
+
+
 async def test_the_backend_keeps_a_connection_after_a_refused_statement_not_after_a_cancel(
     tmp_path: Path,
 ) -> None:
@@ -168,6 +213,13 @@ async def test_the_backend_keeps_a_connection_after_a_refused_statement_not_afte
             await db.fetch("a bad read", "SELECT * FROM no_such_table")
         async with db.connection("a read") as conn:
             assert await _backend_pid(conn) == pid  # the server refused; the connection is fine
+        with pytest.raises(ValueError, match="a conflict of the caller's"):
+            async with db.transaction("a write") as conn:
+                await conn.execute("CREATE TABLE written (n int)")
+                raise ValueError("a conflict of the caller's")
+        async with db.connection("a read") as conn:  # rolled back, and kept
+            assert await _backend_pid(conn) == pid
+            assert await conn.fetchval("SELECT to_regclass('written')") is None
 
         slow = asyncio.create_task(db.fetch("a slow read", "SELECT pg_sleep(5)"))
         await asyncio.sleep(0.2)

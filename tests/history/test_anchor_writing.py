@@ -66,7 +66,11 @@ def test_a_running_server_checkpoints_its_head_each_interval_while_it_moves(
             wait_for_checkpoint(server.db_path, head)
         written = file_checkpoints(server.db_path)
 
-    assert [c["position"] for c in written] == heads  # only when the head moved
+    positions = [c["position"] for c in written]
+    # Only when the head moved: never twice at one position (a tick may also land while a
+    # workflow is still appending, so a head between the two is no error).
+    assert positions == sorted(set(positions))
+    assert set(heads) <= set(positions)
     assert table_checkpoints(server.db_path) == written
     assert all(c["key_id"] and c["mac"] for c in written)
     assert stat.S_IMODE(os.stat(anchor_file(server.db_path)).st_mode) == 0o600

@@ -20,6 +20,7 @@ class Blocker(importlib.abc.MetaPathFinder):
         return None
 sys.meta_path.insert(0, Blocker())
 from orchestrator.cli import main
+import orchestrator.cli_parts  # a part of a SQLite verify or rebuild
 from orchestrator.http.app import create_app
 from orchestrator.settings import Settings
 create_app(Settings(database_url="sqlite:///{path}", log_file=""))

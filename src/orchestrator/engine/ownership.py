@@ -193,7 +193,6 @@ class Ownership:
         """Take the lease of (kind, id); False while another live process holds it."""
         if self._leases is None:
             return True
-        began = time.monotonic()
         self._acquiring[(kind, aggregate_id)] = self._acquiring.get((kind, aggregate_id), 0) + 1
         try:
             epoch = await self._leases.acquire(kind, aggregate_id, self.holder, self.ttl)
@@ -203,7 +202,11 @@ class Ownership:
                 self._acquiring[(kind, aggregate_id)] = left
         if epoch is None:
             return False
-        self._held[(kind, aggregate_id)] = (epoch, began)
+        # Taken when the take has committed, not when it was asked for: a renewal begun in
+        # between may have run its statement before the take committed, and its answer,
+        # without this lease, must not count as the lease lost (the renewal loop judges only
+        # leases taken before it began).
+        self._held[(kind, aggregate_id)] = (epoch, time.monotonic())
         return True
 
     def fence_for(self, kind: str, aggregate_id: int) -> Fence | None:

@@ -1,5 +1,6 @@
-"""One PostgreSQL database as the backend uses it: an asyncpg pool on one schema, the locks that
-serialise appends, and the translation of the driver's errors.
+"""One PostgreSQL database as the backend uses it: a pool of connections to one schema
+(postgres_pool.py), the locks that serialise appends, and the translation of the driver's
+errors.
 
 The event store, the read-model tables and the anchors of one backend share this object, so the
 backend holds one pool (DATABASE_POOL_SIZE connections at most) however many parts it has. The
@@ -162,17 +163,23 @@ class PostgresDatabase:
             raise StoreUnavailable(f"{doing} in {self.name} failed: {exc}") from exc
         except DRIVER_ERRORS as exc:
             raise self.failure(exc, doing) from exc
-        # Lent again only after a use that ended cleanly, or with the server's refusal of a
-        # statement (the connection is then idle again): anything else may have cut one short.
-        broken = True
+        # Lent again after a use that ended cleanly, with the server's refusal of a statement,
+        # or with the caller's own error between statements (a version conflict): the
+        # connection is idle again (the pool checks no transaction was left open). A driver
+        # error or a cancellation may have cut a statement short: that one is closed.
+        broken = False
         try:
             yield conn
-            broken = False
         except asyncpg.PostgresError as exc:
-            broken = False
             raise self.failure(exc, doing) from exc
         except DRIVER_ERRORS as exc:
+            broken = True
             raise self.failure(exc, doing) from exc
+        except Exception:
+            raise
+        except BaseException:
+            broken = True
+            raise
         finally:
             pool.release(conn, broken=broken)
 

@@ -42,7 +42,9 @@ class PostgresPart:
     through a connection of its own."""
 
     def __init__(self, url: str, schema: str, part: int, parts: int, until: int) -> None:
-        self._db = PostgresDatabase(url, schema, pool_size=1)
+        # Two connections: the next span's read holds one while this span's rows may need a
+        # lookup loaded (a metadata id stored after the part began).
+        self._db = PostgresDatabase(url, schema, pool_size=2)
         self._codec = RowCodec()
         self._part = part
         self._parts = parts

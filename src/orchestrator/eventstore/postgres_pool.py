@@ -9,17 +9,23 @@ for a future or a connect.
 
 What a caller gets back is what the pool had: a connection with no transaction open and no
 statement running. One that comes back otherwise (an error or a cancellation cut a statement
-short, the server went away) is closed, not handed on: a new one is opened when needed.
+short, the server went away) is closed, not handed on: a new one is opened when needed. So is
+one left idle for IDLE_LIFETIME: a firewall may have dropped it without a word.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 
 import asyncpg
+
+#: Seconds a connection may stay idle before it is closed rather than lent (asyncpg's pool
+#: closes them after the same time).
+IDLE_LIFETIME = 300.0
 
 
 class PoolClosed(Exception):
@@ -41,13 +47,13 @@ class ConnectionPool:
             raise ValueError(f"a pool needs at least one connection, not {max_size}")
         self._connect = connect
         self.max_size = max_size
-        #: Connections open and not lent, the most recently returned last (taken first: it is
-        #: the one least likely to have been closed by the server while idle).
-        self._idle: list[asyncpg.Connection] = []
-        #: Connections open or being opened, lent or not.
+        #: Connections open and not lent, each with when it was given back, the most recently
+        #: returned last (taken first: the one least likely to have been dropped while idle).
+        self._idle: list[tuple[asyncpg.Connection, float]] = []
+        #: Places taken: connections open, being opened, or promised to a waiter.
         self._size = 0
         #: Callers waiting for a connection, first come first served. A waiter's result is a
-        #: connection handed straight over, or None: a place came free, open a connection.
+        #: connection handed straight over, or None: a place kept for it, to open one in.
         self._waiters: deque[asyncio.Future[asyncpg.Connection | None]] = deque()
         #: Connections lent now (cut off by a close that waited for them in vain).
         self._lent: set[asyncpg.Connection] = set()
@@ -66,7 +72,8 @@ class ConnectionPool:
 
     async def open(self) -> None:
         """Open the first connection: a server that cannot be reached fails here, at start."""
-        self.release(await self._open_one(), broken=False)
+        self._size += 1
+        self.release(await self._open_in_place(), broken=False)
 
     async def acquire(self, timeout: float) -> asyncpg.Connection:
         """A connection for the caller alone until `release`; NoConnectionFree if none comes
@@ -75,63 +82,76 @@ class ConnectionPool:
         if self._closing:
             raise PoolClosed("the connection pool is closed")
         while self._idle:
-            conn = self._idle.pop()
-            if not conn.is_closed():
+            conn, since = self._idle.pop()
+            if not conn.is_closed() and time.monotonic() - since < IDLE_LIFETIME:
                 self._lent.add(conn)
                 return conn
-            self._size -= 1  # the server closed it while it was idle
+            conn.terminate()  # closed by the server, or idle too long to trust
+            self._size -= 1
         if self._size < self.max_size:
-            return await self._open_one()
+            self._size += 1
+            return await self._open_in_place()
         return await self._wait(timeout)
 
     def release(self, conn: asyncpg.Connection, *, broken: bool) -> None:
         """Give `conn` back. `broken`: the caller's use of it ended with an error that may have
-        left a statement running or a transaction open; it is closed rather than lent again
-        (as is one that is closed or in a transaction whatever the caller says)."""
+        left a statement running; it is closed rather than lent again (as is one that is
+        closed or in a transaction whatever the caller says)."""
         self._lent.discard(conn)
         if broken or self._closing or conn.is_closed() or conn.is_in_transaction():
             conn.terminate()
-            self._size -= 1
-            self._hand_over(None)
+            self._place_freed()
         elif not self._hand_over(conn):
-            self._idle.append(conn)
+            self._idle.append((conn, time.monotonic()))
         if self._all_returned is not None and not self._lent:
             self._all_returned.set()
 
     async def close(self, timeout: float) -> None:
         """Hand out nothing more; wait up to `timeout` seconds for the connections lent to come
-        back, then close every connection (those still lent are cut off)."""
+        back, then close every connection within `timeout` more (those still lent, and any not
+        closed by then, are cut off; all of them if this is cancelled)."""
         self._closing = True
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_exception(PoolClosed("the connection pool is closed"))
-        if self._lent:
-            self._all_returned = asyncio.Event()
+        idle: list[asyncpg.Connection] = []
+        try:
+            if self._lent:
+                self._all_returned = asyncio.Event()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout):
+                        await self._all_returned.wait()
+            idle = [conn for conn, _ in self._idle]
+            self._idle.clear()
+            self._size -= len(idle)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(timeout):
-                    await self._all_returned.wait()
-            for conn in list(self._lent):  # never given back: its statement is cut off
-                conn.terminate()
-        idle, self._idle = self._idle, []
-        self._size -= len(idle)
-        for conn in idle:
-            try:
-                async with asyncio.timeout(timeout):
-                    await conn.close()
-            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-                conn.terminate()
+                    await asyncio.gather(*(conn.close() for conn in idle), return_exceptions=True)
+        finally:
+            idle.extend(conn for conn, _ in self._idle)  # a close cancelled before it got there
+            self._size -= len(self._idle)
+            self._idle.clear()
+            for conn in (*idle, *self._lent):  # never given back, or not closed in time
+                if not conn.is_closed():
+                    conn.terminate()
 
-    async def _open_one(self) -> asyncpg.Connection:
-        self._size += 1
+    async def _open_in_place(self) -> asyncpg.Connection:
+        """Open a connection into a place already counted in `_size` (freed again if it fails:
+        the next waiter may try)."""
         try:
             conn = await self._connect()
         except BaseException:
-            self._size -= 1
-            self._hand_over(None)  # a waiter may try where this failed
+            self._place_freed()
             raise
         self._lent.add(conn)
         return conn
+
+    def _place_freed(self) -> None:
+        """A place came free (a connection closed, or one failed to open): kept for the longest
+        waiting caller, who opens a connection in it, or given up."""
+        if not self._hand_over(None):
+            self._size -= 1
 
     async def _wait(self, timeout: float) -> asyncpg.Connection:
         waiter: asyncio.Future[asyncpg.Connection | None] = (
@@ -148,7 +168,7 @@ class ConnectionPool:
                 if handed is not None:
                     self.release(handed, broken=False)
                 else:
-                    self._hand_over(None)
+                    self._place_freed()
             if isinstance(exc, TimeoutError):
                 raise NoConnectionFree(timeout, self.max_size) from None
             raise
@@ -157,10 +177,10 @@ class ConnectionPool:
                 self._waiters.remove(waiter)
         if conn is not None:
             return conn
-        return await self._open_one()  # a place came free: this caller opens the connection
+        return await self._open_in_place()  # the place kept for this caller
 
     def _hand_over(self, conn: asyncpg.Connection | None) -> bool:
-        """Give `conn` (or, with None, a free place) to the longest waiting caller; whether one
+        """Give `conn` (or, with None, a place kept) to the longest waiting caller; whether one
         took it."""
         while self._waiters:
             waiter = self._waiters.popleft()

@@ -212,8 +212,8 @@ async def verify(
 
     A log other processes can read (SQLite, PostgreSQL) is checked by `processes` processes at
     once, each a part of its streams (cli_parts.py); by default by one a core (at most
-    part_processes.MAX_PROCESSES) when it holds part_processes.PROCESSES_FROM events or more,
-    else by this one.
+    part_processes.MAX_PROCESSES) when it holds part_processes.PROCESSES_FROM events or more
+    (SERVED_PROCESSES_FROM on PostgreSQL), else by this one.
     """
     began = time.monotonic()
     count, head, source = 1, 0, None
