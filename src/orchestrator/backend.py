@@ -7,7 +7,7 @@ storage), and one more parameter of the contract suites in tests/contract.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from orchestrator.eventstore.anchor_store import AnchorStore, InMemoryAnchors
@@ -42,6 +42,10 @@ class Backend:
     #: by `serve`, `create_app` and `Orchestrator`; memory).
     leases: LeaseStore | None = None
     leadership: Callable[[ProjectionStorage], Leadership] | None = None
+    #: Whether a log is there already, asked before the store is opened (which creates one):
+    #: the history tools refuse to check or read a log that is not there. None where the
+    #: caller looks itself (a SQLite file) or there is nothing to find (memory).
+    log_exists: Callable[[], Awaitable[bool]] | None = None
 
 
 def make_backend(database: Database) -> Backend:
@@ -88,4 +92,5 @@ def _postgres(database: Database) -> Backend:
         durable=True,
         leases=PostgresLeases(db),
         leadership=lambda storage: PostgresLeadership(db, storage.load_checkpoint),
+        log_exists=db.has_log,
     )

@@ -67,6 +67,10 @@ async def with_backend(
     """Open the event store, run `work`, close it; errors become a message and exit code 1."""
     try:
         backend = open_backend(settings, must_exist=must_exist)
+        if must_exist and backend.log_exists is not None and not await backend.log_exists():
+            # Opening the store would create an empty one: a mistyped or dropped schema would
+            # then pass for an intact log of no events.
+            raise CommandFailed(f"no log in {backend.name}")
         await backend.store.open()
     except (CommandFailed, EventStoreError) as exc:
         print(f"orchestrator: {exc}", file=sys.stderr)

@@ -1,13 +1,17 @@
 """Moving a SQLite store to PostgreSQL with the tools, as the README's "Production" section says:
 `export` from the file, `import` into a new schema, `verify` there, and a server on PostgreSQL
-answers what the SQLite server answered."""
+answers what the SQLite server answered. The tools that read a log refuse a schema without
+one rather than create it."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
+import asyncpg
 import pytest
 
+from orchestrator.settings import parse_database, redact_url
 from tests.contract.conftest import _drop_test_schemas as _drop_test_schemas
 from tests.contract.conftest import postgres_url
 from tests.e2e.conftest import ServerProcess, free_port, run_on
@@ -69,3 +73,32 @@ def test_a_sqlite_store_moves_to_postgresql_with_export_and_import(
     assert parts_first.endswith(" events/s, 3 processes)")
     assert parts_first.split(" in ")[:2] == first.split(" in ")[:2]  # the events and streams
     assert parts_rest == rest
+
+
+@pytest.mark.parametrize("command", [["verify"], ["export"], ["replay", "1"]])
+def test_a_schema_without_a_log_is_refused_and_not_created(
+    tmp_path: Path, command: list[str]
+) -> None:
+    url = postgres_url(tmp_path)  # a schema nobody made
+
+    ran = run_on(url, tmp_path, *command)
+
+    database = parse_database(url)
+    assert ran.returncode == 1
+    assert ran.stderr.strip().splitlines()[-1] == (
+        f"orchestrator: no log in {redact_url(str(database.url))} (schema {database.schema})"
+    )
+    assert not asyncio.run(schema_exists(url))  # a dropped schema stays gone
+
+
+async def schema_exists(url: str) -> bool:
+    """Whether the test's schema is in the database, asked around the code under test."""
+    database = parse_database(url)
+    conn = await asyncpg.connect(str(database.url))
+    try:
+        found = await conn.fetchval(
+            "SELECT 1 FROM pg_namespace WHERE nspname = $1", database.schema
+        )
+    finally:
+        await conn.close()
+    return found is not None

@@ -206,6 +206,20 @@ class PostgresDatabase:
         async with self.connection(doing) as conn:
             return list(await conn.fetch(sql, *args))
 
+    async def has_log(self) -> bool:
+        """Whether the schema holds an events table, asked without creating anything (the
+        backend creates both when its store opens); StoreUnavailable if it cannot connect."""
+        conn = await self.connect_alone()
+        try:
+            found = await conn.fetchval(
+                "SELECT to_regclass($1) IS NOT NULL", f"{quote_ident(self.schema)}.events"
+            )
+        except DRIVER_ERRORS as exc:
+            raise self.failure(exc, "looking for the log") from exc
+        finally:
+            await conn.close()
+        return bool(found)
+
     async def connect_alone(self) -> asyncpg.Connection:
         """A connection of its own, outside the pool (for a session-level lock or a listener,
         held for as long as the process needs it); StoreUnavailable if it cannot connect."""
