@@ -42,6 +42,16 @@ async def pool() -> AsyncIterator[ConnectionPool]:
         await made.close(5.0)
 
 
+async def _full_with_a_waiter(
+    pool: ConnectionPool,
+) -> tuple[asyncpg.Connection, asyncpg.Connection, asyncio.Task[asyncpg.Connection]]:
+    """Both connections of the two-connection pool lent, and a third caller waiting."""
+    one, two = await pool.acquire(1.0), await pool.acquire(1.0)
+    waiting = asyncio.create_task(pool.acquire(5.0))
+    await asyncio.sleep(0.05)
+    return one, two, waiting
+
+
 async def _backend_pid(conn: asyncpg.Connection) -> int:
     pid: int = await conn.fetchval("SELECT pg_backend_pid()")
     return pid
@@ -77,9 +87,7 @@ async def test_no_more_than_its_size_are_lent_and_a_waiter_gets_the_next_one_bac
 async def test_a_broken_connection_is_closed_and_its_place_goes_to_a_waiter(
     pool: ConnectionPool,
 ) -> None:
-    one, two = await pool.acquire(1.0), await pool.acquire(1.0)
-    waiting = asyncio.create_task(pool.acquire(5.0))
-    await asyncio.sleep(0.05)
+    one, two, waiting = await _full_with_a_waiter(pool)
     pool.release(one, broken=True)
     fresh = await waiting
     assert one.is_closed() and fresh is not one and fresh is not two
@@ -92,9 +100,7 @@ async def test_a_broken_connection_is_closed_and_its_place_goes_to_a_waiter(
 async def test_a_place_freed_for_a_waiter_is_not_taken_by_a_newcomer(
     pool: ConnectionPool,
 ) -> None:
-    one, two = await pool.acquire(1.0), await pool.acquire(1.0)
-    waiting = asyncio.create_task(pool.acquire(5.0))
-    await asyncio.sleep(0.05)
+    one, two, waiting = await _full_with_a_waiter(pool)
     pool.release(one, broken=True)  # its place is kept for the waiter...
     newcomer = asyncio.create_task(
         pool.acquire(0.3)
@@ -156,9 +162,7 @@ async def test_a_connection_the_server_closed_while_idle_is_not_lent(
 async def test_a_waiter_cancelled_as_it_is_handed_a_connection_passes_it_on(
     pool: ConnectionPool,
 ) -> None:
-    one, two = await pool.acquire(1.0), await pool.acquire(1.0)
-    waiting = asyncio.create_task(pool.acquire(5.0))
-    await asyncio.sleep(0.05)
+    one, two, waiting = await _full_with_a_waiter(pool)
     pool.release(one, broken=False)  # handed to the waiter...
     waiting.cancel()  # ...which is cancelled before it runs again
     with pytest.raises(asyncio.CancelledError):
@@ -172,9 +176,7 @@ async def test_a_waiter_cancelled_as_it_is_handed_a_connection_passes_it_on(
 async def test_close_waits_for_lent_connections_then_cuts_off_the_rest(
     pool: ConnectionPool,
 ) -> None:
-    returned, kept = await pool.acquire(1.0), await pool.acquire(1.0)
-    waiting = asyncio.create_task(pool.acquire(5.0))
-    await asyncio.sleep(0.05)
+    returned, kept, waiting = await _full_with_a_waiter(pool)
     asyncio.get_running_loop().call_later(0.05, lambda: pool.release(returned, broken=False))
     await pool.close(0.3)
     assert returned.is_closed() and kept.is_closed()  # kept was never given back: cut off

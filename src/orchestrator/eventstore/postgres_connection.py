@@ -175,10 +175,8 @@ class PostgresDatabase:
         except DRIVER_ERRORS as exc:
             broken = True
             raise self.failure(exc, doing) from exc
-        except Exception:
-            raise
-        except BaseException:
-            broken = True
+        except BaseException as exc:
+            broken = not isinstance(exc, Exception)  # a cancellation, not the caller's error
             raise
         finally:
             pool.release(conn, broken=broken)

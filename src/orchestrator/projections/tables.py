@@ -108,7 +108,7 @@ class ReadModelTables(Protocol):
 
 class FoldedHere:
     """Read-model tables of a backend whose rebuilds fold every event in the rebuild's own
-    process (its log is not a file other processes can read part by part)."""
+    process (no scratch tables of parts to merge: PostgreSQL, memory)."""
 
     async def prefill(
         self,
